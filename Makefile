@@ -1,0 +1,30 @@
+# Quickstart: `make demo` (installs into .venv, runs `infercept compare` on the embedded default)
+#             `make test` (installs the test extras, runs the whole suite)
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test install install-test bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -e .
+
+install-test: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+
+demo: install
+	$(BIN)/infercept compare
+
+test: install-test
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python benchmarks/speed.py
+	$(BIN)/python benchmarks/knee.py
+
+clean:
+	rm -rf $(VENV) results build *.egg-info

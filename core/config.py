@@ -1,0 +1,150 @@
+"""Run configuration: a frozen dataclass, loaded from TOML with dotted ``key=value`` overrides.
+
+Errors name the key and what is wrong with its value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BATCHING = ("v0", "v1")
+
+
+class ConfigError(ValueError):
+    """A configuration key or value that cannot be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """One simulated run. ``profile`` (a path) overrides ``model``/``gpu``/``tp``."""
+
+    policy: str = "infercept"
+    workload: str = "mixed"
+    rate_rps: float = 1.0
+    duration_s: float = 600.0
+    seed: int = 0
+    model: str = "gptj-6b"
+    gpu: str = "a100"
+    tp: int = 1
+    profile: str = ""
+    batching: str = "v0"
+    drain: bool = False
+    jump: bool = True
+    check: bool = False
+    max_requests: int = 0
+    chrome_trace: bool = False
+    policy_options: dict[str, Any] = field(default_factory=dict)
+    engine: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> RunConfig:
+        """Raise ConfigError naming the first bad value; return self."""
+        from core.policy import POLICIES  # noqa: PLC0415 - avoids an import cycle
+
+        if self.policy not in POLICIES:
+            raise ConfigError(f"policy = {self.policy!r}: expected one of {sorted(POLICIES)}")
+        if self.batching not in BATCHING:
+            raise ConfigError(f"batching = {self.batching!r}: expected one of {BATCHING}")
+        if not (self.rate_rps > 0 and math.isfinite(self.rate_rps)):
+            raise ConfigError(f"rate_rps = {self.rate_rps}: must be a positive number")
+        if not (self.duration_s > 0 and math.isfinite(self.duration_s)):
+            raise ConfigError(f"duration_s = {self.duration_s}: must be a positive number")
+        if self.tp < 1 or self.max_requests < 0 or self.seed < 0:
+            raise ConfigError("tp must be >= 1, max_requests >= 0 and seed >= 0")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every field (for config.toml)."""
+        return dataclasses.asdict(self)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    if isinstance(default, dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} = {value!r}: expected a table")
+        return dict(value)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} = {value!r}: expected true or false")
+        return value
+    if isinstance(default, int) and not isinstance(value, bool) and isinstance(value, int):
+        return value
+    if isinstance(default, float) and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, str) and isinstance(value, str):
+        return value
+    raise ConfigError(f"{key} = {value!r}: expected a {type(default).__name__}")
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: a TOML literal (number, bool, quoted string), else the bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def build_config(base: dict[str, Any] | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """A validated RunConfig from a dict (e.g. a parsed TOML file) and ``key=value`` overrides.
+
+    Dotted keys reach into tables: ``policy_options.estimator=oracle``, ``engine.token_budget_tokens=4096``.
+    """
+    values: dict[str, Any] = {}
+    for key, value in (base or {}).items():
+        if key not in _FIELDS:
+            raise ConfigError(f"unknown config key {key!r}; known keys: {sorted(_FIELDS)}")
+        values[key] = _coerce(key, value, RunConfig().__getattribute__(key))
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        top, _, sub = key.partition(".")
+        if top not in _FIELDS:
+            raise ConfigError(f"override {item!r}: unknown config key {top!r}; known keys: {sorted(_FIELDS)}")
+        if sub:
+            if not isinstance(getattr(RunConfig(), top), dict):
+                raise ConfigError(f"override {item!r}: {top!r} is not a table")
+            values[top] = {**values.get(top, {}), sub: parse_value(text)}
+        else:
+            default = getattr(RunConfig(), top)
+            raw = parse_value(text) if not isinstance(default, str) else text
+            values[top] = _coerce(top, raw, default)
+    return RunConfig(**values).validate()
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a TOML run configuration; errors name the file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        return build_config(data, overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """A small TOML writer for flat keys and one level of tables (what RunConfig and run notes need)."""
+    def lit(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    flat = [f"{k} = {lit(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    tables = [f"\n[{k}]\n" + "".join(f"{kk} = {lit(vv)}\n" for kk, vv in v.items())
+              for k, v in data.items() if isinstance(v, dict)]
+    return "\n".join(flat) + "\n" + "".join(tables)

@@ -1,0 +1,177 @@
+"""Cost model: how long a forward pass and a KV copy take, and how much KV fits where.
+
+Every number comes from a JSON profile in ``profiles/`` (see profiles/README.md for where each came from);
+nothing measured is written here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
+
+
+class ProfileError(ValueError):
+    """A profile file that cannot be used; the message names the file and key."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchShape:
+    """Composition of one forward pass.
+
+    ``prefill_attn_pairs`` is the attention work of the prefill chunks: sum over chunks of
+    q * (ctx_before + (q + 1) / 2), i.e. query-key pairs under the causal mask.
+    """
+
+    num_decode: int = 0
+    decode_ctx_tokens: int = 0
+    prefill_tokens: int = 0
+    prefill_attn_pairs: float = 0.0
+
+    @property
+    def query_tokens(self) -> int:
+        """All query tokens of the pass: one per decoder plus every prefill/recompute token."""
+        return self.num_decode + self.prefill_tokens
+
+
+class CostModel(Protocol):
+    """What the simulator and the policies ask of a cost model."""
+
+    block_size_tokens: int
+    saturation_tokens: int
+
+    def step_s(self, batch: BatchShape) -> float:
+        """Duration of one forward pass of this batch composition, seconds."""
+        ...
+
+    def fwd_s(self, query_tokens: float) -> float:
+        """T_fwd(x) of the paper: a pass of ``query_tokens`` query tokens without context terms, seconds."""
+        ...
+
+    def swap_s(self, num_tokens: float) -> float:
+        """Time to move ``num_tokens`` tokens of KV one way over the GPU-CPU link, not overlapped, seconds."""
+        ...
+
+    def swap_tokens_in(self, seconds: float) -> int:
+        """How many tokens of KV the link moves in ``seconds`` (the inverse of swap_s)."""
+        ...
+
+
+def _get(d: dict[str, Any], key: str, where: str) -> Any:
+    node: Any = d
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise ProfileError(f"{where}: missing key {key!r}")
+        node = node[part]
+    return node
+
+
+@dataclass(frozen=True, slots=True)
+class FittedCostModel:
+    """A linear-in-composition step-time model with a linear link, read from a profile."""
+
+    name: str
+    const_s: float
+    per_query_token_s: float
+    per_decode_ctx_token_s: float
+    per_prefill_attn_pair_s: float
+    link_bytes_per_s: float
+    kv_bytes_per_token: float  # per GPU (a TP shard holds 1/tp of every token's KV)
+    gpu_kv_blocks: int
+    cpu_kv_blocks: int
+    block_size_tokens: int
+    token_budget_tokens: int
+    max_num_seqs: int
+    saturation_tokens: int
+    max_context_tokens: int
+    fit_max_query_tokens: int
+    fit_max_decode_ctx_tokens: int
+
+    def step_s(self, batch: BatchShape) -> float:
+        """Duration of one forward pass (seconds) for ``batch``."""
+        return (self.const_s + self.per_query_token_s * (batch.num_decode + batch.prefill_tokens)
+                + self.per_decode_ctx_token_s * batch.decode_ctx_tokens
+                + self.per_prefill_attn_pair_s * batch.prefill_attn_pairs)
+
+    def fwd_s(self, query_tokens: float) -> float:
+        """T_fwd(x) = const + per_query_token * x, seconds."""
+        return self.const_s + self.per_query_token_s * query_tokens
+
+    def swap_s(self, num_tokens: float) -> float:
+        """One-way KV copy of ``num_tokens`` tokens, seconds."""
+        return num_tokens * self.kv_bytes_per_token / self.link_bytes_per_s
+
+    def swap_tokens_in(self, seconds: float) -> int:
+        """Tokens of KV the link moves in ``seconds``."""
+        return int(seconds * self.link_bytes_per_s / self.kv_bytes_per_token)
+
+    def out_of_range(self, batch: BatchShape) -> str | None:
+        """A message if ``batch`` lies outside the range the profile was fitted on, else None."""
+        if batch.query_tokens > self.fit_max_query_tokens:
+            return f"{batch.query_tokens} query tokens > fitted {self.fit_max_query_tokens}"
+        if batch.decode_ctx_tokens > self.fit_max_decode_ctx_tokens:
+            return f"{batch.decode_ctx_tokens} decode context tokens > fitted {self.fit_max_decode_ctx_tokens}"
+        return None
+
+    @classmethod
+    def from_profile(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> FittedCostModel:
+        """Load a profile JSON; ``overrides`` replace engine settings (e.g. ``token_budget_tokens``)."""
+        path = Path(path)
+        try:
+            p = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ProfileError(f"{path}: cannot read profile: {exc}") from exc
+        w = str(path)
+        m = _get(p, "model", w)
+        tp = int(_get(p, "tp", w))
+        kv_bytes = (2 * _get(m, "num_layers", w) * _get(m, "num_kv_heads", w) * _get(m, "head_dim", w)
+                    * _get(m, "dtype_bytes", w) / tp)
+        eng = dict(_get(p, "engine", w))
+        eng.update(overrides or {})
+        usable = (_get(p, "gpu.memory_bytes", w) * eng["gpu_memory_utilization"]
+                  - _get(m, "weight_bytes", w) / tp - eng["activation_reserve_bytes"])
+        bs = int(eng["block_size_tokens"])
+        gpu_blocks = math.floor(usable / (kv_bytes * bs))
+        if gpu_blocks < 1:
+            raise ProfileError(f"{w}: the model does not fit: {usable / 2**30:.2f} GiB left for KV per GPU")
+        st = _get(p, "step", w)
+        return cls(
+            name=str(p.get("name", path.stem)),
+            const_s=float(_get(st, "const_s", w)),
+            per_query_token_s=float(_get(st, "per_query_token_s", w)),
+            per_decode_ctx_token_s=float(_get(st, "per_decode_ctx_token_s", w)),
+            per_prefill_attn_pair_s=float(_get(st, "per_prefill_attn_pair_s", w)),
+            link_bytes_per_s=float(_get(p, "link.bytes_per_s", w)),
+            kv_bytes_per_token=kv_bytes,
+            gpu_kv_blocks=gpu_blocks,
+            cpu_kv_blocks=math.floor(eng["cpu_swap_bytes"] / (kv_bytes * bs)),
+            block_size_tokens=bs,
+            token_budget_tokens=int(eng["token_budget_tokens"]),
+            max_num_seqs=int(eng["max_num_seqs"]),
+            saturation_tokens=int(eng["saturation_tokens"]),
+            max_context_tokens=int(_get(m, "max_context_tokens", w)),
+            fit_max_query_tokens=int(_get(p, "fit_range.max_query_tokens", w)),
+            fit_max_decode_ctx_tokens=int(_get(p, "fit_range.max_decode_ctx_tokens", w)),
+        )
+
+
+def profile_path(model: str, gpu: str, tp: int) -> Path:
+    """The shipped profile ``profiles/<gpu>-<model>-tp<N>.json``; a clear error lists what exists."""
+    path = PROFILE_DIR / f"{gpu}-{model}-tp{tp}.json"
+    if not path.exists():
+        have = sorted(p.stem for p in PROFILE_DIR.glob("*.json"))
+        raise ProfileError(f"no profile for model={model} gpu={gpu} tp={tp} ({path.name}); shipped: {have}")
+    return path
+
+
+def warn_out_of_range(model: FittedCostModel, batch: BatchShape) -> None:
+    """Emit a RuntimeWarning if ``batch`` leaves the profile's fitted range."""
+    msg = model.out_of_range(batch)
+    if msg:
+        warnings.warn(f"profile {model.name}: step outside the fitted range ({msg})", RuntimeWarning,
+                      stacklevel=2)

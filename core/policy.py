@@ -1,0 +1,127 @@
+"""The Policy seam and the four baseline policies (vLLM discard, improved discard, preserve, swap).
+
+A policy is a deterministic function of what it is shown: it never reads a clock, imports a backend or does
+I/O. Adding one = a class + a registry line + tests; ``sim/`` and ``real/`` need no edit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from core.cost import CostModel
+from core.types import EMPTY_PLAN, EngineState, KvAction, PolicyTraits, ReqView, StepPlan
+
+
+class Policy(Protocol):
+    """Decides what happens to the KV of paused requests."""
+
+    name: str
+    traits: PolicyTraits
+    plans_steps: bool  # False: plan_step always returns an empty plan (the engine may skip calling it)
+
+    def on_pause(self, req: ReqView, state: EngineState) -> KvAction:
+        """Called once when ``req`` enters an interception; the engine applies the action at once."""
+        ...
+
+    def plan_step(self, state: EngineState) -> StepPlan:
+        """Called before every step that has paused or swapped requests; moves within the step's budget."""
+        ...
+
+    def next_decision_at(self, state: EngineState) -> float:
+        """An instant (s) before which plan_step, given this state advanced by steady decoding only, returns
+        an empty plan; ``state.now_s`` if it may act now, ``inf`` if only an event can change its mind."""
+        ...
+
+
+class _Fixed:
+    """A policy that decides once, at the pause, and never moves anything afterwards."""
+
+    name = ""
+    action = KvAction.PRESERVE
+    traits = PolicyTraits()
+    plans_steps = False
+
+    def on_pause(self, req: ReqView, state: EngineState) -> KvAction:
+        """The same action for every pause."""
+        return self.action
+
+    def plan_step(self, state: EngineState) -> StepPlan:
+        """Nothing to move."""
+        return EMPTY_PLAN
+
+    def next_decision_at(self, state: EngineState) -> float:
+        """Never acts between events."""
+        return math.inf
+
+
+class Discard(_Fixed):
+    """vLLM: free the KV at the pause; the resumed request re-enters the waiting queue at the back."""
+
+    name = "discard"
+    action = KvAction.DISCARD
+    traits = PolicyTraits(resume_to_front=False)
+
+
+class ImprovedDiscard(_Fixed):
+    """Discard, but the resumed request keeps its original arrival order (front of the queue)."""
+
+    name = "improved_discard"
+    action = KvAction.DISCARD
+    traits = PolicyTraits(resume_to_front=True)
+
+
+class Preserve(_Fixed):
+    """Keep the KV on the GPU for the whole pause."""
+
+    name = "preserve"
+    action = KvAction.PRESERVE
+
+
+class Swap(_Fixed):
+    """Swap the whole context out at the pause and back at resume, without a budget: forwarding waits for
+    the link (no overlap). Resumed requests are swapped in whole, oldest first, while GPU blocks last."""
+
+    name = "swap"
+    action = KvAction.SWAP
+    plans_steps = True
+    traits = PolicyTraits(pipelined_swap=False)
+
+    def plan_step(self, state: EngineState) -> StepPlan:
+        """Swap in every resumed request that fits, in FCFS order, stopping at the first that does not."""
+        free = state.free_gpu_blocks
+        ins = []
+        for r in sorted(state.swapped, key=lambda v: v.ticket):
+            if r.cpu_blocks > free:
+                break
+            ins.append((r.rid, r.cpu_blocks))
+            free -= r.cpu_blocks
+        return StepPlan(swap_in=tuple(ins)) if ins else EMPTY_PLAN
+
+    def next_decision_at(self, state: EngineState) -> float:
+        """Acts whenever a swapped request waits (GPU blocks only grow at events)."""
+        return state.now_s if state.swapped else math.inf
+
+
+def _min_waste(cost: CostModel, **options: Any) -> Policy:
+    from core.min_waste import MinWaste  # noqa: PLC0415 - keeps the registry in one place
+
+    return MinWaste(cost, **options)
+
+
+POLICIES: dict[str, Callable[..., Policy]] = {
+    "discard": lambda cost, **_: Discard(),
+    "improved_discard": lambda cost, **_: ImprovedDiscard(),
+    "preserve": lambda cost, **_: Preserve(),
+    "swap": lambda cost, **_: Swap(),
+    "infercept": _min_waste,
+}
+"""Policy name -> factory(cost_model, **options)."""
+
+
+def make_policy(name: str, cost: CostModel, **options: Any) -> Policy:
+    """Build a registered policy; a clear error lists the names that exist."""
+    if name not in POLICIES:
+        raise ValueError(f"unknown policy {name!r}; expected one of {sorted(POLICIES)}")
+    return POLICIES[name](cost, **options)

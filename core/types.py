@@ -1,0 +1,129 @@
+"""Plain data at the seams: workload specs, the policy's view of the engine, and the policy's decisions.
+
+Everything here is frozen; the simulator and the real executor build these and never share mutable state
+with a policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+KINDS: tuple[str, ...] = ("math", "qa", "ve", "chatbot", "image", "tts")
+"""The six augmentation types of the paper; "plain" marks a request without interceptions."""
+
+
+class Status(Enum):
+    """Where a request is in its life."""
+
+    WAITING = "waiting"  # needs (re)computation and has no running slot: new, discarded-resumed, preempted
+    RUNNING = "running"  # has a slot; decodes or prefills chunks
+    PAUSED = "paused"  # inside an interception (tool call)
+    SWAPPED = "swapped"  # resumed, but part of its KV is still on the CPU: waits for swap-in
+    DONE = "done"
+
+
+class KvPlace(Enum):
+    """Where a paused request's KV lives (GPU+CPU while a chunked swap is half done: see ReqView)."""
+
+    GPU = "gpu"
+    CPU = "cpu"
+    NONE = "none"
+
+
+class KvAction(Enum):
+    """What to do with a request's KV when it pauses."""
+
+    PRESERVE = "preserve"
+    DISCARD = "discard"
+    SWAP = "swap"
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """LLM work up to one interception (or the end, on the last segment)."""
+
+    gen_tokens: int  # tokens decoded before the next interception (or the end)
+    tool_s: float = 0.0  # duration of the following interception; 0 on the last segment
+    tool_tokens: int = 0  # tokens the tool appends to the context
+    kind: str = ""  # augmentation of this interception
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSpec:
+    """One request of a workload: a prompt, then segments separated by interceptions."""
+
+    rid: str
+    arrival_s: float  # seconds from the start of the run
+    prompt_tokens: int
+    segments: tuple[Segment, ...]
+    kind: str = "plain"  # augmentation type of the whole request (for per-type metrics)
+
+    @property
+    def total_tokens(self) -> int:
+        """Context length at the end: prompt + every generated and returned token."""
+        return self.prompt_tokens + sum(s.gen_tokens + s.tool_tokens for s in self.segments)
+
+
+@dataclass(frozen=True, slots=True)
+class ReqView:
+    """What a policy may see of one request (paused, or resumed and waiting for swap-in)."""
+
+    rid: str
+    ticket: int  # FCFS priority: smaller is older
+    kind: str
+    status: Status
+    context_tokens: int  # all tokens whose KV must exist before the request can decode again
+    computed_tokens: int  # tokens whose KV exists (on GPU or CPU)
+    gpu_blocks: int
+    cpu_blocks: int
+    paused_at_s: float  # when the current interception started (NaN if never paused)
+    tool_s: float  # true duration of the current interception (only oracle estimators may use it)
+
+    @property
+    def place(self) -> KvPlace:
+        """GPU if any block is on the GPU, else CPU if any on the CPU, else NONE."""
+        if self.gpu_blocks:
+            return KvPlace.GPU
+        return KvPlace.CPU if self.cpu_blocks else KvPlace.NONE
+
+
+@dataclass(frozen=True, slots=True)
+class EngineState:
+    """A snapshot given to the policy before each step. Token counts are per GPU shard-independent."""
+
+    now_s: float
+    block_size_tokens: int
+    free_gpu_blocks: int
+    free_cpu_blocks: int
+    running_query_tokens: int  # R: query tokens the running group computes in the next step
+    running_gpu_tokens: int  # Rb: GPU tokens (KV) held by running requests
+    gpu_blocks_short: int  # blocks the running requests need next step beyond what is free (0 if none)
+    paused: tuple[ReqView, ...] = ()  # requests inside an interception
+    swapped: tuple[ReqView, ...] = ()  # resumed requests waiting for their KV to come back
+
+
+@dataclass(frozen=True, slots=True)
+class StepPlan:
+    """What a policy wants done before the next forward pass. Block counts per request."""
+
+    swap_out: tuple[tuple[str, int], ...] = ()
+    swap_in: tuple[tuple[str, int], ...] = ()
+    discard: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        """True when the plan moves nothing."""
+        return not (self.swap_out or self.swap_in or self.discard)
+
+
+EMPTY_PLAN = StepPlan()
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyTraits:
+    """How a policy wants the engine to batch and move KV (fixed for a run)."""
+
+    resume_to_front: bool = True  # a discarded request keeps its arrival order when it resumes
+    chunk_fill: bool = False  # chunk-and-fill up to the saturation point S, whatever the run's batching
+    pipelined_swap: bool = False  # swaps overlap the forward pass; only the excess stalls

@@ -1,0 +1,1 @@
+"""The `infercept` command and experiment sweeps."""

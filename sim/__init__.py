@@ -1,0 +1,1 @@
+"""SimPy discrete-event simulator of an LLM engine serving augmented requests."""

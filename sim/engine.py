@@ -1,0 +1,306 @@
+"""The engine process: take arrivals and tool returns, apply the policy's plan, form a batch, time the step.
+
+Steady decoding between state changes is advanced in one jump whose duration is summed in closed form
+(step j of a jump lasts A + B*j: every decoder's context grows by one token per step).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import simpy
+
+from core.cost import BatchShape, FittedCostModel, warn_out_of_range
+from core.metrics import Metrics
+from core.policy import Policy
+from core.types import RequestSpec, Status
+from sim.request import Req
+from sim.state import EngineQueues
+
+
+@dataclass(slots=True)
+class Step:
+    """One forward pass being formed: scheduled chunks and what it costs."""
+
+    decode: bool = False  # the decode group takes part
+    chunks: list[tuple[Req, int]] = field(default_factory=list)
+    swap_tokens: int = 0
+    admitted: bool = False
+
+
+class Engine(EngineQueues):
+    """One engine process over EngineQueues; ``batching`` is "v0" or "v1" (InferCept's chunk-fill overrides)."""
+
+    def __init__(self, env: simpy.Environment, specs: list[RequestSpec], cost: FittedCostModel, policy: Policy,
+                 metrics: Metrics, batching: str, duration_s: float, drain: bool, jump: bool = True,
+                 check: bool = False) -> None:
+        super().__init__(cost, policy, metrics)
+        self.env, self.specs = env, specs
+        self.next_arrival = 0
+        self.mode = "fill" if policy.traits.chunk_fill else batching
+        self.budget = cost.saturation_tokens if self.mode == "fill" else cost.token_budget_tokens
+        self.duration_s, self.drain, self.jump, self.check_blocks = duration_s, drain, jump, check
+        self.a_ctx = cost.per_decode_ctx_token_s
+        self.warned = False
+
+    # ---------- the process ----------
+    def run(self) -> Generator[simpy.events.Event, Any, None]:
+        """The SimPy process: loops until every request is done (drain) or the window closes."""
+        env = self.env
+        while True:
+            now = env.now
+            self._absorb(now)
+            if self.num_done == len(self.specs) or (not self.drain and now >= self.duration_s):
+                break
+            moved = self.pending_swap_tokens
+            self.pending_swap_tokens = 0
+            plan_empty = True
+            if self.policy.plans_steps and (self.paused_gpu or self.swapped):
+                plan = self.policy.plan_step(self.state(now, self._short_blocks()))
+                plan_empty = plan.empty
+                moved += self.apply(plan, now)
+            step = self._form(now)
+            step.swap_tokens = moved
+            shape = self._shape(step)
+            fwd = self.cost.step_s(shape) if shape.query_tokens else 0.0
+            if fwd == 0.0 and moved == 0:
+                nxt = min(self._next_external(), math.inf if self.drain else self.duration_s)
+                if nxt == math.inf:
+                    raise RuntimeError(f"simulation stuck at t={now:.3f}s: nothing can run "
+                                       f"({len(self.waiting)} waiting, {len(self.swapped)} swapped)")
+                yield env.timeout(nxt - now)
+                continue
+            if not self.warned and self.cost.out_of_range(shape):
+                warn_out_of_range(self.cost, shape)
+                self.warned = True
+            swap_s = self.cost.swap_s(moved)
+            stall = max(swap_s - fwd, 0.0) if self.policy.traits.pipelined_swap else swap_s
+            k, dur = 1, fwd + stall
+            if self.jump and step.decode and not step.chunks and not moved and plan_empty:
+                k, dur = self._jump_length(now, fwd, len(self.group))
+            if not self.drain and now + dur > self.duration_s:
+                break
+            if k > 1:
+                self.pool.allocate_gpu(self.group.blocks_needed(k) - self.group.blocks_needed(1))
+            self._record(now, k, dur, fwd, stall, shape, step)
+            yield env.timeout(dur)
+            self._complete(step, k, env.now)
+            if self.check_blocks:
+                self.check()
+        self.m.end_s = env.now if self.drain else self.duration_s
+        self._close()
+
+    def _absorb(self, now: float) -> None:
+        while self.next_arrival < len(self.specs) and self.specs[self.next_arrival].arrival_s <= now:
+            spec = self.specs[self.next_arrival]
+            self.arrive(spec, spec.arrival_s)
+            self.next_arrival += 1
+        while self.returns and self.returns[0][0] <= now:
+            at, _, r = heapq.heappop(self.returns)
+            self.resume(r, at)
+
+    def _next_external(self) -> float:
+        nxt = self.specs[self.next_arrival].arrival_s if self.next_arrival < len(self.specs) else math.inf
+        return min(nxt, self.next_return_at())
+
+    # ---------- batch forming ----------
+    def _short_blocks(self) -> int:
+        need = self.group.blocks_needed(1) + sum(
+            r.blocks_for(r.computed + r.pending, self.bs) for r in self.running if not r.in_group)
+        return max(need - self.pool.gpu_free, 0)
+
+    def _form(self, now: float) -> Step:
+        step = Step()
+        partials = [r for r in self.running if not r.in_group]
+        if self.mode == "v0":  # a step prefills (whole pendings, no decoders) or decodes
+            step.chunks = self._fit([(r, r.pending) for r in partials if r.pending > 1], self.budget, whole=True)
+            if step.chunks or self._can_admit_whole():
+                self._make_room(step, now)
+                self._admit(step, self.budget - sum(q for _, q in step.chunks), now, whole=True)
+                if step.chunks:
+                    return step
+            step.chunks = [(r, 1) for r in partials if r.pending == 1]
+            step.decode = len(self.group) > 0
+            self._make_room(step, now)
+            return step
+        step.decode = len(self.group) > 0
+        left = self.budget - len(self.group)
+        if self.mode == "fill":
+            left = max(left, self.bs)
+        step.chunks = self._fit([(r, r.pending) for r in partials], left, whole=False)
+        self._make_room(step, now)
+        self._admit(step, left - sum(q for _, q in step.chunks), now, whole=False)
+        return step
+
+    @staticmethod
+    def _fit(cands: list[tuple[Req, int]], left: int, whole: bool) -> list[tuple[Req, int]]:
+        """Chunks that fit the token budget in order; ``whole``: only whole pendings (v0)."""
+        out = []
+        for r, q in cands:
+            q = min(q, left)
+            if q <= 0 or (whole and q < r.pending):
+                continue
+            out.append((r, q))
+            left -= q
+        return out
+
+    def _make_room(self, step: Step, now: float) -> None:
+        """Preempt the newest running requests until this step's blocks fit, then take them."""
+        while True:
+            need = (self.group.blocks_needed(1) if step.decode else 0) + sum(
+                r.blocks_for(r.computed + q, self.bs) for r, q in step.chunks)
+            if need <= self.pool.gpu_free:
+                break
+            if not self.running:
+                raise RuntimeError("a single request needs more KV blocks than the GPU has")
+            victim = self.running[-1]
+            self.preempt(victim, now)
+            step.chunks = [(r, q) for r, q in step.chunks if r is not victim]
+            step.decode = len(self.group) > 0
+        self.pool.allocate_gpu(need)
+        for r, q in step.chunks:
+            r.gpu_blocks += r.blocks_for(r.computed + q, self.bs)
+
+    def _can_admit_whole(self) -> bool:
+        if not self.waiting or len(self.running) >= self.cost.max_num_seqs:
+            return False
+        r = self.waiting[0][1]
+        return r.pending <= self.budget and self.pool.can_allocate_gpu(r.blocks_for(r.num_tokens, self.bs))
+
+    def _admit(self, step: Step, left: int, now: float, whole: bool) -> None:
+        """Admit waiting requests in ticket order while the budget, the slots and the blocks last."""
+        while self.waiting and left > 0 and len(self.running) < self.cost.max_num_seqs:
+            r = self.waiting[0][1]
+            q = min(r.pending, left)
+            if whole and q < r.pending:
+                break
+            need = r.blocks_for(r.computed + q, self.bs)
+            if not self.pool.can_allocate_gpu(need):
+                break
+            self.waiting.pop(0)
+            self.pool.allocate_gpu(need)
+            r.gpu_blocks += need
+            r.status = Status.RUNNING
+            self.running.append(r)
+            self.m.admit(now, r.rid, r.pending)
+            step.chunks.append((r, q))
+            step.admitted = True
+            left -= q
+
+    def _shape(self, step: Step) -> BatchShape:
+        n_dec = len(self.group) if step.decode else 0
+        ctx = self.group.ctx_tokens if step.decode else 0
+        pre = pairs = 0
+        for r, q in step.chunks:
+            if q == 1 and r.pending == 1:
+                n_dec += 1
+                ctx += r.num_tokens
+            else:
+                pre += q
+                pairs += q * (r.computed + (q + 1) / 2)
+        return BatchShape(n_dec, ctx, pre, pairs)
+
+    # ---------- jumps ----------
+    def _jump_length(self, now: float, first_s: float, n: int) -> tuple[int, float]:
+        """Identical decode steps to run at once, and their summed duration."""
+        a, b = first_s, self.a_ctx * n
+
+        def total(k: int) -> float:
+            return k * a + b * k * (k - 1) / 2
+
+        k = min(self.group.steps_to_next_end(), self.group.max_steps_within(self.pool.gpu_free + self.group.blocks_needed(1)))
+        until = self._next_external()
+        if self.policy.plans_steps and (self.paused_gpu or self.swapped):
+            until = min(until, self.policy.next_decision_at(self.state(now)))
+        if until < math.inf:  # first k whose end reaches the next event
+            k = min(k, max(_first_k_reaching(total, until - now), 1))
+        if not self.drain:  # last k that ends inside the window
+            k = min(k, max(_last_k_within(total, self.duration_s - now), 1))
+        k = max(int(k), 1)
+        return k, total(k)
+
+    # ---------- after the step ----------
+    def _complete(self, step: Step, k: int, t: float) -> None:
+        if step.decode:
+            self.group.advance(k)
+        for r, q in step.chunks:
+            old = r.computed
+            r.computed += q
+            redo = min(r.computed, r.ever_computed) - old
+            if redo > 0:
+                self.m.recompute(t, r.rid, redo)
+            r.ever_computed = max(r.ever_computed, r.computed)
+            if r.computed == r.num_tokens:
+                r.num_tokens += 1
+                r.gen_in_seg += 1
+                self.m.token(t, r.rid)
+                if r.gen_in_seg >= r.segment.gen_tokens:
+                    self.end_segment(r, t)
+                else:
+                    self.group.join(r)
+        for r in self.group.pop_ended():
+            self.end_segment(r, t)
+
+    def _record(self, now: float, k: int, dur: float, fwd: float, stall: float, shape: BatchShape,
+                step: Step) -> None:
+        """Per-step sample and waste: paused GPU blocks over the step, plus blocks stalled by a recompute or
+        a swap (the other running requests for the marginal time, the recomputing ones for the whole step)."""
+        redo = [(r, min(r.computed + q, r.ever_computed) - r.computed) for r, q in step.chunks]
+        redo = [(r, n) for r, n in redo if n > 0]
+        redo_tokens = sum(n for _, n in redo)
+        redo_s = 0.0
+        if redo_tokens:
+            without = BatchShape(shape.num_decode, shape.decode_ctx_tokens, shape.prefill_tokens - redo_tokens,
+                                 shape.prefill_attn_pairs)
+            redo_s = fwd - (self.cost.step_s(without) if without.query_tokens else 0.0)
+        paused_blocks = 0
+        for r in self.paused_gpu.values():
+            paused_blocks += r.gpu_blocks
+            self.m.attribute(r.kind, waste_block_s=r.gpu_blocks * dur)
+        running_blocks = self.group.blocks + sum(r.gpu_blocks for r in self.running if not r.in_group)
+        redo_blocks = sum(r.gpu_blocks for r, _ in redo)
+        redo_waste = (running_blocks - redo_blocks) * redo_s + redo_blocks * dur
+        for r, n in redo:
+            self.m.attribute(r.kind, waste_block_s=redo_waste * n / redo_tokens, recompute_s=redo_s * n / redo_tokens)
+        self.m.step(start_s=now, count=k, dur_s=dur, fwd_s=dur - stall, num_decode=shape.num_decode,
+                    decode_ctx_tokens=shape.decode_ctx_tokens, prefill_tokens=shape.prefill_tokens,
+                    recompute_tokens=redo_tokens, swap_tokens=step.swap_tokens,
+                    gpu_used_blocks=self.pool.gpu_used, gpu_paused_blocks=paused_blocks,
+                    cpu_used_blocks=self.pool.cpu_used, stall_s=stall, recompute_s=redo_s,
+                    waste_block_s=paused_blocks * dur + redo_waste + (running_blocks - redo_blocks) * stall)
+
+    def _close(self) -> None:
+        """End of the run: write in-flight requests' partial progress into the metrics."""
+        for r in list(self.group.members.values()):
+            self.group.leave(r)
+        for r in self.running:
+            self.m.progress(r.rid, r.gen_in_seg)
+
+
+def _first_k(pred: Any) -> int:
+    """Smallest k >= 1 with pred(k) true, for a predicate that stays true once true (doubling + bisection)."""
+    hi = 1
+    while not pred(hi):
+        hi *= 2
+    lo = hi // 2  # pred(lo) is false, or lo == 0
+    while lo + 1 < hi:
+        mid = (lo + hi) // 2
+        if pred(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _first_k_reaching(total: Any, span_s: float) -> int:
+    """Smallest k >= 1 whose summed duration total(k) reaches span_s."""
+    return _first_k(lambda k: total(k) >= span_s)
+
+
+def _last_k_within(total: Any, span_s: float) -> int:
+    """Largest k >= 0 whose summed duration total(k) stays within span_s."""
+    return _first_k(lambda k: total(k) > span_s) - 1

@@ -1,0 +1,61 @@
+"""A request's runtime state inside the simulator: computed tokens catching up to the sequence's tokens."""
+
+from __future__ import annotations
+
+import math
+
+from core.types import RequestSpec, ReqView, Segment, Status
+
+
+class Req:
+    """Mutable runtime state. While the request sits in the DecodeGroup, ``num_tokens``, ``computed``,
+    ``gen_in_seg`` and ``gpu_blocks`` are stale: the group holds them as an offset (see sim/decoders.py)."""
+
+    __slots__ = ("spec", "rid", "ticket", "kind", "seg", "num_tokens", "computed", "ever_computed",
+                 "gpu_blocks", "cpu_blocks", "gen_in_seg", "status", "paused_at", "resumed_at", "admit_seq",
+                 "in_group", "base", "g_join", "gen_at_join", "version", "view", "sampled_any", "chunk")
+
+    def __init__(self, spec: RequestSpec, ticket: int) -> None:
+        self.spec, self.rid, self.ticket, self.kind = spec, spec.rid, ticket, spec.kind
+        self.seg = 0
+        self.num_tokens = spec.prompt_tokens
+        self.computed = self.ever_computed = 0
+        self.gpu_blocks = self.cpu_blocks = 0
+        self.gen_in_seg = 0
+        self.status = Status.WAITING
+        self.paused_at = math.nan
+        self.resumed_at = math.nan
+        self.admit_seq = -1
+        self.in_group = False
+        self.base = self.g_join = self.gen_at_join = 0
+        self.version = 0
+        self.view: ReqView | None = None
+        self.sampled_any = False
+        self.chunk = 0  # query tokens scheduled in the current step
+
+    @property
+    def segment(self) -> Segment:
+        """The segment being generated (or whose interception is running)."""
+        return self.spec.segments[self.seg]
+
+    @property
+    def pending(self) -> int:
+        """Tokens still to compute before the next token can be sampled."""
+        return self.num_tokens - self.computed
+
+    @property
+    def is_last_segment(self) -> bool:
+        """True on the final segment (no interception after it)."""
+        return self.seg == len(self.spec.segments) - 1
+
+    def blocks_for(self, tokens: int, block_size: int) -> int:
+        """GPU blocks this request must hold to have KV for ``tokens`` tokens, beyond those it holds."""
+        return max(-(-tokens // block_size) - self.gpu_blocks, 0)
+
+    def make_view(self) -> ReqView:
+        """The frozen view a policy sees (cached until the request changes)."""
+        if self.view is None:
+            seg = self.segment
+            self.view = ReqView(self.rid, self.ticket, self.kind, self.status, self.num_tokens, self.computed,
+                                self.gpu_blocks, self.cpu_blocks, self.paused_at, seg.tool_s)
+        return self.view

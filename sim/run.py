@@ -1,0 +1,47 @@
+"""simulate(config) -> Metrics: builds the workload, cost model, policy and engine, then runs SimPy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import simpy
+
+from core.config import RunConfig
+from core.cost import FittedCostModel, profile_path
+from core.metrics import Metrics
+from core.policy import make_policy
+from core.types import RequestSpec
+from core.workload import make_workload
+from sim.engine import Engine
+
+
+def load_cost(cfg: RunConfig) -> FittedCostModel:
+    """The cost model a config names: ``profile`` (a file) or the shipped ``<gpu>-<model>-tp<N>``."""
+    path = Path(cfg.profile) if cfg.profile else profile_path(cfg.model, cfg.gpu, cfg.tp)
+    return FittedCostModel.from_profile(path, cfg.engine)
+
+
+def build_workload(cfg: RunConfig, cost: FittedCostModel) -> tuple[list[RequestSpec], dict[str, int]]:
+    """The run's requests, capped to the model's context."""
+    return make_workload(cfg.workload, cfg.rate_rps, cfg.duration_s, cfg.seed, cost.max_context_tokens,
+                         cfg.max_requests or None)
+
+
+def simulate(cfg: RunConfig, specs: list[RequestSpec] | None = None,
+             cost: FittedCostModel | None = None) -> Metrics:
+    """Run one simulation. ``specs``/``cost`` may be passed in to share them across runs."""
+    cost = cost or load_cost(cfg)
+    notes: dict[str, int] = {}
+    if specs is None:
+        specs, notes = build_workload(cfg, cost)
+    policy = make_policy(cfg.policy, cost, **cfg.policy_options)
+    metrics = Metrics(cfg.duration_s, cost.gpu_kv_blocks)
+    metrics.notes.update(notes)
+    env = simpy.Environment()
+    engine = Engine(env, specs, cost, policy, metrics, cfg.batching, cfg.duration_s, cfg.drain, cfg.jump,
+                    cfg.check)
+    env.process(engine.run())
+    env.run()
+    metrics.notes["steps"] = int(sum(metrics.steps["count"]))
+    metrics.notes["step_rows"] = len(metrics.steps["count"])
+    return metrics

@@ -1,0 +1,197 @@
+"""The engine's queues and the moves on them: arrive, pause, resume, finish, preempt, discard, swap.
+
+Every move keeps the blocks conserved (KvPool asserts) and records its event in Metrics.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import math
+
+from core.cost import FittedCostModel
+from core.metrics import Metrics
+from core.policy import Policy
+from core.types import EngineState, KvAction, RequestSpec, StepPlan, Status
+from sim.decoders import DecodeGroup
+from sim.kv import KvPool
+from sim.request import Req
+
+
+class EngineQueues:
+    """Requests by status, the KV pool, the decode group, and pending tool returns."""
+
+    def __init__(self, cost: FittedCostModel, policy: Policy, metrics: Metrics) -> None:
+        self.cost, self.policy, self.m = cost, policy, metrics
+        self.bs = cost.block_size_tokens
+        self.pool = KvPool(cost.gpu_kv_blocks, cost.cpu_kv_blocks)
+        self.group = DecodeGroup(self.bs)
+        self.running: list[Req] = []  # admission order; group members included
+        self.waiting: list[tuple[int, Req]] = []  # by ticket
+        self.paused_gpu: dict[str, Req] = {}  # paused and holding GPU blocks (what policies act on)
+        self.paused: dict[str, Req] = {}
+        self.swapped: dict[str, Req] = {}  # resumed, some KV still on the CPU
+        self.returns: list[tuple[float, int, Req]] = []  # (tool return time, ticket, req)
+        self.next_ticket = 0
+        self.pending_swap_tokens = 0  # swapped at a pause; charged to the next step
+        self.num_done = 0
+
+    # ---------- arrivals, pauses, resumes, finishes ----------
+    def arrive(self, spec: RequestSpec, t: float) -> None:
+        """A new request joins the waiting queue."""
+        r = Req(spec, self.next_ticket)
+        self.next_ticket += 1
+        self.m.arrive(t, r.rid, r.kind, spec.prompt_tokens)
+        bisect.insort(self.waiting, (r.ticket, r))
+
+    def end_segment(self, r: Req, t: float) -> None:
+        """``r`` generated the last token of its segment: finish, or pause and apply the policy's action."""
+        self.running.remove(r)
+        if r.is_last_segment:
+            self.pool.free_gpu(r.gpu_blocks)
+            r.gpu_blocks, r.status = 0, Status.DONE
+            self.num_done += 1
+            self.m.finish(t, r.rid, r.gen_in_seg)
+            return
+        r.status, r.paused_at, r.view = Status.PAUSED, t, None
+        action = self.policy.on_pause(r.make_view(), self.state(t))
+        self.m.pause(t, r.rid, r.gen_in_seg, action.value)
+        self.paused[r.rid] = r
+        self.paused_gpu[r.rid] = r
+        heapq.heappush(self.returns, (t + r.segment.tool_s, r.ticket, r))
+        if action is KvAction.DISCARD:
+            self.discard(r, t)
+        elif action is KvAction.SWAP:
+            if self.pool.can_allocate_cpu(r.gpu_blocks):
+                self.pending_swap_tokens += self.swap_out(r, r.gpu_blocks, t)
+            else:
+                self.discard(r, t)
+
+    def resume(self, r: Req, t: float) -> None:
+        """The interception returned: append its tokens and queue ``r`` by where its KV is."""
+        del self.paused[r.rid]
+        self.paused_gpu.pop(r.rid, None)
+        ret = r.segment.tool_tokens
+        self.m.resume(t, r.rid, ret)
+        r.num_tokens += ret
+        r.seg += 1
+        r.gen_in_seg = 0
+        r.view = None
+        if r.cpu_blocks:
+            r.status = Status.SWAPPED
+            self.swapped[r.rid] = r
+        elif r.gpu_blocks:
+            r.status = Status.RUNNING
+            self.running.append(r)
+        else:
+            if not self.policy.traits.resume_to_front:
+                r.ticket, self.next_ticket = self.next_ticket, self.next_ticket + 1
+            r.status = Status.WAITING
+            bisect.insort(self.waiting, (r.ticket, r))
+
+    # ---------- KV moves ----------
+    def discard(self, r: Req, t: float) -> None:
+        """Drop all of a paused request's KV (GPU and CPU)."""
+        self.m.discard(t, r.rid, r.computed)
+        self.pool.free_gpu(r.gpu_blocks)
+        self.pool.free_cpu(r.cpu_blocks)
+        r.gpu_blocks = r.cpu_blocks = r.computed = 0
+        r.view = None
+        self.paused_gpu.pop(r.rid, None)
+
+    def _gpu_tokens(self, r: Req) -> int:
+        return min(r.computed, r.gpu_blocks * self.bs)
+
+    def swap_out(self, r: Req, n: int, t: float) -> int:
+        """Move the last ``n`` GPU blocks of paused ``r`` to the CPU; return the tokens moved."""
+        assert 0 < n <= r.gpu_blocks and r.status is Status.PAUSED
+        before = self._gpu_tokens(r)
+        self.pool.allocate_cpu(n)
+        self.pool.free_gpu(n)
+        r.gpu_blocks -= n
+        r.cpu_blocks += n
+        r.view = None
+        if not r.gpu_blocks:
+            self.paused_gpu.pop(r.rid, None)
+        moved = before - self._gpu_tokens(r)
+        self.m.swap(t, r.rid, "swap_out", moved)
+        return moved
+
+    def swap_in(self, r: Req, n: int, t: float) -> int:
+        """Bring ``n`` CPU blocks of ``r`` back to the GPU; a resumed request whose KV is all back runs."""
+        assert 0 < n <= r.cpu_blocks
+        before = self._gpu_tokens(r)
+        self.pool.allocate_gpu(n)
+        self.pool.free_cpu(n)
+        r.gpu_blocks += n
+        r.cpu_blocks -= n
+        r.view = None
+        moved = self._gpu_tokens(r) - before
+        self.m.swap(t, r.rid, "swap_in", moved)
+        if r.status is Status.PAUSED:
+            self.paused_gpu[r.rid] = r
+        elif not r.cpu_blocks:
+            del self.swapped[r.rid]
+            r.status = Status.RUNNING
+            self.running.append(r)
+        return moved
+
+    def apply(self, plan: StepPlan, t: float) -> int:
+        """Apply a policy's plan; return the tokens it moves over the link. Bad entries raise ValueError."""
+        moved = 0
+        for rid in plan.discard:
+            r = self.paused.get(rid)
+            if r is None:
+                raise ValueError(f"policy {self.policy.name}: discard of {rid!r}, which is not paused")
+            self.discard(r, t)
+        for rid, n in plan.swap_out:
+            r = self.paused.get(rid)
+            if r is None or not 0 < n <= r.gpu_blocks or not self.pool.can_allocate_cpu(n):
+                raise ValueError(f"policy {self.policy.name}: cannot swap out {n} blocks of {rid!r}")
+            moved += self.swap_out(r, n, t)
+        for rid, n in plan.swap_in:
+            r = self.swapped.get(rid) or self.paused.get(rid)
+            if r is None or not 0 < n <= r.cpu_blocks or not self.pool.can_allocate_gpu(n):
+                raise ValueError(f"policy {self.policy.name}: cannot swap in {n} blocks of {rid!r}")
+            moved += self.swap_in(r, n, t)
+        return moved
+
+    def preempt(self, r: Req, t: float) -> None:
+        """Recompute-preemption: free a running request's KV and put it back at its place in the queue."""
+        if r.in_group:
+            self.group.leave(r)
+        self.running.remove(r)
+        self.m.discard(t, r.rid, r.computed)
+        self.pool.free_gpu(r.gpu_blocks)
+        r.gpu_blocks = r.computed = 0
+        r.status, r.chunk = Status.WAITING, 0
+        bisect.insort(self.waiting, (r.ticket, r))
+
+    # ---------- what the policy sees ----------
+    def state(self, t: float, short_blocks: int = 0) -> EngineState:
+        """A snapshot for the policy (views of paused-on-GPU and swapped requests, cached per request)."""
+        partial_q = partial_c = 0
+        for r in self.running:
+            if not r.in_group:
+                partial_q += r.pending
+                partial_c += r.computed
+        return EngineState(
+            now_s=t, block_size_tokens=self.bs, free_gpu_blocks=self.pool.gpu_free,
+            free_cpu_blocks=self.pool.cpu_free, running_query_tokens=len(self.group) + partial_q,
+            running_gpu_tokens=self.group.ctx_tokens + partial_c, gpu_blocks_short=short_blocks,
+            paused=tuple(r.make_view() for r in self.paused_gpu.values()),
+            swapped=tuple(r.make_view() for r in self.swapped.values()))
+
+    def next_return_at(self) -> float:
+        """When the next interception returns (inf if none is running)."""
+        return self.returns[0][0] if self.returns else math.inf
+
+    def check(self) -> None:
+        """Full recount of every block holder against the pool (O(requests); used in check mode)."""
+        gpu = self.group.held_blocks_exact() + sum(r.gpu_blocks for r in self.running if not r.in_group)
+        gpu += sum(r.gpu_blocks for r in self.paused.values()) + sum(r.gpu_blocks for r in self.swapped.values())
+        cpu = sum(r.cpu_blocks for r in self.paused.values()) + sum(r.cpu_blocks for r in self.swapped.values())
+        assert self.group.blocks == self.group.held_blocks_exact(), "decode group block count drifted"
+        self.pool.check_conservation(gpu, cpu)
+        for r in self.running:
+            assert r.in_group or (r.computed >= 0 and r.pending >= 1), f"{r.rid}: bad token counts"
