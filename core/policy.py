@@ -100,8 +100,8 @@ class Swap(_Fixed):
         return StepPlan(swap_in=tuple(ins)) if ins else EMPTY_PLAN
 
     def next_decision_at(self, state: EngineState) -> float:
-        """Acts whenever a swapped request waits (GPU blocks only grow at events)."""
-        return state.now_s if state.swapped else math.inf
+        """Now if a swapped request fits; else only an event can free GPU blocks."""
+        return math.inf if self.plan_step(state).empty else state.now_s
 
 
 def _min_waste(cost: CostModel, **options: Any) -> Policy:

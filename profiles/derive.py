@@ -29,7 +29,7 @@ MODELS = {  # Hugging Face config.json of each model
 REFERENCE_STEP = {("a100", "gptj-6b", 1): (0.0463e-3, 10e-3), ("a100", "vicuna-13b", 2): (0.0279e-3, 15.4e-3)}
 SETUPS = [("a100", "gptj-6b", 1), ("a100", "vicuna-13b", 1), ("a100", "vicuna-13b", 2),
           ("a100-80gb", "gptj-6b", 1), ("a100-80gb", "vicuna-13b", 1), ("a100-80gb", "vicuna-13b", 2),
-          ("a100-80gb", "llama3-70b", 4)]
+          ("a100", "llama3-70b", 4), ("a100-80gb", "llama3-70b", 4)]
 MEM_EFF, MFU, ATTN_MFU = 0.8, 0.84, 0.5  # roofline efficiencies (assumed; MFU matches the GPT-J reference line)
 ALLREDUCE_S = 60e-6  # per all-reduce under TP (assumed; makes the 13B TP=2 constant match the reference's 15.4 ms)
 LINK_BYTES_PER_S = 10e9  # effective GPU-CPU swap rate implied by the reference's per-step swap budget (§2.10)

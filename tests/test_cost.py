@@ -1,0 +1,64 @@
+"""Profiles and the fitted cost model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import make_cost
+from core.cost import PROFILE_DIR, BatchShape, FittedCostModel, ProfileError, profile_path, warn_out_of_range
+
+
+def test_every_shipped_profile_loads_and_states_its_provenance() -> None:
+    names = sorted(p.stem for p in PROFILE_DIR.glob("*.json"))
+    for needed in ("a100-gptj-6b-tp1", "a100-vicuna-13b-tp1", "a100-vicuna-13b-tp2", "a100-80gb-gptj-6b-tp1",
+                   "a100-80gb-llama3-70b-tp4", "a100-llama3-70b-tp4"):
+        assert needed in names
+    for name in names:
+        m = FittedCostModel.from_profile(PROFILE_DIR / f"{name}.json")
+        assert m.gpu_kv_blocks > 0 and m.step_s(BatchShape(8, 8000)) > m.const_s
+        prov = json.loads((PROFILE_DIR / f"{name}.json").read_text())["provenance"]
+        assert {"step.const_s", "step.per_query_token_s", "link.bytes_per_s", "engine"} <= set(prov)
+
+
+def test_gptj_a100_numbers_by_hand() -> None:
+    m = FittedCostModel.from_profile(profile_path("gptj-6b", "a100", 1))
+    # reference line T_fwd(x) = 0.0463 x + 10 ms; T_fwd(384) = 27.78 ms
+    assert m.fwd_s(384) == pytest.approx(0.0277792)
+    # KV per token: 2 * 28 layers * 16 heads * 256 dims * 2 bytes = 458752 B (0.4375 MiB)
+    assert m.kv_bytes_per_token == 458752
+    # KV space: 40 GiB * 0.9 - 12.1 GB weights - 1 GiB reserve, in 64-token blocks
+    assert m.gpu_kv_blocks == int((40 * 2**30 * 0.9 - 12.1e9 - 2**30) // (458752 * 64))
+    # swap budget per saturated step: 27.78 ms * 10 GB/s / 458752 B = 605 tokens (reference: ~605)
+    assert m.swap_tokens_in(m.fwd_s(384)) == 605
+
+
+def test_step_time_terms() -> None:
+    m = make_cost(per_decode_ctx_token_s=1e-6, per_prefill_attn_pair_s=1e-9)
+    shape = BatchShape(num_decode=4, decode_ctx_tokens=1000, prefill_tokens=10, prefill_attn_pairs=55.0)
+    assert m.step_s(shape) == pytest.approx(0.01 + 1e-4 * 14 + 1e-6 * 1000 + 1e-9 * 55)
+    assert m.swap_s(500) == pytest.approx(0.5)
+
+
+def test_out_of_range_warns() -> None:
+    m = make_cost(fit_max_query_tokens=100)
+    with pytest.warns(RuntimeWarning, match="outside the fitted range"):
+        warn_out_of_range(m, BatchShape(prefill_tokens=500))
+
+
+def test_bad_profiles_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match="shipped"):
+        profile_path("gpt5", "a100", 1)
+    p = tmp_path / "p.json"
+    prof = json.loads(profile_path("gptj-6b", "a100", 1).read_text())
+    del prof["step"]["const_s"]
+    p.write_text(json.dumps(prof))
+    with pytest.raises(ProfileError, match="p.json: missing key 'const_s'"):
+        FittedCostModel.from_profile(p)
+    prof = json.loads((PROFILE_DIR / "a100-80gb-llama3-70b-tp4.json").read_text())
+    prof["gpu"]["memory_bytes"] = 24 * 2**30  # 35 GB of weights per GPU do not fit
+    p.write_text(json.dumps(prof))
+    with pytest.raises(ProfileError, match="does not fit"):
+        FittedCostModel.from_profile(p)

@@ -1,0 +1,45 @@
+"""The baseline policies' decisions."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from conftest import make_cost
+from core.policy import POLICIES, Discard, ImprovedDiscard, Preserve, Swap, make_policy
+from core.types import EngineState, KvAction, ReqView, Status
+
+
+def _view(rid: str, cpu: int, ticket: int) -> ReqView:
+    return ReqView(rid, ticket, "chatbot", Status.SWAPPED, 100, 99, 0, cpu, 1.0, 5.0)
+
+
+def _state(free_gpu: int, swapped=()) -> EngineState:
+    return EngineState(2.0, 16, free_gpu, 100, 10, 1000, 0, (), tuple(swapped))
+
+
+def test_fixed_policies() -> None:
+    st = _state(10)
+    v = _view("a", 0, 0)
+    assert Discard().on_pause(v, st) is KvAction.DISCARD and not Discard().traits.resume_to_front
+    assert ImprovedDiscard().on_pause(v, st) is KvAction.DISCARD and ImprovedDiscard().traits.resume_to_front
+    assert Preserve().on_pause(v, st) is KvAction.PRESERVE
+    assert Swap().on_pause(v, st) is KvAction.SWAP and not Swap().traits.pipelined_swap
+    for p in (Discard(), ImprovedDiscard(), Preserve()):
+        assert p.plan_step(st).empty and math.isinf(p.next_decision_at(st))
+
+
+def test_swap_brings_back_whole_requests_in_fcfs_order() -> None:
+    sw = [_view("late", 3, 5), _view("early", 4, 1), _view("mid", 5, 3)]
+    plan = Swap().plan_step(_state(10, sw))
+    assert plan.swap_in == (("early", 4), ("mid", 5))  # 4 + 5 fit in 10; "late" (3) waits: FCFS stops
+    assert Swap().next_decision_at(_state(3, sw)) == math.inf  # nothing fits: only an event can help
+    assert Swap().next_decision_at(_state(10, sw)) == 2.0
+
+
+def test_registry() -> None:
+    assert set(POLICIES) == {"discard", "improved_discard", "preserve", "swap", "infercept"}
+    assert make_policy("infercept", make_cost(), estimator="oracle").estimator == "oracle"
+    with pytest.raises(ValueError, match="unknown policy 'lru'"):
+        make_policy("lru", make_cost())
