@@ -160,7 +160,7 @@ class Engine(EngineQueues):
             victim = self.running[-1]
             self.preempt(victim, now)
             step.chunks = [(r, q) for r, q in step.chunks if r is not victim]
-            step.decode = len(self.group) > 0
+            step.decode = step.decode and len(self.group) > 0
         self.pool.allocate_gpu(need)
         for r, q in step.chunks:
             r.gpu_blocks += r.blocks_for(r.computed + q, self.bs)
@@ -258,10 +258,11 @@ class Engine(EngineQueues):
                                  shape.prefill_attn_pairs)
             redo_s = fwd - (self.cost.step_s(without) if without.query_tokens else 0.0)
         paused_blocks = 0
-        for r in self.paused_gpu.values():
-            paused_blocks += r.gpu_blocks
-            self.m.attribute(r.kind, waste_block_s=r.gpu_blocks * dur)
-        running_blocks = self.group.blocks + sum(r.gpu_blocks for r in self.running if not r.in_group)
+        for kind, blocks in self.paused_blocks_by_kind.items():
+            if blocks:
+                paused_blocks += blocks
+                self.m.attribute(kind, waste_block_s=blocks * dur)
+        running_blocks = self.pool.gpu_used - paused_blocks - sum(r.gpu_blocks for r in self.swapped.values())
         redo_blocks = sum(r.gpu_blocks for r, _ in redo)
         redo_waste = (running_blocks - redo_blocks) * redo_s + redo_blocks * dur
         for r, n in redo:

@@ -12,7 +12,7 @@ import math
 from core.cost import FittedCostModel
 from core.metrics import Metrics
 from core.policy import Policy
-from core.types import EngineState, KvAction, RequestSpec, StepPlan, Status
+from core.types import EngineState, KvAction, ReqView, RequestSpec, StepPlan, Status
 from sim.decoders import DecodeGroup
 from sim.kv import KvPool
 from sim.request import Req
@@ -28,9 +28,14 @@ class EngineQueues:
         self.group = DecodeGroup(self.bs)
         self.running: list[Req] = []  # admission order; group members included
         self.waiting: list[tuple[int, Req]] = []  # by ticket
-        self.paused_gpu: dict[str, Req] = {}  # paused and holding GPU blocks (what policies act on)
         self.paused: dict[str, Req] = {}
         self.swapped: dict[str, Req] = {}  # resumed, some KV still on the CPU
+        # caches that follow paused/swapped requests (see _changed): what policies see, and paused GPU blocks
+        self.paused_gpu: dict[str, Req] = {}  # paused and holding GPU blocks (what policies act on)
+        self.paused_views: dict[str, ReqView] = {}
+        self.swapped_views: dict[str, ReqView] = {}
+        self.paused_blocks_by_kind: dict[str, int] = {}
+        self._counted: dict[str, int] = {}
         self.returns: list[tuple[float, int, Req]] = []  # (tool return time, ticket, req)
         self.next_ticket = 0
         self.pending_swap_tokens = 0  # swapped at a pause; charged to the next step
@@ -53,11 +58,11 @@ class EngineQueues:
             self.num_done += 1
             self.m.finish(t, r.rid, r.gen_in_seg)
             return
-        r.status, r.paused_at, r.view = Status.PAUSED, t, None
+        r.status, r.paused_at = Status.PAUSED, t
+        self.paused[r.rid] = r
+        self._changed(r)
         action = self.policy.on_pause(r.make_view(), self.state(t))
         self.m.pause(t, r.rid, r.gen_in_seg, action.value)
-        self.paused[r.rid] = r
-        self.paused_gpu[r.rid] = r
         heapq.heappush(self.returns, (t + r.segment.tool_s, r.ticket, r))
         if action is KvAction.DISCARD:
             self.discard(r, t)
@@ -70,13 +75,11 @@ class EngineQueues:
     def resume(self, r: Req, t: float) -> None:
         """The interception returned: append its tokens and queue ``r`` by where its KV is."""
         del self.paused[r.rid]
-        self.paused_gpu.pop(r.rid, None)
         ret = r.segment.tool_tokens
         self.m.resume(t, r.rid, ret)
         r.num_tokens += ret
         r.seg += 1
         r.gen_in_seg = 0
-        r.view = None
         if r.cpu_blocks:
             r.status = Status.SWAPPED
             self.swapped[r.rid] = r
@@ -88,6 +91,26 @@ class EngineQueues:
                 r.ticket, self.next_ticket = self.next_ticket, self.next_ticket + 1
             r.status = Status.WAITING
             bisect.insort(self.waiting, (r.ticket, r))
+        self._changed(r)
+
+    def _changed(self, r: Req) -> None:
+        """Refresh what follows a paused or swapped request: its view, the policy's view dicts and the
+        tally of GPU blocks held by paused requests per kind. Called after every change to such a request."""
+        r.view = None
+        rid = r.rid
+        old = self._counted.pop(rid, 0)
+        if old:
+            self.paused_blocks_by_kind[r.kind] -= old
+        self.paused_gpu.pop(rid, None)
+        self.paused_views.pop(rid, None)
+        self.swapped_views.pop(rid, None)
+        if r.status is Status.PAUSED and r.gpu_blocks:
+            self.paused_gpu[rid] = r
+            self.paused_views[rid] = r.make_view()
+            self._counted[rid] = r.gpu_blocks
+            self.paused_blocks_by_kind[r.kind] = self.paused_blocks_by_kind.get(r.kind, 0) + r.gpu_blocks
+        elif r.status is Status.SWAPPED:
+            self.swapped_views[rid] = r.make_view()
 
     # ---------- KV moves ----------
     def discard(self, r: Req, t: float) -> None:
@@ -96,8 +119,7 @@ class EngineQueues:
         self.pool.free_gpu(r.gpu_blocks)
         self.pool.free_cpu(r.cpu_blocks)
         r.gpu_blocks = r.cpu_blocks = r.computed = 0
-        r.view = None
-        self.paused_gpu.pop(r.rid, None)
+        self._changed(r)
 
     def _gpu_tokens(self, r: Req) -> int:
         return min(r.computed, r.gpu_blocks * self.bs)
@@ -110,9 +132,7 @@ class EngineQueues:
         self.pool.free_gpu(n)
         r.gpu_blocks -= n
         r.cpu_blocks += n
-        r.view = None
-        if not r.gpu_blocks:
-            self.paused_gpu.pop(r.rid, None)
+        self._changed(r)
         moved = before - self._gpu_tokens(r)
         self.m.swap(t, r.rid, "swap_out", moved)
         return moved
@@ -125,15 +145,13 @@ class EngineQueues:
         self.pool.free_cpu(n)
         r.gpu_blocks += n
         r.cpu_blocks -= n
-        r.view = None
         moved = self._gpu_tokens(r) - before
         self.m.swap(t, r.rid, "swap_in", moved)
-        if r.status is Status.PAUSED:
-            self.paused_gpu[r.rid] = r
-        elif not r.cpu_blocks:
+        if r.status is Status.SWAPPED and not r.cpu_blocks:
             del self.swapped[r.rid]
             r.status = Status.RUNNING
             self.running.append(r)
+        self._changed(r)
         return moved
 
     def apply(self, plan: StepPlan, t: float) -> int:
@@ -179,8 +197,7 @@ class EngineQueues:
             now_s=t, block_size_tokens=self.bs, free_gpu_blocks=self.pool.gpu_free,
             free_cpu_blocks=self.pool.cpu_free, running_query_tokens=len(self.group) + partial_q,
             running_gpu_tokens=self.group.ctx_tokens + partial_c, gpu_blocks_short=short_blocks,
-            paused=tuple(r.make_view() for r in self.paused_gpu.values()),
-            swapped=tuple(r.make_view() for r in self.swapped.values()))
+            paused=tuple(self.paused_views.values()), swapped=tuple(self.swapped_views.values()))
 
     def next_return_at(self) -> float:
         """When the next interception returns (inf if none is running)."""
@@ -192,6 +209,7 @@ class EngineQueues:
         gpu += sum(r.gpu_blocks for r in self.paused.values()) + sum(r.gpu_blocks for r in self.swapped.values())
         cpu = sum(r.cpu_blocks for r in self.paused.values()) + sum(r.cpu_blocks for r in self.swapped.values())
         assert self.group.blocks == self.group.held_blocks_exact(), "decode group block count drifted"
+        assert sum(self.paused_blocks_by_kind.values()) == sum(r.gpu_blocks for r in self.paused.values())
         self.pool.check_conservation(gpu, cpu)
         for r in self.running:
             assert r.in_group or (r.computed >= 0 and r.pending >= 1), f"{r.rid}: bad token counts"
