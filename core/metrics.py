@@ -43,7 +43,8 @@ class Metrics:
         self.total_gpu_blocks = total_gpu_blocks
         self.requests: dict[str, RequestRecord] = {}
         self.events: list[tuple[float, str, str, float]] = []  # (time, rid, event, value)
-        self.steps: dict[str, list[float]] = {c: [] for c in STEP_COLUMNS}
+        self.step_rows: list[tuple[float, ...]] = []  # one tuple per interval, in STEP_COLUMNS order
+        self._steps: dict[str, list[float]] = {}
         self.waste_by_kind: dict[str, float] = {}  # block-seconds wasted, attributed to a kind
         self.recompute_s_by_kind: dict[str, float] = {}
         self.notes: dict[str, float] = {}
@@ -112,10 +113,17 @@ class Metrics:
         """At the end of a run: tokens generated in the unfinished segment of an in-flight request."""
         self.requests[rid].gen_tokens += gen_tokens
 
-    def step(self, **row: float) -> None:
-        """Record one interval of identical steps; keys are STEP_COLUMNS."""
-        for c in STEP_COLUMNS:
-            self.steps[c].append(row.get(c, 0.0))
+    def step(self, *row: float) -> None:
+        """Record one interval of identical steps: one value per STEP_COLUMNS entry, in that order."""
+        self.step_rows.append(row)
+
+    @property
+    def steps(self) -> dict[str, list[float]]:
+        """Per-step samples as columns (STEP_COLUMNS -> list)."""
+        if len(self._steps.get("start_s", ())) != len(self.step_rows):
+            cols = list(zip(*self.step_rows)) if self.step_rows else [()] * len(STEP_COLUMNS)
+            self._steps = {c: list(v) for c, v in zip(STEP_COLUMNS, cols)}
+        return self._steps
 
     def attribute(self, kind: str, waste_block_s: float = 0.0, recompute_s: float = 0.0) -> None:
         """Charge wasted block-seconds or recompute time to an augmentation kind."""

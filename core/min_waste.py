@@ -104,11 +104,10 @@ class MinWaste:
             ins.append((r.rid, n))
             budget, free_gpu = budget - n, free_gpu - n
         on_gpu = [r for r in state.paused if r.gpu_blocks]
-        scored = sorted(((min(*self.wastes(r, state)), self.wastes(r, state), r) for r in on_gpu),
-                        key=lambda x: (-x[0], x[2].ticket))
+        scored = sorted(((self.wastes(r, state), r) for r in on_gpu), key=lambda x: (-min(x[0]), x[1].ticket))
         free_cpu = state.free_cpu_blocks + sum(n for _, n in ins)
         outs, discards, kept = [], [], []
-        for _, (wp, wd), r in scored:
+        for (wp, wd), r in scored:
             n = min(r.gpu_blocks, budget, free_cpu)
             if n > 0:
                 outs.append((r.rid, n))

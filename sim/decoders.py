@@ -27,6 +27,8 @@ class DecodeGroup:
         self.blocks = 0  # GPU blocks held by members
         self.phase = np.zeros(block_size, dtype=np.int64)  # members by base mod block size
         self.ends: list[tuple[int, int, int, Req]] = []  # (g at segment end, ticket, version, req)
+        self._cum: np.ndarray | None = None  # cumulative blocks needed over one cycle from g (cached)
+        self._cum_g = -1
 
     def __len__(self) -> int:
         return len(self.members)
@@ -46,6 +48,7 @@ class DecodeGroup:
         self.sum_base += r.base
         self.blocks += r.gpu_blocks
         self.phase[r.base % self.bs] += 1
+        self._cum = None
         heapq.heappush(self.ends, (self.g + r.segment.gen_tokens - r.gen_in_seg, r.ticket, r.version, r))
 
     def leave(self, r: Req) -> None:
@@ -54,6 +57,7 @@ class DecodeGroup:
         del self.members[r.rid]
         self.sum_base -= r.base
         self.phase[r.base % self.bs] -= 1
+        self._cum = None
         r.num_tokens = r.base + self.g
         r.computed = r.num_tokens - 1
         r.ever_computed = max(r.ever_computed, r.computed)
@@ -80,14 +84,18 @@ class DecodeGroup:
         return out
 
     def _cycle(self) -> np.ndarray:
-        # blocks needed at step j (j = 0..bs-1) from now, as a cumulative sum
-        idx = (1 - self.g - np.arange(self.bs)) % self.bs
-        return np.cumsum(self.phase[idx])
+        """Blocks needed by steps 0..j from now (j < block size), cumulative; cached until g or members change."""
+        if self._cum is None or self._cum_g != self.g:
+            idx = (1 - self.g - np.arange(self.bs)) % self.bs
+            self._cum, self._cum_g = np.cumsum(self.phase[idx]), self.g
+        return self._cum
 
     def blocks_needed(self, k: int) -> int:
         """New blocks the members need over the next ``k`` decode steps."""
         if k <= 0 or not self.members:
             return 0
+        if k == 1:
+            return int(self.phase[(1 - self.g) % self.bs])
         full, rem = divmod(k, self.bs)
         return full * len(self.members) + (int(self._cycle()[rem - 1]) if rem else 0)
 

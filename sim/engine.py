@@ -17,7 +17,7 @@ import simpy
 from core.cost import BatchShape, FittedCostModel, warn_out_of_range
 from core.metrics import Metrics
 from core.policy import Policy
-from core.types import RequestSpec, Status
+from core.types import RequestSpec
 from sim.request import Req
 from sim.state import EngineQueues
 
@@ -110,12 +110,12 @@ class Engine(EngineQueues):
     # ---------- batch forming ----------
     def _short_blocks(self) -> int:
         need = self.group.blocks_needed(1) + sum(
-            r.blocks_for(r.computed + r.pending, self.bs) for r in self.running if not r.in_group)
+            r.blocks_for(r.computed + r.pending, self.bs) for r in self.partials)
         return max(need - self.pool.gpu_free, 0)
 
     def _form(self, now: float) -> Step:
         step = Step()
-        partials = [r for r in self.running if not r.in_group]
+        partials = self.partials
         if self.mode == "v0":  # a step prefills (whole pendings, no decoders) or decodes
             step.chunks = self._fit([(r, r.pending) for r in partials if r.pending > 1], self.budget, whole=True)
             if step.chunks or self._can_admit_whole():
@@ -184,8 +184,7 @@ class Engine(EngineQueues):
             self.waiting.pop(0)
             self.pool.allocate_gpu(need)
             r.gpu_blocks += need
-            r.status = Status.RUNNING
-            self.running.append(r)
+            self.start_running(r)
             self.m.admit(now, r.rid, r.pending)
             step.chunks.append((r, q))
             step.admitted = True
@@ -206,22 +205,18 @@ class Engine(EngineQueues):
 
     # ---------- jumps ----------
     def _jump_length(self, now: float, first_s: float, n: int) -> tuple[int, float]:
-        """Identical decode steps to run at once, and their summed duration."""
-        a, b = first_s, self.a_ctx * n
-
-        def total(k: int) -> float:
-            return k * a + b * k * (k - 1) / 2
-
-        k = min(self.group.steps_to_next_end(), self.group.max_steps_within(self.pool.gpu_free + self.group.blocks_needed(1)))
+        """Identical decode steps to run at once, and their summed duration: step j lasts first_s + b*j."""
+        b = self.a_ctx * n
+        k = min(self.group.steps_to_next_end(),
+                self.group.max_steps_within(self.pool.gpu_free + self.group.blocks_needed(1)))
         until = self._next_external()
         if self.policy.plans_steps and (self.paused_gpu or self.swapped):
             until = min(until, self.policy.next_decision_at(self.state(now)))
-        if until < math.inf:  # first k whose end reaches the next event
-            k = min(k, max(_first_k_reaching(total, until - now), 1))
-        if not self.drain:  # last k that ends inside the window
-            k = min(k, max(_last_k_within(total, self.duration_s - now), 1))
-        k = max(int(k), 1)
-        return k, total(k)
+        if until < math.inf:  # the first k whose end reaches the next event
+            k = min(k, _first_k_reaching(first_s, b, until - now))
+        if not self.drain:  # the last k that ends inside the window (at least 1: the caller stops there)
+            k = min(k, max(_first_k_reaching(first_s, b, self.duration_s - now, strict=True) - 1, 1))
+        return int(k), _total_s(first_s, b, int(k))
 
     # ---------- after the step ----------
     def _complete(self, step: Step, k: int, t: float) -> None:
@@ -241,7 +236,7 @@ class Engine(EngineQueues):
                 if r.gen_in_seg >= r.segment.gen_tokens:
                     self.end_segment(r, t)
                 else:
-                    self.group.join(r)
+                    self.join_group(r)
         for r in self.group.pop_ended():
             self.end_segment(r, t)
 
@@ -249,8 +244,8 @@ class Engine(EngineQueues):
                 step: Step) -> None:
         """Per-step sample and waste: paused GPU blocks over the step, plus blocks stalled by a recompute or
         a swap (the other running requests for the marginal time, the recomputing ones for the whole step)."""
-        redo = [(r, min(r.computed + q, r.ever_computed) - r.computed) for r, q in step.chunks]
-        redo = [(r, n) for r, n in redo if n > 0]
+        redo = [(r, min(r.computed + q, r.ever_computed) - r.computed) for r, q in step.chunks
+                if r.ever_computed > r.computed]
         redo_tokens = sum(n for _, n in redo)
         redo_s = 0.0
         if redo_tokens:
@@ -267,12 +262,9 @@ class Engine(EngineQueues):
         redo_waste = (running_blocks - redo_blocks) * redo_s + redo_blocks * dur
         for r, n in redo:
             self.m.attribute(r.kind, waste_block_s=redo_waste * n / redo_tokens, recompute_s=redo_s * n / redo_tokens)
-        self.m.step(start_s=now, count=k, dur_s=dur, fwd_s=dur - stall, num_decode=shape.num_decode,
-                    decode_ctx_tokens=shape.decode_ctx_tokens, prefill_tokens=shape.prefill_tokens,
-                    recompute_tokens=redo_tokens, swap_tokens=step.swap_tokens,
-                    gpu_used_blocks=self.pool.gpu_used, gpu_paused_blocks=paused_blocks,
-                    cpu_used_blocks=self.pool.cpu_used, stall_s=stall, recompute_s=redo_s,
-                    waste_block_s=paused_blocks * dur + redo_waste + (running_blocks - redo_blocks) * stall)
+        self.m.step(now, k, dur, dur - stall, shape.num_decode, shape.decode_ctx_tokens, shape.prefill_tokens,
+                    redo_tokens, step.swap_tokens, self.pool.gpu_used, paused_blocks, self.pool.cpu_used, stall,
+                    redo_s, paused_blocks * dur + redo_waste + (running_blocks - redo_blocks) * stall, 0.0)
 
     def _close(self) -> None:
         """End of the run: write in-flight requests' partial progress into the metrics."""
@@ -282,26 +274,29 @@ class Engine(EngineQueues):
             self.m.progress(r.rid, r.gen_in_seg)
 
 
-def _first_k(pred: Any) -> int:
-    """Smallest k >= 1 with pred(k) true, for a predicate that stays true once true (doubling + bisection)."""
-    hi = 1
-    while not pred(hi):
-        hi *= 2
-    lo = hi // 2  # pred(lo) is false, or lo == 0
-    while lo + 1 < hi:
-        mid = (lo + hi) // 2
-        if pred(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+def _total_s(a: float, b: float, k: int) -> float:
+    """Summed duration of k steps lasting a, a + b, a + 2b, ..."""
+    return k * a + b * k * (k - 1) / 2
 
 
-def _first_k_reaching(total: Any, span_s: float) -> int:
-    """Smallest k >= 1 whose summed duration total(k) reaches span_s."""
-    return _first_k(lambda k: total(k) >= span_s)
+def _first_k_reaching(a: float, b: float, span_s: float, strict: bool = False) -> int:
+    """Smallest k >= 1 whose summed duration reaches span_s (exceeds it if ``strict``): the root of the
+    quadratic, then corrected by one step either way against rounding."""
+    if span_s <= 0:
+        return 1
+    if b > 0:
+        half = a - b / 2
+        k = math.ceil((-half + math.sqrt(half * half + 2 * b * span_s)) / b)
+    else:
+        k = math.ceil(span_s / a)
+    k = max(k, 1)
 
+    def ok(j: int) -> bool:
+        t = _total_s(a, b, j)
+        return t > span_s if strict else t >= span_s
 
-def _last_k_within(total: Any, span_s: float) -> int:
-    """Largest k >= 0 whose summed duration total(k) stays within span_s."""
-    return _first_k(lambda k: total(k) > span_s) - 1
+    while k > 1 and ok(k - 1):
+        k -= 1
+    while not ok(k):
+        k += 1
+    return k

@@ -27,6 +27,7 @@ class EngineQueues:
         self.pool = KvPool(cost.gpu_kv_blocks, cost.cpu_kv_blocks)
         self.group = DecodeGroup(self.bs)
         self.running: list[Req] = []  # admission order; group members included
+        self.partials: list[Req] = []  # running and not in the group (prefilling, or about to), same order
         self.waiting: list[tuple[int, Req]] = []  # by ticket
         self.paused: dict[str, Req] = {}
         self.swapped: dict[str, Req] = {}  # resumed, some KV still on the CPU
@@ -52,6 +53,8 @@ class EngineQueues:
     def end_segment(self, r: Req, t: float) -> None:
         """``r`` generated the last token of its segment: finish, or pause and apply the policy's action."""
         self.running.remove(r)
+        if not r.in_group and r in self.partials:
+            self.partials.remove(r)
         if r.is_last_segment:
             self.pool.free_gpu(r.gpu_blocks)
             r.gpu_blocks, r.status = 0, Status.DONE
@@ -84,8 +87,7 @@ class EngineQueues:
             r.status = Status.SWAPPED
             self.swapped[r.rid] = r
         elif r.gpu_blocks:
-            r.status = Status.RUNNING
-            self.running.append(r)
+            self.start_running(r)
         else:
             if not self.policy.traits.resume_to_front:
                 r.ticket, self.next_ticket = self.next_ticket, self.next_ticket + 1
@@ -111,6 +113,17 @@ class EngineQueues:
             self.paused_blocks_by_kind[r.kind] = self.paused_blocks_by_kind.get(r.kind, 0) + r.gpu_blocks
         elif r.status is Status.SWAPPED:
             self.swapped_views[rid] = r.make_view()
+
+    def start_running(self, r: Req) -> None:
+        """``r`` takes a running slot as a partial (it has tokens to compute before it can decode)."""
+        r.status = Status.RUNNING
+        self.running.append(r)
+        self.partials.append(r)
+
+    def join_group(self, r: Req) -> None:
+        """A partial caught up (one pending token): it decodes with the group from now on."""
+        self.partials.remove(r)
+        self.group.join(r)
 
     # ---------- KV moves ----------
     def discard(self, r: Req, t: float) -> None:
@@ -149,8 +162,7 @@ class EngineQueues:
         self.m.swap(t, r.rid, "swap_in", moved)
         if r.status is Status.SWAPPED and not r.cpu_blocks:
             del self.swapped[r.rid]
-            r.status = Status.RUNNING
-            self.running.append(r)
+            self.start_running(r)
         self._changed(r)
         return moved
 
@@ -178,6 +190,8 @@ class EngineQueues:
         """Recompute-preemption: free a running request's KV and put it back at its place in the queue."""
         if r.in_group:
             self.group.leave(r)
+        else:
+            self.partials.remove(r)
         self.running.remove(r)
         self.m.discard(t, r.rid, r.computed)
         self.pool.free_gpu(r.gpu_blocks)
@@ -189,10 +203,9 @@ class EngineQueues:
     def state(self, t: float, short_blocks: int = 0) -> EngineState:
         """A snapshot for the policy (views of paused-on-GPU and swapped requests, cached per request)."""
         partial_q = partial_c = 0
-        for r in self.running:
-            if not r.in_group:
-                partial_q += r.pending
-                partial_c += r.computed
+        for r in self.partials:
+            partial_q += r.pending
+            partial_c += r.computed
         return EngineState(
             now_s=t, block_size_tokens=self.bs, free_gpu_blocks=self.pool.gpu_free,
             free_cpu_blocks=self.pool.cpu_free, running_query_tokens=len(self.group) + partial_q,
@@ -205,7 +218,8 @@ class EngineQueues:
 
     def check(self) -> None:
         """Full recount of every block holder against the pool (O(requests); used in check mode)."""
-        gpu = self.group.held_blocks_exact() + sum(r.gpu_blocks for r in self.running if not r.in_group)
+        assert self.partials == [r for r in self.running if not r.in_group], "partials out of step with running"
+        gpu = self.group.held_blocks_exact() + sum(r.gpu_blocks for r in self.partials)
         gpu += sum(r.gpu_blocks for r in self.paused.values()) + sum(r.gpu_blocks for r in self.swapped.values())
         cpu = sum(r.cpu_blocks for r in self.paused.values()) + sum(r.cpu_blocks for r in self.swapped.values())
         assert self.group.blocks == self.group.held_blocks_exact(), "decode group block count drifted"
