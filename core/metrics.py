@@ -15,6 +15,10 @@ STEP_COLUMNS = ("start_s", "count", "dur_s", "fwd_s", "num_decode", "decode_ctx_
 ``stall_s``, ``recompute_s`` and ``waste_block_s`` are totals over the row, the rest describe its first step."""
 
 
+SWAP_STALL = "_swap_stall"
+"""Key of ``Metrics.waste_by_kind`` for blocks idle while the link stalls a step (not one kind's doing)."""
+
+
 @dataclass(slots=True)
 class RequestRecord:
     """Everything the summary needs about one request."""
@@ -45,7 +49,7 @@ class Metrics:
         self.events: list[tuple[float, str, str, float]] = []  # (time, rid, event, value)
         self.step_rows: list[tuple[float, ...]] = []  # one tuple per interval, in STEP_COLUMNS order
         self._steps: dict[str, list[float]] = {}
-        self.waste_by_kind: dict[str, float] = {}  # block-seconds wasted, attributed to a kind
+        self.waste_by_kind: dict[str, float] = {}  # block-seconds wasted, by the kind that caused it
         self.recompute_s_by_kind: dict[str, float] = {}
         self.notes: dict[str, float] = {}
 

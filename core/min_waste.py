@@ -128,10 +128,9 @@ class MinWaste:
         return StepPlan(swap_out=tuple(outs), swap_in=tuple(ins), discard=tuple(discards))
 
     def next_decision_at(self, state: EngineState) -> float:
-        """Now if anything would move; else the earliest time a kept request's WP reaches its WD (closed form
-        under the elapsed estimator: WP grows linearly, WD only grows with the running context)."""
-        if not self.plan_step(state).empty:
-            return state.now_s
+        """After an empty plan: the earliest time a kept request's WP reaches its WD (closed form under the
+        elapsed estimator: WP grows linearly, WD only grows with the running context); inf for the oracle
+        (the remaining time only shrinks)."""
         if self.estimator == "oracle" or not self.preserve:
             return math.inf
         t = math.inf

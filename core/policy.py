@@ -30,8 +30,9 @@ class Policy(Protocol):
         ...
 
     def next_decision_at(self, state: EngineState) -> float:
-        """An instant (s) before which plan_step, given this state advanced by steady decoding only, returns
-        an empty plan; ``state.now_s`` if it may act now, ``inf`` if only an event can change its mind."""
+        """Called right after plan_step(state) returned an empty plan, when the engine wants to jump: an
+        instant (s) before which plan_step, given this state advanced by steady decoding only, would still
+        return an empty plan; ``inf`` if only an event (arrival, pause, resume, finish) can change its mind."""
         ...
 
 
@@ -100,8 +101,8 @@ class Swap(_Fixed):
         return StepPlan(swap_in=tuple(ins)) if ins else EMPTY_PLAN
 
     def next_decision_at(self, state: EngineState) -> float:
-        """Now if a swapped request fits; else only an event can free GPU blocks."""
-        return math.inf if self.plan_step(state).empty else state.now_s
+        """Nothing fitted (the plan was empty): only an event can free GPU blocks."""
+        return math.inf
 
 
 def _min_waste(cost: CostModel, **options: Any) -> Policy:

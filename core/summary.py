@@ -60,7 +60,7 @@ def summarize(m: Metrics) -> dict[str, Any]:
     """{"overall": {metric: value}, "by_kind": {kind: {metric: value}}} for a finished run."""
     block_s = m.total_gpu_blocks * m.end_s
     fwd_s = float(sum(m.steps["fwd_s"]))
-    waste = float(sum(m.steps["waste_block_s"]))
+    waste = float(sum(m.waste_by_kind.values()))  # paused blocks (over all time) + stalled + recomputing
     recompute_s = float(sum(m.steps["recompute_s"]))
     recs = list(m.requests.values())
     overall = _request_metrics(recs, m.end_s, m.duration_s)

@@ -26,16 +26,16 @@ class Dist:
     lo: float = 0.0
     hi: float = math.inf
 
-    def draw(self, rng: np.random.Generator) -> float:
-        """One sample, clipped to [lo, hi]."""
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` samples, clipped to [lo, hi]."""
         if self.family == "const" or self.std == 0:
-            x = self.mean
+            x = np.full(n, self.mean)
         elif self.family == "normal":
-            x = rng.normal(self.mean, self.std)
+            x = rng.normal(self.mean, self.std, n)
         else:
             sigma2 = math.log(1 + (self.std / self.mean) ** 2)
-            x = rng.lognormal(math.log(self.mean) - sigma2 / 2, math.sqrt(sigma2))
-        return min(max(x, self.lo), self.hi)
+            x = rng.lognormal(math.log(self.mean) - sigma2 / 2, math.sqrt(sigma2), n)
+        return np.clip(x, self.lo, self.hi)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,21 +92,31 @@ def poisson_arrivals(rate_rps: float, duration_s: float, rng: np.random.Generato
     return times[times < duration_s]
 
 
-def synth_template(kind: str, idx: int, rng: np.random.Generator) -> Template:
-    """Draw one request of augmentation ``kind`` from KIND_STATS."""
+def synth_templates(kind: str, n: int, rng: np.random.Generator) -> list[Template]:
+    """Draw ``n`` requests of augmentation ``kind`` from KIND_STATS (image/tts alternate a tool call and a
+    human turn: every second interception uses the ``alt_*`` distributions)."""
     st = KIND_STATS[kind]
-    n_int = int(round(st.interceptions.draw(rng)))
-    segs = []
-    for j in range(n_int + 1):
-        gen = int(round((st.first_gen_tokens if j == 0 else st.gen_tokens).draw(rng)))
-        if j == n_int:
-            segs.append(Segment(max(gen, 1)))
-            break
-        alt = st.alt_tool_s is not None and j % 2 == 1
-        tool_s = (st.alt_tool_s if alt and st.alt_tool_s else st.tool_s).draw(rng)
-        ret = (st.alt_tool_tokens if alt and st.alt_tool_tokens else st.tool_tokens).draw(rng)
-        segs.append(Segment(max(gen, 1), float(tool_s), int(round(ret)), kind))
-    return Template(f"{kind}-{idx}", kind, int(round(st.prompt_tokens.draw(rng))), tuple(segs))
+    n_int = np.rint(st.interceptions.draw(rng, n)).astype(int)
+    prompts = np.rint(st.prompt_tokens.draw(rng, n)).astype(int)
+    first = np.maximum(np.rint(st.first_gen_tokens.draw(rng, n)), 1).astype(int)
+    total = int(n_int.sum())
+    gens = np.maximum(np.rint(st.gen_tokens.draw(rng, total)), 1).astype(int)
+    tool_s, rets = st.tool_s.draw(rng, total), np.rint(st.tool_tokens.draw(rng, total)).astype(int)
+    alt_s = st.alt_tool_s.draw(rng, total) if st.alt_tool_s else tool_s
+    alt_rets = np.rint(st.alt_tool_tokens.draw(rng, total)).astype(int) if st.alt_tool_tokens else rets
+    out, pos = [], 0
+    for i in range(n):
+        segs = []
+        gen = int(first[i])
+        for j in range(int(n_int[i])):
+            alt = j % 2 == 1
+            segs.append(Segment(gen, float((alt_s if alt else tool_s)[pos]), int((alt_rets if alt else rets)[pos]),
+                                kind))
+            gen = int(gens[pos])
+            pos += 1
+        segs.append(Segment(gen))
+        out.append(Template(f"{kind}-{i}", kind, int(prompts[i]), tuple(segs)))
+    return out
 
 
 def cap_context(spec: RequestSpec, max_context_tokens: int) -> RequestSpec:
@@ -152,9 +162,10 @@ def make_workload(workload: str, rate_rps: float, duration_s: float, seed: int,
         kinds = list(KINDS) if workload == "mixed" else [workload]
         shares = np.array([KIND_STATS[k].share for k in kinds])
         picks = rng.choice(len(kinds), size=len(arrivals), p=shares / shares.sum())
+        drawn = [iter(synth_templates(k, int((picks == i).sum()), rng)) for i, k in enumerate(kinds)]
         specs = []
         for i, (t, k) in enumerate(zip(arrivals, picks)):
-            tpl = synth_template(kinds[k], i, rng)
+            tpl = next(drawn[k])
             specs.append(RequestSpec(f"r{i}", float(t), tpl.prompt_tokens, tpl.segments, tpl.kind))
     elif path.suffix == ".jsonl":
         specs = read_jsonl(path)

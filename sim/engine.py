@@ -15,9 +15,9 @@ from typing import Any
 import simpy
 
 from core.cost import BatchShape, FittedCostModel, warn_out_of_range
-from core.metrics import Metrics
+from core.metrics import SWAP_STALL, Metrics
 from core.policy import Policy
-from core.types import RequestSpec
+from core.types import EngineState, RequestSpec
 from sim.request import Req
 from sim.state import EngineQueues
 
@@ -58,11 +58,13 @@ class Engine(EngineQueues):
                 break
             moved = self.pending_swap_tokens
             self.pending_swap_tokens = 0
-            plan_empty = True
+            state = None
             if self.policy.plans_steps and (self.paused_gpu or self.swapped):
-                plan = self.policy.plan_step(self.state(now, self._short_blocks()))
-                plan_empty = plan.empty
-                moved += self.apply(plan, now)
+                state = self.state(now, self._short_blocks())
+                plan = self.policy.plan_step(state)
+                if not plan.empty:
+                    moved += self.apply(plan, now)
+                    state = None  # the plan changed the state: no jump this step
             step = self._form(now)
             step.swap_tokens = moved
             shape = self._shape(step)
@@ -80,8 +82,9 @@ class Engine(EngineQueues):
             swap_s = self.cost.swap_s(moved)
             stall = max(swap_s - fwd, 0.0) if self.policy.traits.pipelined_swap else swap_s
             k, dur = 1, fwd + stall
-            if self.jump and step.decode and not step.chunks and not moved and plan_empty:
-                k, dur = self._jump_length(now, fwd, len(self.group))
+            if self.jump and step.decode and not step.chunks and not moved and (
+                    state is not None or not self.policy.plans_steps or not (self.paused_gpu or self.swapped)):
+                k, dur = self._jump_length(now, fwd, len(self.group), state)
             if not self.drain and now + dur > self.duration_s:
                 break
             if k > 1:
@@ -91,7 +94,10 @@ class Engine(EngineQueues):
             self._complete(step, k, env.now)
             if self.check_blocks:
                 self.check()
+            else:
+                self.check_gpu_blocks()
         self.m.end_s = env.now if self.drain else self.duration_s
+        self.flush_waste(self.m.end_s)
         self._close()
 
     def _absorb(self, now: float) -> None:
@@ -204,14 +210,15 @@ class Engine(EngineQueues):
         return BatchShape(n_dec, ctx, pre, pairs)
 
     # ---------- jumps ----------
-    def _jump_length(self, now: float, first_s: float, n: int) -> tuple[int, float]:
-        """Identical decode steps to run at once, and their summed duration: step j lasts first_s + b*j."""
+    def _jump_length(self, now: float, first_s: float, n: int, state: EngineState | None) -> tuple[int, float]:
+        """Identical decode steps to run at once, and their summed duration: step j lasts first_s + b*j.
+        ``state`` is what the policy planned on this step (its plan was empty), or None if it did not plan."""
         b = self.a_ctx * n
         k = min(self.group.steps_to_next_end(),
                 self.group.max_steps_within(self.pool.gpu_free + self.group.blocks_needed(1)))
         until = self._next_external()
-        if self.policy.plans_steps and (self.paused_gpu or self.swapped):
-            until = min(until, self.policy.next_decision_at(self.state(now)))
+        if state is not None:
+            until = min(until, self.policy.next_decision_at(state))
         if until < math.inf:  # the first k whose end reaches the next event
             k = min(k, _first_k_reaching(first_s, b, until - now))
         if not self.drain:  # the last k that ends inside the window (at least 1: the caller stops there)
@@ -248,23 +255,26 @@ class Engine(EngineQueues):
                 if r.ever_computed > r.computed]
         redo_tokens = sum(n for _, n in redo)
         redo_s = 0.0
-        if redo_tokens:
+        if redo_tokens:  # the recomputed tokens are the first n of their chunk
+            redo_pairs = sum(n * (r.computed + (n + 1) / 2) for r, n in redo)
             without = BatchShape(shape.num_decode, shape.decode_ctx_tokens, shape.prefill_tokens - redo_tokens,
-                                 shape.prefill_attn_pairs)
+                                 shape.prefill_attn_pairs - redo_pairs)
             redo_s = fwd - (self.cost.step_s(without) if without.query_tokens else 0.0)
-        paused_blocks = 0
-        for kind, blocks in self.paused_blocks_by_kind.items():
-            if blocks:
-                paused_blocks += blocks
-                self.m.attribute(kind, waste_block_s=blocks * dur)
-        running_blocks = self.pool.gpu_used - paused_blocks - sum(r.gpu_blocks for r in self.swapped.values())
-        redo_blocks = sum(r.gpu_blocks for r, _ in redo)
-        redo_waste = (running_blocks - redo_blocks) * redo_s + redo_blocks * dur
-        for r, n in redo:
-            self.m.attribute(r.kind, waste_block_s=redo_waste * n / redo_tokens, recompute_s=redo_s * n / redo_tokens)
+        paused_blocks = self.paused_gpu_blocks  # charged per kind over time by EngineQueues._changed
+        waste = paused_blocks * dur
+        if redo or stall:
+            running_blocks = self.pool.gpu_used - paused_blocks - sum(r.gpu_blocks for r in self.swapped.values())
+            redo_blocks = sum(r.gpu_blocks for r, _ in redo)
+            redo_waste = (running_blocks - redo_blocks) * redo_s + redo_blocks * dur
+            for r, n in redo:
+                self.m.attribute(r.kind, waste_block_s=redo_waste * n / redo_tokens,
+                                 recompute_s=redo_s * n / redo_tokens)
+            if stall:
+                self.m.attribute(SWAP_STALL, waste_block_s=(running_blocks - redo_blocks) * stall)
+            waste += redo_waste + (running_blocks - redo_blocks) * stall
         self.m.step(now, k, dur, dur - stall, shape.num_decode, shape.decode_ctx_tokens, shape.prefill_tokens,
                     redo_tokens, step.swap_tokens, self.pool.gpu_used, paused_blocks, self.pool.cpu_used, stall,
-                    redo_s, paused_blocks * dur + redo_waste + (running_blocks - redo_blocks) * stall, 0.0)
+                    redo_s, waste, 0.0)
 
     def _close(self) -> None:
         """End of the run: write in-flight requests' partial progress into the metrics."""

@@ -36,7 +36,9 @@ class EngineQueues:
         self.paused_views: dict[str, ReqView] = {}
         self.swapped_views: dict[str, ReqView] = {}
         self.paused_blocks_by_kind: dict[str, int] = {}
+        self.paused_gpu_blocks = 0  # their sum
         self._counted: dict[str, int] = {}
+        self._tally_since: dict[str, float] = {}  # kind -> when its paused-block tally last changed
         self.returns: list[tuple[float, int, Req]] = []  # (tool return time, ticket, req)
         self.next_ticket = 0
         self.pending_swap_tokens = 0  # swapped at a pause; charged to the next step
@@ -63,7 +65,7 @@ class EngineQueues:
             return
         r.status, r.paused_at = Status.PAUSED, t
         self.paused[r.rid] = r
-        self._changed(r)
+        self._changed(r, t)
         action = self.policy.on_pause(r.make_view(), self.state(t))
         self.m.pause(t, r.rid, r.gen_in_seg, action.value)
         heapq.heappush(self.returns, (t + r.segment.tool_s, r.ticket, r))
@@ -93,16 +95,19 @@ class EngineQueues:
                 r.ticket, self.next_ticket = self.next_ticket, self.next_ticket + 1
             r.status = Status.WAITING
             bisect.insort(self.waiting, (r.ticket, r))
-        self._changed(r)
+        self._changed(r, t)
 
-    def _changed(self, r: Req) -> None:
+    def _changed(self, r: Req, t: float) -> None:
         """Refresh what follows a paused or swapped request: its view, the policy's view dicts and the
-        tally of GPU blocks held by paused requests per kind. Called after every change to such a request."""
+        tally of GPU blocks held by paused requests per kind, whose time integral is the paused part of the
+        memory waste. Called at time ``t`` after every change to such a request."""
         r.view = None
         rid = r.rid
+        self._integrate(r.kind, t)
         old = self._counted.pop(rid, 0)
         if old:
             self.paused_blocks_by_kind[r.kind] -= old
+            self.paused_gpu_blocks -= old
         self.paused_gpu.pop(rid, None)
         self.paused_views.pop(rid, None)
         self.swapped_views.pop(rid, None)
@@ -111,8 +116,20 @@ class EngineQueues:
             self.paused_views[rid] = r.make_view()
             self._counted[rid] = r.gpu_blocks
             self.paused_blocks_by_kind[r.kind] = self.paused_blocks_by_kind.get(r.kind, 0) + r.gpu_blocks
+            self.paused_gpu_blocks += r.gpu_blocks
         elif r.status is Status.SWAPPED:
             self.swapped_views[rid] = r.make_view()
+
+    def _integrate(self, kind: str, t: float) -> None:
+        blocks = self.paused_blocks_by_kind.get(kind, 0)
+        if blocks:
+            self.m.attribute(kind, waste_block_s=blocks * (t - self._tally_since[kind]))
+        self._tally_since[kind] = t
+
+    def flush_waste(self, t: float) -> None:
+        """Charge paused blocks up to ``t`` (the end of the run)."""
+        for kind in list(self.paused_blocks_by_kind):
+            self._integrate(kind, t)
 
     def start_running(self, r: Req) -> None:
         """``r`` takes a running slot as a partial (it has tokens to compute before it can decode)."""
@@ -132,7 +149,7 @@ class EngineQueues:
         self.pool.free_gpu(r.gpu_blocks)
         self.pool.free_cpu(r.cpu_blocks)
         r.gpu_blocks = r.cpu_blocks = r.computed = 0
-        self._changed(r)
+        self._changed(r, t)
 
     def _gpu_tokens(self, r: Req) -> int:
         return min(r.computed, r.gpu_blocks * self.bs)
@@ -145,7 +162,7 @@ class EngineQueues:
         self.pool.free_gpu(n)
         r.gpu_blocks -= n
         r.cpu_blocks += n
-        self._changed(r)
+        self._changed(r, t)
         moved = before - self._gpu_tokens(r)
         self.m.swap(t, r.rid, "swap_out", moved)
         return moved
@@ -163,7 +180,7 @@ class EngineQueues:
         if r.status is Status.SWAPPED and not r.cpu_blocks:
             del self.swapped[r.rid]
             self.start_running(r)
-        self._changed(r)
+        self._changed(r, t)
         return moved
 
     def apply(self, plan: StepPlan, t: float) -> int:
@@ -216,6 +233,13 @@ class EngineQueues:
         """When the next interception returns (inf if none is running)."""
         return self.returns[0][0] if self.returns else math.inf
 
+    def check_gpu_blocks(self) -> None:
+        """Cheap per-step conservation check: the pool's used GPU blocks equal what the holders have."""
+        held = self.group.blocks + self.paused_gpu_blocks + sum(r.gpu_blocks for r in self.partials)
+        if self.swapped:
+            held += sum(r.gpu_blocks for r in self.swapped.values())
+        assert held == self.pool.gpu_used, f"GPU blocks not conserved: {held} held, {self.pool.gpu_used} used"
+
     def check(self) -> None:
         """Full recount of every block holder against the pool (O(requests); used in check mode)."""
         assert self.partials == [r for r in self.running if not r.in_group], "partials out of step with running"
@@ -223,7 +247,7 @@ class EngineQueues:
         gpu += sum(r.gpu_blocks for r in self.paused.values()) + sum(r.gpu_blocks for r in self.swapped.values())
         cpu = sum(r.cpu_blocks for r in self.paused.values()) + sum(r.cpu_blocks for r in self.swapped.values())
         assert self.group.blocks == self.group.held_blocks_exact(), "decode group block count drifted"
-        assert sum(self.paused_blocks_by_kind.values()) == sum(r.gpu_blocks for r in self.paused.values())
+        assert self.paused_gpu_blocks == sum(r.gpu_blocks for r in self.paused.values())
         self.pool.check_conservation(gpu, cpu)
         for r in self.running:
             assert r.in_group or (r.computed >= 0 and r.pending >= 1), f"{r.rid}: bad token counts"

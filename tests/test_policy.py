@@ -34,8 +34,8 @@ def test_swap_brings_back_whole_requests_in_fcfs_order() -> None:
     sw = [_view("late", 3, 5), _view("early", 4, 1), _view("mid", 5, 3)]
     plan = Swap().plan_step(_state(10, sw))
     assert plan.swap_in == (("early", 4), ("mid", 5))  # 4 + 5 fit in 10; "late" (3) waits: FCFS stops
-    assert Swap().next_decision_at(_state(3, sw)) == math.inf  # nothing fits: only an event can help
-    assert Swap().next_decision_at(_state(10, sw)) == 2.0
+    assert Swap().plan_step(_state(3, sw)).empty  # nothing fits: only an event can free blocks
+    assert Swap().next_decision_at(_state(3, sw)) == math.inf
 
 
 def test_registry() -> None:
