@@ -30,6 +30,7 @@ class Step:
     chunks: list[tuple[Req, int]] = field(default_factory=list)
     swap_tokens: int = 0
     admitted: bool = False
+    preempted: bool = False  # blocks were freed while forming: the next step may admit, so no jump
 
 
 class Engine(EngineQueues):
@@ -82,7 +83,7 @@ class Engine(EngineQueues):
             swap_s = self.cost.swap_s(moved)
             stall = max(swap_s - fwd, 0.0) if self.policy.traits.pipelined_swap else swap_s
             k, dur = 1, fwd + stall
-            if self.jump and step.decode and not step.chunks and not moved and (
+            if self.jump and step.decode and not step.chunks and not moved and not step.preempted and (
                     state is not None or not self.policy.plans_steps or not (self.paused_gpu or self.swapped)):
                 k, dur = self._jump_length(now, fwd, len(self.group), state)
             if not self.drain and now + dur > self.duration_s:
@@ -165,6 +166,7 @@ class Engine(EngineQueues):
                 raise RuntimeError("a single request needs more KV blocks than the GPU has")
             victim = self.running[-1]
             self.preempt(victim, now)
+            step.preempted = True
             step.chunks = [(r, q) for r, q in step.chunks if r is not victim]
             step.decode = step.decode and len(self.group) > 0
         self.pool.allocate_gpu(need)
