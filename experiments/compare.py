@@ -93,8 +93,9 @@ def compare(base: RunConfig, policies: list[str], rates: list[float], seeds: int
     with ProcessPoolExecutor(max_workers=jobs) if jobs > 1 else _Inline() as pool:
         for i, (cfg, (summary, wall_s)) in enumerate(zip(cfgs, pool.map(run_one, cfgs)), start=1):
             results.append((cfg, summary))
-            print(f"\r[{i}/{len(cfgs)}] {cfg.policy} rate={cfg.rate_rps:g} seed={cfg.seed} "
-                  f"({wall_s:.1f}s)".ljust(70), end="", file=sys.stderr, flush=True)
+            if sys.stderr.isatty():
+                print(f"\r[{i}/{len(cfgs)}] {cfg.policy} rate={cfg.rate_rps:g} seed={cfg.seed} "
+                      f"({wall_s:.1f}s)".ljust(70), end="", file=sys.stderr, flush=True)
     print(f"\n{len(cfgs)} runs in {time.perf_counter() - t0:.1f}s wall", file=sys.stderr)
     rows, kind_rows = aggregate(results)
     print(table(rows))
