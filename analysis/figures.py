@@ -8,9 +8,9 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from analysis.style import POLICY_STYLE  # noqa: E402
+from analysis.style import POLICY_STYLE
 
 
 def latency_vs_rate(rows: list[dict[str, Any]], out: str | Path, title: str = "",
@@ -21,7 +21,8 @@ def latency_vs_rate(rows: list[dict[str, Any]], out: str | Path, title: str = ""
         pts = sorted((r["rate"], r["norm_latency_ms"], r.get("norm_latency_ms_ci95", 0.0))
                      for r in rows if r["policy"] == policy)
         style = POLICY_STYLE.get(policy, {})
-        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], label=policy,
+        low = [min(p[2], 0.9 * p[1]) for p in pts]  # keep the lower bar above zero on the log axis
+        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[low, [p[2] for p in pts]], label=policy,
                     capsize=3, **{"marker": "o", **style})
     if target_ms:
         ax.axhline(target_ms, color="grey", linestyle=":", linewidth=1, label=f"target {target_ms:g} ms")

@@ -10,6 +10,7 @@ Writes summary.csv, the latency plot and knees.json into --out, and prints the k
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 from pathlib import Path
@@ -26,7 +27,7 @@ def knee(points: list[tuple[float, float]], target_ms: float) -> float | None:
     pts = sorted(points)
     if pts and pts[0][1] > target_ms:
         return pts[0][0]
-    for (r0, l0), (r1, l1) in zip(pts, pts[1:]):
+    for (r0, l0), (r1, l1) in itertools.pairwise(pts):
         if l1 > target_ms >= l0:
             return r0 + (r1 - r0) * (target_ms - l0) / (l1 - l0)
     return None
@@ -58,7 +59,8 @@ def main() -> None:
     print(f"\nknee at {args.target_ms:g} ms/token ({args.seeds} seeds, {args.duration_s:g} s windows):")
     for p, k in knees.items():
         ratio = f"{k / ref:.2f}x discard" if k and ref else ""
-        print(f"  {p:<17} {'> %g' % max(rates) if k is None else '%.2f' % k:>7} req/s  {ratio}")
+        shown = f"> {max(rates):g}" if k is None else f"{k:.2f}"
+        print(f"  {p:<17} {shown:>7} req/s  {ratio}")
     (out / "knees.json").write_text(json.dumps({"target_ms": args.target_ms, "seeds": args.seeds,
                                                 "duration_s": args.duration_s, "rates": rates,
                                                 "batching": args.batching, "knee_rps": knees}, indent=2) + "\n")

@@ -43,7 +43,7 @@ class RunConfig:
 
     def validate(self) -> RunConfig:
         """Raise ConfigError naming the first bad value; return self."""
-        from core.policy import POLICIES  # noqa: PLC0415 - avoids an import cycle
+        from core.policy import POLICIES
 
         if self.policy not in POLICIES:
             raise ConfigError(f"policy = {self.policy!r}: expected one of {sorted(POLICIES)}")

@@ -106,7 +106,7 @@ class Swap(_Fixed):
 
 
 def _min_waste(cost: CostModel, **options: Any) -> Policy:
-    from core.min_waste import MinWaste  # noqa: PLC0415 - keeps the registry in one place
+    from core.min_waste import MinWaste
 
     return MinWaste(cost, **options)
 

@@ -17,13 +17,13 @@ from core.metrics import Metrics
 
 
 def _table(columns: dict[str, list[Any]]) -> Any:
-    import pyarrow as pa  # noqa: PLC0415 - only runs that save pay for the import
+    import pyarrow as pa
 
     return pa.table(columns)
 
 
 def _write_parquet(path: Path, columns: dict[str, list[Any]]) -> None:
-    import pyarrow.parquet as pq  # noqa: PLC0415
+    import pyarrow.parquet as pq
 
     pq.write_table(_table(columns), path, compression="zstd")
 

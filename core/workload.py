@@ -35,7 +35,8 @@ class Dist:
         else:
             sigma2 = math.log(1 + (self.std / self.mean) ** 2)
             x = rng.lognormal(math.log(self.mean) - sigma2 / 2, math.sqrt(sigma2), n)
-        return np.clip(x, self.lo, self.hi)
+        out: np.ndarray = np.clip(x, self.lo, self.hi)
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,10 +51,10 @@ def _policies(text: str) -> list[str]:
 
 def cmd_run(args: argparse.Namespace) -> None:
     """One run: progress line, summary table, run folder."""
-    from core.runfolder import save_run  # noqa: PLC0415
-    from core.summary import summarize  # noqa: PLC0415
-    from experiments.compare import table  # noqa: PLC0415
-    from sim.run import load_cost, simulate  # noqa: PLC0415
+    from core.runfolder import save_run
+    from core.summary import summarize
+    from experiments.compare import table
+    from sim.run import load_cost, simulate
 
     cfg = load_config(args.config, args.set) if args.config else build_config(None, args.set)
     cost = load_cost(cfg)
@@ -75,12 +75,12 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> None:
     """Every policy at every rate over seeds."""
-    from experiments.compare import compare  # noqa: PLC0415
+    from experiments.compare import compare
 
     base = build_config({"workload": args.workload, "duration_s": args.duration_s, "model": args.model,
                          "gpu": args.gpu, "tp": args.tp, "profile": args.profile or "", "batching": args.batching,
                          "drain": args.drain, "seed": args.seed}, args.set)
-    from sim.run import load_cost  # noqa: PLC0415
+    from sim.run import load_cost
 
     load_cost(base)  # fail early on a bad profile
     jobs = args.jobs or max(1, min(os.cpu_count() or 1, 8))
@@ -90,7 +90,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 def cmd_trace(args: argparse.Namespace) -> None:
     """Write any workload as a JSONL trace."""
-    from core.workload import make_workload  # noqa: PLC0415
+    from core.workload import make_workload
 
     if args.rate <= 0 or args.duration_s <= 0:
         raise ConfigError("--rate and --duration-s must be positive")

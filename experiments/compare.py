@@ -84,18 +84,23 @@ def table(rows: list[dict[str, Any]]) -> str:
 def compare(base: RunConfig, policies: list[str], rates: list[float], seeds: int, out: Path,
             jobs: int = 1, target_ms: float = 100.0) -> list[dict[str, Any]]:
     """Run the grid, print the table, write summary.csv, summary_by_kind.csv and latency_vs_rate.png."""
-    from analysis.figures import latency_vs_rate  # noqa: PLC0415 - matplotlib only when plotting
+    from analysis.figures import latency_vs_rate
 
     cfgs = [replace(base, policy=p, rate_rps=r, seed=base.seed + s).validate()
             for p in policies for r in rates for s in range(seeds)]
     results: list[tuple[RunConfig, dict[str, Any]]] = []
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=jobs) if jobs > 1 else _Inline() as pool:
-        for i, (cfg, (summary, wall_s)) in enumerate(zip(cfgs, pool.map(run_one, cfgs)), start=1):
+    pool = ProcessPoolExecutor(max_workers=jobs) if jobs > 1 else None
+    try:
+        outcomes = pool.map(run_one, cfgs) if pool else map(run_one, cfgs)
+        for i, (cfg, (summary, wall_s)) in enumerate(zip(cfgs, outcomes), start=1):
             results.append((cfg, summary))
             if sys.stderr.isatty():
                 print(f"\r[{i}/{len(cfgs)}] {cfg.policy} rate={cfg.rate_rps:g} seed={cfg.seed} "
                       f"({wall_s:.1f}s)".ljust(70), end="", file=sys.stderr, flush=True)
+    finally:
+        if pool:
+            pool.shutdown()
     print(f"\n{len(cfgs)} runs in {time.perf_counter() - t0:.1f}s wall", file=sys.stderr)
     rows, kind_rows = aggregate(results)
     print(table(rows))
@@ -106,17 +111,3 @@ def compare(base: RunConfig, policies: list[str], rates: list[float], seeds: int
     png = latency_vs_rate(rows, out / "latency_vs_rate.png", title, target_ms)
     print(f"wrote {out / 'summary.csv'}, {out / 'summary_by_kind.csv'}, {png}")
     return rows
-
-
-class _Inline:
-    """A stand-in for a process pool that runs in this process (jobs=1)."""
-
-    def __enter__(self) -> _Inline:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    @staticmethod
-    def map(fn: Any, items: list[Any]) -> Any:
-        return map(fn, items)

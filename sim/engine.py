@@ -9,7 +9,6 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Generator
-from dataclasses import dataclass, field
 from typing import Any
 
 import simpy
@@ -18,22 +17,11 @@ from core.cost import BatchShape, FittedCostModel, warn_out_of_range
 from core.metrics import SWAP_STALL, Metrics
 from core.policy import Policy
 from core.types import EngineState, RequestSpec
-from sim.request import Req
-from sim.state import EngineQueues
+from sim.batch import BatchForming, Step
+from sim.jump import first_k_reaching, total_s
 
 
-@dataclass(slots=True)
-class Step:
-    """One forward pass being formed: scheduled chunks and what it costs."""
-
-    decode: bool = False  # the decode group takes part
-    chunks: list[tuple[Req, int]] = field(default_factory=list)
-    swap_tokens: int = 0
-    admitted: bool = False
-    preempted: bool = False  # blocks were freed while forming: the next step may admit, so no jump
-
-
-class Engine(EngineQueues):
+class Engine(BatchForming):
     """One engine process over EngineQueues; ``batching`` is "v0" or "v1" (InferCept's chunk-fill overrides)."""
 
     def __init__(self, env: simpy.Environment, specs: list[RequestSpec], cost: FittedCostModel, policy: Policy,
@@ -114,103 +102,6 @@ class Engine(EngineQueues):
         nxt = self.specs[self.next_arrival].arrival_s if self.next_arrival < len(self.specs) else math.inf
         return min(nxt, self.next_return_at())
 
-    # ---------- batch forming ----------
-    def _short_blocks(self) -> int:
-        need = self.group.blocks_needed(1) + sum(
-            r.blocks_for(r.computed + r.pending, self.bs) for r in self.partials)
-        return max(need - self.pool.gpu_free, 0)
-
-    def _form(self, now: float) -> Step:
-        step = Step()
-        partials = self.partials
-        if self.mode == "v0":  # a step prefills (whole pendings, no decoders) or decodes
-            step.chunks = self._fit([(r, r.pending) for r in partials if r.pending > 1], self.budget, whole=True)
-            if step.chunks or self._can_admit_whole():
-                self._make_room(step, now)
-                self._admit(step, self.budget - sum(q for _, q in step.chunks), now, whole=True)
-                if step.chunks:
-                    return step
-            step.chunks = [(r, 1) for r in partials if r.pending == 1]
-            step.decode = len(self.group) > 0
-            self._make_room(step, now)
-            return step
-        step.decode = len(self.group) > 0
-        left = self.budget - len(self.group)
-        if self.mode == "fill":
-            left = max(left, self.bs)
-        step.chunks = self._fit([(r, r.pending) for r in partials], left, whole=False)
-        self._make_room(step, now)
-        self._admit(step, left - sum(q for _, q in step.chunks), now, whole=False)
-        return step
-
-    @staticmethod
-    def _fit(cands: list[tuple[Req, int]], left: int, whole: bool) -> list[tuple[Req, int]]:
-        """Chunks that fit the token budget in order; ``whole``: only whole pendings (v0)."""
-        out = []
-        for r, q in cands:
-            q = min(q, left)
-            if q <= 0 or (whole and q < r.pending):
-                continue
-            out.append((r, q))
-            left -= q
-        return out
-
-    def _make_room(self, step: Step, now: float) -> None:
-        """Preempt the newest running requests until this step's blocks fit, then take them."""
-        while True:
-            need = (self.group.blocks_needed(1) if step.decode else 0) + sum(
-                r.blocks_for(r.computed + q, self.bs) for r, q in step.chunks)
-            if need <= self.pool.gpu_free:
-                break
-            if not self.running:
-                raise RuntimeError("a single request needs more KV blocks than the GPU has")
-            victim = self.running[-1]
-            self.preempt(victim, now)
-            step.preempted = True
-            step.chunks = [(r, q) for r, q in step.chunks if r is not victim]
-            step.decode = step.decode and len(self.group) > 0
-        self.pool.allocate_gpu(need)
-        for r, q in step.chunks:
-            r.gpu_blocks += r.blocks_for(r.computed + q, self.bs)
-
-    def _can_admit_whole(self) -> bool:
-        if not self.waiting or len(self.running) >= self.cost.max_num_seqs:
-            return False
-        r = self.waiting[0][1]
-        return r.pending <= self.budget and self.pool.can_allocate_gpu(r.blocks_for(r.num_tokens, self.bs))
-
-    def _admit(self, step: Step, left: int, now: float, whole: bool) -> None:
-        """Admit waiting requests in ticket order while the budget, the slots and the blocks last."""
-        while self.waiting and left > 0 and len(self.running) < self.cost.max_num_seqs:
-            r = self.waiting[0][1]
-            q = min(r.pending, left)
-            if whole and q < r.pending:
-                break
-            need = r.blocks_for(r.computed + q, self.bs)
-            if not self.pool.can_allocate_gpu(need):
-                break
-            self.waiting.pop(0)
-            self.pool.allocate_gpu(need)
-            r.gpu_blocks += need
-            self.start_running(r)
-            self.m.admit(now, r.rid, r.pending)
-            step.chunks.append((r, q))
-            step.admitted = True
-            left -= q
-
-    def _shape(self, step: Step) -> BatchShape:
-        n_dec = len(self.group) if step.decode else 0
-        ctx = self.group.ctx_tokens if step.decode else 0
-        pre = pairs = 0
-        for r, q in step.chunks:
-            if q == 1 and r.pending == 1:
-                n_dec += 1
-                ctx += r.num_tokens
-            else:
-                pre += q
-                pairs += q * (r.computed + (q + 1) / 2)
-        return BatchShape(n_dec, ctx, pre, pairs)
-
     # ---------- jumps ----------
     def _jump_length(self, now: float, first_s: float, n: int, state: EngineState | None) -> tuple[int, float]:
         """Identical decode steps to run at once, and their summed duration: step j lasts first_s + b*j.
@@ -222,10 +113,10 @@ class Engine(EngineQueues):
         if state is not None:
             until = min(until, self.policy.next_decision_at(state))
         if until < math.inf:  # the first k whose end reaches the next event
-            k = min(k, _first_k_reaching(first_s, b, until - now))
+            k = min(k, first_k_reaching(first_s, b, until - now))
         if not self.drain:  # the last k that ends inside the window (at least 1: the caller stops there)
-            k = min(k, max(_first_k_reaching(first_s, b, self.duration_s - now, strict=True) - 1, 1))
-        return int(k), _total_s(first_s, b, int(k))
+            k = min(k, max(first_k_reaching(first_s, b, self.duration_s - now, strict=True) - 1, 1))
+        return int(k), total_s(first_s, b, int(k))
 
     # ---------- after the step ----------
     def _complete(self, step: Step, k: int, t: float) -> None:
@@ -284,31 +175,3 @@ class Engine(EngineQueues):
             self.group.leave(r)
         for r in self.running:
             self.m.progress(r.rid, r.gen_in_seg)
-
-
-def _total_s(a: float, b: float, k: int) -> float:
-    """Summed duration of k steps lasting a, a + b, a + 2b, ..."""
-    return k * a + b * k * (k - 1) / 2
-
-
-def _first_k_reaching(a: float, b: float, span_s: float, strict: bool = False) -> int:
-    """Smallest k >= 1 whose summed duration reaches span_s (exceeds it if ``strict``): the root of the
-    quadratic, then corrected by one step either way against rounding."""
-    if span_s <= 0:
-        return 1
-    if b > 0:
-        half = a - b / 2
-        k = math.ceil((-half + math.sqrt(half * half + 2 * b * span_s)) / b)
-    else:
-        k = math.ceil(span_s / a)
-    k = max(k, 1)
-
-    def ok(j: int) -> bool:
-        t = _total_s(a, b, j)
-        return t > span_s if strict else t >= span_s
-
-    while k > 1 and ok(k - 1):
-        k -= 1
-    while not ok(k):
-        k += 1
-    return k

@@ -11,9 +11,31 @@ class Req:
     """Mutable runtime state. While the request sits in the DecodeGroup, ``num_tokens``, ``computed``,
     ``gen_in_seg`` and ``gpu_blocks`` are stale: the group holds them as an offset (see sim/decoders.py)."""
 
-    __slots__ = ("spec", "rid", "ticket", "kind", "seg", "num_tokens", "computed", "ever_computed",
-                 "gpu_blocks", "cpu_blocks", "gen_in_seg", "status", "paused_at", "resumed_at", "admit_seq",
-                 "in_group", "base", "g_join", "gen_at_join", "version", "view", "sampled_any", "chunk")
+    __slots__ = (
+        "admit_seq",
+        "base",
+        "chunk",
+        "computed",
+        "cpu_blocks",
+        "ever_computed",
+        "g_join",
+        "gen_at_join",
+        "gen_in_seg",
+        "gpu_blocks",
+        "in_group",
+        "kind",
+        "num_tokens",
+        "paused_at",
+        "resumed_at",
+        "rid",
+        "sampled_any",
+        "seg",
+        "spec",
+        "status",
+        "ticket",
+        "version",
+        "view",
+    )
 
     def __init__(self, spec: RequestSpec, ticket: int) -> None:
         self.spec, self.rid, self.ticket, self.kind = spec, spec.rid, ticket, spec.kind

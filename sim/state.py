@@ -12,7 +12,7 @@ import math
 from core.cost import FittedCostModel
 from core.metrics import Metrics
 from core.policy import Policy
-from core.types import EngineState, KvAction, ReqView, RequestSpec, StepPlan, Status
+from core.types import EngineState, KvAction, RequestSpec, ReqView, Status, StepPlan
 from sim.decoders import DecodeGroup
 from sim.kv import KvPool
 from sim.request import Req

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import make_cost
+
 from core.cost import PROFILE_DIR, BatchShape, FittedCostModel, ProfileError, profile_path, warn_out_of_range
 
 

@@ -7,8 +7,8 @@ import math
 
 import pytest
 import simpy
-
 from conftest import make_cost
+
 from core.config import RunConfig
 from core.metrics import Metrics
 from core.policy import make_policy
@@ -101,11 +101,11 @@ def test_decode_group_block_arithmetic_matches_brute_force() -> None:
         r.computed, r.gpu_blocks, r.num_tokens = n, -(-n // 16), n + 1
         g.join(r)
         reqs.append(r)
-    for k in range(0, 70):
+    for k in range(70):
         # blocks after k steps cover computed + k tokens, i.e. ceil((computed + k) / 16)
         brute = sum(-(-(r.computed + k) // 16) - -(-r.computed // 16) for r in reqs)
         assert g.blocks_needed(k) == brute, k
-    for free in range(0, 30):
+    for free in range(30):
         k = g.max_steps_within(free)
         assert g.blocks_needed(k) <= free < g.blocks_needed(k + 1)
 

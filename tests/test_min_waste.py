@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from conftest import make_cost
+
 from core.min_waste import MinWaste, chunked_discard_waste, discard_waste, preserve_waste, swap_budget_tokens
 from core.types import EngineState, KvAction, ReqView, Status
 

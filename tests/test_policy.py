@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from conftest import make_cost
+
 from core.policy import POLICIES, Discard, ImprovedDiscard, Preserve, Swap, make_policy
 from core.types import EngineState, KvAction, ReqView, Status
 

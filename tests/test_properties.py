@@ -4,13 +4,14 @@ identical seeds give identical summaries."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import simpy
+from conftest import make_cost
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import make_cost
 from core.metrics import Metrics
 from core.policy import POLICIES, make_policy
 from core.summary import summarize
@@ -54,7 +55,7 @@ def test_invariants(specs: list[RequestSpec], policy: str, batching: str, gpu_bl
         assert rec.returned_tokens == sum(seg.tool_tokens for seg in s.segments)
         assert rec.finish_s >= s.arrival_s and rec.recomputed_tokens >= 0
     starts = m.steps["start_s"]
-    assert all(b >= a for a, b in zip(starts, starts[1:])), "time went backwards"
+    assert all(b >= a for a, b in itertools.pairwise(starts)), "time went backwards"
     assert all(d >= 0 for d in m.steps["dur_s"]) and all(c >= 1 for c in m.steps["count"])
     per_request: dict[str, float] = {}
     for t, rid, _, _ in m.events:  # each request's own events are in time order

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import MERGED, SPLITWISE
+
 from core.trace_io import WorkloadError, load_plain_csv, load_templates, read_jsonl, text_tokens, write_jsonl
 from core.types import KINDS, RequestSpec, Segment
 from core.workload import KIND_STATS, cap_context, make_workload, poisson_arrivals

@@ -1,0 +1,129 @@
+"""Forming a step's batch in the run's batching mode, within the token budget, the slots and the KV blocks.
+
+- ``v0`` (vLLM 0.2): a step either prefills whole pendings (running requests first, then waiting ones, FCFS)
+  or decodes; never both, so a big recompute stalls every decoder.
+- ``v1`` (vLLM >= 0.6): decoders, then chunks of running prefills, then admitted waiting requests, all under
+  one token budget (chunked prefill).
+- ``fill`` (InferCept's chunk-and-fill): like v1 with the budget set to the saturation point S.
+Blocks short: recompute-preempt the newest running request (vLLM's default) until the step fits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.cost import BatchShape
+from sim.request import Req
+from sim.state import EngineQueues
+
+
+@dataclass(slots=True)
+class Step:
+    """One forward pass being formed: scheduled chunks and what it costs."""
+
+    decode: bool = False  # the decode group takes part
+    chunks: list[tuple[Req, int]] = field(default_factory=list)
+    swap_tokens: int = 0
+    preempted: bool = False  # blocks were freed while forming: the next step may admit, so no jump
+
+
+class BatchForming(EngineQueues):
+    """Batch forming on top of the engine's queues; ``mode`` and ``budget`` are set by the Engine."""
+
+    mode: str
+    budget: int
+
+    def _short_blocks(self) -> int:
+        need = self.group.blocks_needed(1) + sum(
+            r.blocks_for(r.computed + r.pending, self.bs) for r in self.partials)
+        return max(need - self.pool.gpu_free, 0)
+
+    def _form(self, now: float) -> Step:
+        step = Step()
+        partials = self.partials
+        if self.mode == "v0":  # a step prefills (whole pendings, no decoders) or decodes
+            step.chunks = self._fit([(r, r.pending) for r in partials if r.pending > 1], self.budget, whole=True)
+            if step.chunks or self._can_admit_whole():
+                self._make_room(step, now)
+                self._admit(step, self.budget - sum(q for _, q in step.chunks), now, whole=True)
+                if step.chunks:
+                    return step
+            step.chunks = [(r, 1) for r in partials if r.pending == 1]
+            step.decode = len(self.group) > 0
+            self._make_room(step, now)
+            return step
+        step.decode = len(self.group) > 0
+        left = self.budget - len(self.group)
+        if self.mode == "fill":
+            left = max(left, self.bs)
+        step.chunks = self._fit([(r, r.pending) for r in partials], left, whole=False)
+        self._make_room(step, now)
+        self._admit(step, left - sum(q for _, q in step.chunks), now, whole=False)
+        return step
+
+    @staticmethod
+    def _fit(cands: list[tuple[Req, int]], left: int, whole: bool) -> list[tuple[Req, int]]:
+        """Chunks that fit the token budget in order; ``whole``: only whole pendings (v0)."""
+        out = []
+        for r, q in cands:
+            q = min(q, left)
+            if q <= 0 or (whole and q < r.pending):
+                continue
+            out.append((r, q))
+            left -= q
+        return out
+
+    def _make_room(self, step: Step, now: float) -> None:
+        """Preempt the newest running requests until this step's blocks fit, then take them."""
+        while True:
+            need = (self.group.blocks_needed(1) if step.decode else 0) + sum(
+                r.blocks_for(r.computed + q, self.bs) for r, q in step.chunks)
+            if need <= self.pool.gpu_free:
+                break
+            if not self.running:
+                raise RuntimeError("a single request needs more KV blocks than the GPU has")
+            victim = self.running[-1]
+            self.preempt(victim, now)
+            step.preempted = True
+            step.chunks = [(r, q) for r, q in step.chunks if r is not victim]
+            step.decode = step.decode and len(self.group) > 0
+        self.pool.allocate_gpu(need)
+        for r, q in step.chunks:
+            r.gpu_blocks += r.blocks_for(r.computed + q, self.bs)
+
+    def _can_admit_whole(self) -> bool:
+        if not self.waiting or len(self.running) >= self.cost.max_num_seqs:
+            return False
+        r = self.waiting[0][1]
+        return r.pending <= self.budget and self.pool.can_allocate_gpu(r.blocks_for(r.num_tokens, self.bs))
+
+    def _admit(self, step: Step, left: int, now: float, whole: bool) -> None:
+        """Admit waiting requests in ticket order while the budget, the slots and the blocks last."""
+        while self.waiting and left > 0 and len(self.running) < self.cost.max_num_seqs:
+            r = self.waiting[0][1]
+            q = min(r.pending, left)
+            if whole and q < r.pending:
+                break
+            need = r.blocks_for(r.computed + q, self.bs)
+            if not self.pool.can_allocate_gpu(need):
+                break
+            self.waiting.pop(0)
+            self.pool.allocate_gpu(need)
+            r.gpu_blocks += need
+            self.start_running(r)
+            self.m.admit(now, r.rid, r.pending)
+            step.chunks.append((r, q))
+            left -= q
+
+    def _shape(self, step: Step) -> BatchShape:
+        n_dec = len(self.group) if step.decode else 0
+        ctx = self.group.ctx_tokens if step.decode else 0
+        pre = pairs = 0
+        for r, q in step.chunks:
+            if q == 1 and r.pending == 1:
+                n_dec += 1
+                ctx += r.num_tokens
+            else:
+                pre += q
+                pairs += q * (r.computed + (q + 1) / 2)
+        return BatchShape(n_dec, ctx, pre, pairs)
