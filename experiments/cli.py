@@ -61,7 +61,16 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(f"simulating {cfg.policy} on {cfg.workload} at {cfg.rate_rps:g} req/s for {cfg.duration_s:g}s "
           f"({cost.name}, batching {cfg.batching}, seed {cfg.seed}) ...", file=sys.stderr)
     t0 = time.perf_counter()
-    m = simulate(cfg, cost=cost)
+
+    def progress(now_s: float) -> None:
+        if sys.stderr.isatty():
+            done = min(now_s / cfg.duration_s, 1.0)
+            print(f"\r  [{'#' * int(30 * done):<30}] {now_s:7.0f} / {cfg.duration_s:g} s simulated", end="",
+                  file=sys.stderr, flush=True)
+
+    m = simulate(cfg, cost=cost, progress=progress)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
     summary = summarize(m)
     print(f"done in {time.perf_counter() - t0:.2f}s wall: {m.notes['steps']} steps in "
           f"{m.notes['step_rows']} intervals", file=sys.stderr)

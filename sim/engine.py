@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import simpy
@@ -26,8 +26,9 @@ class Engine(BatchForming):
 
     def __init__(self, env: simpy.Environment, specs: list[RequestSpec], cost: FittedCostModel, policy: Policy,
                  metrics: Metrics, batching: str, duration_s: float, drain: bool, jump: bool = True,
-                 check: bool = False) -> None:
+                 check: bool = False, progress: Callable[[float], None] | None = None) -> None:
         super().__init__(cost, policy, metrics)
+        self.progress = progress  # called now and then with the simulated time
         self.env, self.specs = env, specs
         self.next_arrival = 0
         self.mode = "fill" if policy.traits.chunk_fill else batching
@@ -40,8 +41,12 @@ class Engine(BatchForming):
     def run(self) -> Generator[simpy.events.Event, Any, None]:
         """The SimPy process: loops until every request is done (drain) or the window closes."""
         env = self.env
+        n_iter = 0
         while True:
             now = env.now
+            n_iter += 1
+            if self.progress and n_iter % 4096 == 0:
+                self.progress(now)
             self._absorb(now)
             if self.num_done == len(self.specs) or (not self.drain and now >= self.duration_s):
                 break

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import simpy
@@ -27,9 +28,10 @@ def build_workload(cfg: RunConfig, cost: FittedCostModel) -> tuple[list[RequestS
                          cfg.max_requests or None)
 
 
-def simulate(cfg: RunConfig, specs: list[RequestSpec] | None = None,
-             cost: FittedCostModel | None = None) -> Metrics:
-    """Run one simulation. ``specs``/``cost`` may be passed in to share them across runs."""
+def simulate(cfg: RunConfig, specs: list[RequestSpec] | None = None, cost: FittedCostModel | None = None,
+             progress: Callable[[float], None] | None = None) -> Metrics:
+    """Run one simulation. ``specs``/``cost`` may be passed in to share them across runs; ``progress`` is
+    called now and then with the simulated time (s)."""
     cost = cost or load_cost(cfg)
     notes: dict[str, int] = {}
     if specs is None:
@@ -39,7 +41,7 @@ def simulate(cfg: RunConfig, specs: list[RequestSpec] | None = None,
     metrics.notes.update(notes)
     env = simpy.Environment()
     engine = Engine(env, specs, cost, policy, metrics, cfg.batching, cfg.duration_s, cfg.drain, cfg.jump,
-                    cfg.check)
+                    cfg.check, progress)
     env.process(engine.run())
     env.run()
     metrics.notes["steps"] = int(sum(metrics.steps["count"]))
