@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         args.fn(args)
-    except (ConfigError, WorkloadError, ProfileError) as exc:
+    except (ConfigError, WorkloadError, ProfileError, ValueError) as exc:
         print(f"infercept: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -33,6 +33,9 @@ class Engine(BatchForming):
         self.next_arrival = 0
         self.mode = "fill" if policy.traits.chunk_fill else batching
         self.budget = cost.saturation_tokens if self.mode == "fill" else cost.token_budget_tokens
+        if self.mode == "v0" and self.budget < cost.max_context_tokens:
+            raise ValueError(f"engine.token_budget_tokens = {self.budget}: v0 prefills whole contexts, so it must "
+                             f"be at least the model's context ({cost.max_context_tokens})")
         self.duration_s, self.drain, self.jump, self.check_blocks = duration_s, drain, jump, check
         self.a_ctx = cost.per_decode_ctx_token_s
         self.warned = False
@@ -101,7 +104,7 @@ class Engine(BatchForming):
             self.next_arrival += 1
         while self.returns and self.returns[0][0] <= now:
             at, _, r = heapq.heappop(self.returns)
-            self.resume(r, at)
+            self.resume(r, at, now)
 
     def _next_external(self) -> float:
         nxt = self.specs[self.next_arrival].arrival_s if self.next_arrival < len(self.specs) else math.inf

@@ -77,8 +77,9 @@ class EngineQueues:
             else:
                 self.discard(r, t)
 
-    def resume(self, r: Req, t: float) -> None:
-        """The interception returned: append its tokens and queue ``r`` by where its KV is."""
+    def resume(self, r: Req, t: float, now: float) -> None:
+        """The interception returned at ``t``; the engine sees it at ``now`` (its next step boundary): append
+        the returned tokens and queue ``r`` by where its KV is (paused blocks count as waste until ``now``)."""
         del self.paused[r.rid]
         ret = r.segment.tool_tokens
         self.m.resume(t, r.rid, ret)
@@ -95,7 +96,7 @@ class EngineQueues:
                 r.ticket, self.next_ticket = self.next_ticket, self.next_ticket + 1
             r.status = Status.WAITING
             bisect.insort(self.waiting, (r.ticket, r))
-        self._changed(r, t)
+        self._changed(r, now)
 
     def _changed(self, r: Req, t: float) -> None:
         """Refresh what follows a paused or swapped request: its view, the policy's view dicts and the
@@ -122,6 +123,7 @@ class EngineQueues:
 
     def _integrate(self, kind: str, t: float) -> None:
         blocks = self.paused_blocks_by_kind.get(kind, 0)
+        assert t >= self._tally_since.get(kind, t), "waste integral went back in time"
         if blocks:
             self.m.attribute(kind, waste_block_s=blocks * (t - self._tally_since[kind]))
         self._tally_since[kind] = t

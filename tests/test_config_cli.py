@@ -76,6 +76,7 @@ def test_trace_then_replay(tmp_path: Path) -> None:
     (["compare", "--model", "gpt5"], "no profile for model=gpt5"),
     (["compare", "--workload", "nope.txt", "--rates", "1"], "workload 'nope.txt'"),
     (["run", "--set", "policy=lru"], "policy = 'lru'"),
+    (["run", "--set", "policy=discard", "--set", "engine.token_budget_tokens=512"], "token_budget_tokens = 512"),
 ])
 def test_bad_arguments_exit_2_with_a_clear_message(args, message, capsys, tmp_path: Path) -> None:
     assert main(args + ["--out", str(tmp_path / "o")]) == 2
