@@ -90,3 +90,12 @@ def test_core_imports_no_backend() -> None:
             "bad = [m for m in ('simpy', 'vllm', 'torch') if m in sys.modules]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_chrome_trace_is_valid(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    assert main(["run", "--set", "duration_s=20", "--set", "policy=swap", "--out", str(out), "--trace"]) == 0
+    trace = json.loads((out / "trace.json").read_text())
+    names = {e["name"].split()[0] for e in trace["traceEvents"]}
+    assert {"process_name", "tool", "swap_out"} <= names
+    assert all(e["dur"] >= 0 for e in trace["traceEvents"] if e.get("ph") == "X")

@@ -125,3 +125,39 @@ def test_jumping_and_stepping_give_the_same_summary(policy: str, batching: str) 
     for k, v in a["overall"].items():
         w = b["overall"][k]
         assert (math.isnan(v) and math.isnan(w)) or v == pytest.approx(w, rel=1e-9, abs=1e-9), k
+
+
+def test_infercept_options_are_the_ablation() -> None:
+    base = RunConfig(policy="infercept", rate_rps=2.0, duration_s=60.0, seed=1)
+    full = summarize(simulate(base))["overall"]
+    no_swap = summarize(simulate(RunConfig(**{**base.to_dict(), "policy_options": {"swap": False}})))["overall"]
+    assert full["swapped_tokens"] > 0 and no_swap["swapped_tokens"] == 0
+    no_chunk = simulate(RunConfig(**{**base.to_dict(), "policy_options": {"chunk_fill": False}}))
+    # without chunk-and-fill the run's batching (v0) applies: steps either prefill or decode
+    assert all(not (n and p) for n, p in zip(no_chunk.steps["num_decode"], no_chunk.steps["prefill_tokens"]))
+    oracle = summarize(simulate(RunConfig(**{**base.to_dict(), "policy_options": {"estimator": "oracle"}})))
+    assert oracle["overall"] != full
+
+
+def test_per_kind_metrics_add_up() -> None:
+    s = summarize(simulate(RunConfig(policy="discard", rate_rps=2.0, duration_s=60.0, seed=2)))
+    kinds = s["by_kind"]
+    assert set(kinds) <= {"math", "qa", "ve", "chatbot", "image", "tts"} and len(kinds) >= 4
+    assert sum(k["num_requests"] for k in kinds.values()) == s["overall"]["num_requests"]
+    assert sum(k["recomputed_tokens"] for k in kinds.values()) == s["overall"]["recomputed_tokens"]
+    assert sum(k["gpu_waste_pct"] for k in kinds.values()) == pytest.approx(s["overall"]["gpu_waste_pct"])
+    assert sum(k["recompute_share_pct"] for k in kinds.values()) == pytest.approx(s["overall"]["recompute_share_pct"])
+
+
+def test_leaving_the_fitted_range_warns() -> None:
+    cost = make_cost(fit_max_query_tokens=50)
+    with pytest.warns(RuntimeWarning, match="outside the fitted range"):
+        run(ONE, "discard", cost=cost)
+
+
+def test_stops_at_the_end_of_the_window_and_counts_unfinished() -> None:
+    m = simulate(RunConfig(policy="preserve", rate_rps=2.0, duration_s=30.0, seed=5))
+    assert m.end_s == 30.0
+    assert max(s + d for s, d in zip(m.steps["start_s"], m.steps["dur_s"])) <= 30.0
+    s = summarize(m)["overall"]
+    assert s["unfinished"] > 0 and s["completed_rps"] == pytest.approx((s["num_requests"] - s["unfinished"]) / 30)
