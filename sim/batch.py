@@ -1,7 +1,7 @@
 """Forming a step's batch in the run's batching mode, within the token budget, the slots and the KV blocks.
 
-- ``v0`` (vLLM 0.2): a step either prefills whole pendings (running requests first, then waiting ones, FCFS)
-  or decodes; never both, so a big recompute stalls every decoder.
+- ``v0`` (vLLM 0.2): a step either prefills whole pendings (running requests first, then waiting ones, FCFS,
+  none while a swapped request waits) or decodes; never both, so a big recompute stalls every decoder.
 - ``v1`` (vLLM >= 0.6): decoders, then chunks of running prefills, then admitted waiting requests, all under
   one token budget (chunked prefill).
 - ``fill`` (InferCept's chunk-and-fill): like v1 with the budget set to the saturation point S.
@@ -92,13 +92,16 @@ class BatchForming(EngineQueues):
             r.gpu_blocks += r.blocks_for(r.computed + q, self.bs)
 
     def _can_admit_whole(self) -> bool:
-        if not self.waiting or len(self.running) >= self.cost.max_num_seqs:
+        if not self.waiting or self.swapped or len(self.running) >= self.cost.max_num_seqs:
             return False
         r = self.waiting[0][1]
         return r.pending <= self.budget and self.pool.can_allocate_gpu(r.blocks_for(r.num_tokens, self.bs))
 
     def _admit(self, step: Step, left: int, now: float, whole: bool) -> None:
-        """Admit waiting requests in ticket order while the budget, the slots and the blocks last."""
+        """Admit waiting requests in ticket order while the budget, the slots and the blocks last (v0, as
+        vLLM 0.2: none while a swapped request waits to come back)."""
+        if self.mode == "v0" and self.swapped:
+            return
         while self.waiting and left > 0 and len(self.running) < self.cost.max_num_seqs:
             r = self.waiting[0][1]
             q = min(r.pending, left)
