@@ -96,33 +96,35 @@ class MinWaste:
         the swap-out budget, the rest is discarded if WD < WP, else kept; under memory pressure preserved
         requests are discarded, cheapest WD first, until the shortage is covered."""
         budget = self.budget_blocks if self.swap else 0
-        free_gpu, ins = state.free_gpu_blocks, []
-        for r in sorted(state.swapped, key=lambda v: v.ticket):
-            n = min(r.cpu_blocks, budget, free_gpu)
-            if n <= 0:
-                break
-            ins.append((r.rid, n))
-            budget, free_gpu = budget - n, free_gpu - n
-        on_gpu = [r for r in state.paused if r.gpu_blocks]
-        scored = sorted(((self.wastes(r, state), r) for r in on_gpu), key=lambda x: (-min(x[0]), x[1].ticket))
+        ins: list[tuple[str, int]] = []
+        if state.swapped and budget:
+            free_gpu = state.free_gpu_blocks
+            for r in sorted(state.swapped, key=_by_ticket):
+                n = min(r.cpu_blocks, budget, free_gpu)
+                if n <= 0:
+                    break
+                ins.append((r.rid, n))
+                budget, free_gpu = budget - n, free_gpu - n
+        scored = sorted(((self.wastes(r, state), r) for r in state.paused if r.gpu_blocks), key=_by_waste)
         free_cpu = state.free_cpu_blocks + sum(n for _, n in ins)
+        short = state.gpu_blocks_short
         outs, discards, kept = [], [], []
         for (wp, wd), r in scored:
             n = min(r.gpu_blocks, budget, free_cpu)
             if n > 0:
                 outs.append((r.rid, n))
-                budget, free_cpu = budget - n, free_cpu - n
+                budget, free_cpu, short = budget - n, free_cpu - n, short - n
             elif wd < wp:
                 discards.append(r.rid)
+                short -= r.gpu_blocks
             else:
                 kept.append((wd, r))
-        short = state.gpu_blocks_short - sum(n for _, n in outs) - sum(
-            r.gpu_blocks for r in on_gpu if r.rid in discards)
-        for _, r in sorted(kept, key=lambda x: (x[0], x[1].ticket)):
-            if short <= 0:
-                break
-            discards.append(r.rid)
-            short -= r.gpu_blocks
+        if short > 0:
+            for _, r in sorted(kept, key=_by_cost):
+                if short <= 0:
+                    break
+                discards.append(r.rid)
+                short -= r.gpu_blocks
         if not (ins or outs or discards):
             return EMPTY_PLAN
         return StepPlan(swap_out=tuple(outs), swap_in=tuple(ins), discard=tuple(discards))
@@ -139,3 +141,17 @@ class MinWaste:
             if c:
                 t = min(t, r.paused_at_s + self.wastes(r, state)[1] / c)
         return t
+
+
+def _by_ticket(r: ReqView) -> int:
+    return r.ticket
+
+
+def _by_waste(x: tuple[tuple[float, float], ReqView]) -> tuple[float, int]:
+    """Largest min(WP, WD) first; ties by arrival order."""
+    return -min(x[0]), x[1].ticket
+
+
+def _by_cost(x: tuple[float, ReqView]) -> tuple[float, int]:
+    """Cheapest WD first; ties by arrival order."""
+    return x[0], x[1].ticket

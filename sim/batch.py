@@ -45,26 +45,26 @@ class BatchForming(EngineQueues):
             step.chunks = self._fit([(r, r.pending) for r in partials if r.pending > 1], self.budget, whole=True)
             if step.chunks or self._can_admit_whole():
                 self._make_room(step, now)
-                self._admit(step, self.budget - sum(q for _, q in step.chunks), now, whole=True)
+                self._admit(step, self.budget - _tokens(step.chunks), now, whole=True)
                 if step.chunks:
                     return step
             step.chunks = [(r, 1) for r in partials if r.pending == 1]
-            step.decode = len(self.group) > 0
+            step.decode = len(self.group.members) > 0
             self._make_room(step, now)
             return step
-        step.decode = len(self.group) > 0
-        left = self.budget - len(self.group)
+        step.decode = len(self.group.members) > 0
+        left = self.budget - len(self.group.members)
         if self.mode == "fill":
             left = max(left, self.bs)
         step.chunks = self._fit([(r, r.pending) for r in partials], left, whole=False)
         self._make_room(step, now)
-        self._admit(step, left - sum(q for _, q in step.chunks), now, whole=False)
+        self._admit(step, left - _tokens(step.chunks), now, whole=False)
         return step
 
     @staticmethod
     def _fit(cands: list[tuple[Req, int]], left: int, whole: bool) -> list[tuple[Req, int]]:
         """Chunks that fit the token budget in order; ``whole``: only whole pendings (v0)."""
-        out = []
+        out: list[tuple[Req, int]] = []
         for r, q in cands:
             q = min(q, left)
             if q <= 0 or (whole and q < r.pending):
@@ -75,9 +75,11 @@ class BatchForming(EngineQueues):
 
     def _make_room(self, step: Step, now: float) -> None:
         """Preempt the newest running requests until this step's blocks fit, then take them."""
+        bs = self.bs
         while True:
-            need = (self.group.blocks_needed(1) if step.decode else 0) + sum(
-                r.blocks_for(r.computed + q, self.bs) for r, q in step.chunks)
+            need = self.group.blocks_needed(1) if step.decode else 0
+            for r, q in step.chunks:
+                need += r.blocks_for(r.computed + q, bs)
             if need <= self.pool.gpu_free:
                 break
             if not self.running:
@@ -86,7 +88,7 @@ class BatchForming(EngineQueues):
             self.preempt(victim, now)
             step.preempted = True
             step.chunks = [(r, q) for r, q in step.chunks if r is not victim]
-            step.decode = step.decode and len(self.group) > 0
+            step.decode = step.decode and len(self.group.members) > 0
         self.pool.allocate_gpu(need)
         for r, q in step.chunks:
             r.gpu_blocks += r.blocks_for(r.computed + q, self.bs)
@@ -119,7 +121,7 @@ class BatchForming(EngineQueues):
             left -= q
 
     def _shape(self, step: Step) -> BatchShape:
-        n_dec = len(self.group) if step.decode else 0
+        n_dec = len(self.group.members) if step.decode else 0
         ctx = self.group.ctx_tokens if step.decode else 0
         pre = pairs = 0
         for r, q in step.chunks:
@@ -130,3 +132,11 @@ class BatchForming(EngineQueues):
                 pre += q
                 pairs += q * (r.computed + (q + 1) / 2)
         return BatchShape(n_dec, ctx, pre, pairs)
+
+
+def _tokens(chunks: list[tuple[Req, int]]) -> int:
+    """Query tokens of a list of chunks."""
+    total = 0
+    for _, q in chunks:
+        total += q
+    return total

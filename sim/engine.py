@@ -43,7 +43,8 @@ class Engine(BatchForming):
     # ---------- the process ----------
     def run(self) -> Generator[simpy.events.Event, Any, None]:
         """The SimPy process: loops until every request is done (drain) or the window closes."""
-        env = self.env
+        env, policy, cost = self.env, self.policy, self.cost
+        plans, pipelined, n_specs = policy.plans_steps, policy.traits.pipelined_swap, len(self.specs)
         n_iter = 0
         while True:
             now = env.now
@@ -51,21 +52,21 @@ class Engine(BatchForming):
             if self.progress and n_iter % 4096 == 0:
                 self.progress(now)
             self._absorb(now)
-            if self.num_done == len(self.specs) or (not self.drain and now >= self.duration_s):
+            if self.num_done == n_specs or (not self.drain and now >= self.duration_s):
                 break
             moved = self.pending_swap_tokens
             self.pending_swap_tokens = 0
             state = None
-            if self.policy.plans_steps and (self.paused_gpu or self.swapped):
+            if plans and (self.paused_gpu or self.swapped):
                 state = self.state(now, self._short_blocks())
-                plan = self.policy.plan_step(state)
+                plan = policy.plan_step(state)
                 if not plan.empty:
                     moved += self.apply(plan, now)
                     state = None  # the plan changed the state: no jump this step
             step = self._form(now)
             step.swap_tokens = moved
             shape = self._shape(step)
-            fwd = self.cost.step_s(shape) if shape.query_tokens else 0.0
+            fwd = cost.step_s(shape) if shape.query_tokens else 0.0
             if fwd == 0.0 and moved == 0:
                 nxt = min(self._next_external(), math.inf if self.drain else self.duration_s)
                 if nxt == math.inf:
@@ -73,15 +74,17 @@ class Engine(BatchForming):
                                        f"({len(self.waiting)} waiting, {len(self.swapped)} swapped)")
                 yield env.timeout(nxt - now)
                 continue
-            if not self.warned and self.cost.out_of_range(shape):
-                warn_out_of_range(self.cost, shape)
+            if not self.warned and cost.out_of_range(shape):
+                warn_out_of_range(cost, shape)
                 self.warned = True
-            swap_s = self.cost.swap_s(moved)
-            stall = max(swap_s - fwd, 0.0) if self.policy.traits.pipelined_swap else swap_s
+            stall = 0.0
+            if moved:
+                swap_s = cost.swap_s(moved)
+                stall = max(swap_s - fwd, 0.0) if pipelined else swap_s
             k, dur = 1, fwd + stall
             if self.jump and step.decode and not step.chunks and not moved and not step.preempted and (
-                    state is not None or not self.policy.plans_steps or not (self.paused_gpu or self.swapped)):
-                k, dur = self._jump_length(now, fwd, len(self.group), state)
+                    state is not None or not plans or not (self.paused_gpu or self.swapped)):
+                k, dur = self._jump_length(now, fwd, len(self.group.members), state)
             if not self.drain and now + dur > self.duration_s:
                 break
             if k > 1:
@@ -154,7 +157,7 @@ class Engine(BatchForming):
         a swap (the other running requests for the marginal time, the recomputing ones for the whole step)."""
         redo = [(r, min(r.computed + q, r.ever_computed) - r.computed) for r, q in step.chunks
                 if r.ever_computed > r.computed]
-        redo_tokens = sum(n for _, n in redo)
+        redo_tokens = sum(n for _, n in redo) if redo else 0
         redo_s = 0.0
         if redo_tokens:  # the recomputed tokens are the first n of their chunk
             redo_pairs = sum(n * (r.computed + (n + 1) / 2) for r, n in redo)

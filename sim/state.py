@@ -227,7 +227,7 @@ class EngineQueues:
             partial_c += r.computed
         return EngineState(
             now_s=t, block_size_tokens=self.bs, free_gpu_blocks=self.pool.gpu_free,
-            free_cpu_blocks=self.pool.cpu_free, running_query_tokens=len(self.group) + partial_q,
+            free_cpu_blocks=self.pool.cpu_free, running_query_tokens=len(self.group.members) + partial_q,
             running_gpu_tokens=self.group.ctx_tokens + partial_c, gpu_blocks_short=short_blocks,
             paused=tuple(self.paused_views.values()), swapped=tuple(self.swapped_views.values()))
 
@@ -237,7 +237,9 @@ class EngineQueues:
 
     def check_gpu_blocks(self) -> None:
         """Cheap per-step conservation check: the pool's used GPU blocks equal what the holders have."""
-        held = self.group.blocks + self.paused_gpu_blocks + sum(r.gpu_blocks for r in self.partials)
+        held = self.group.blocks + self.paused_gpu_blocks
+        for r in self.partials:
+            held += r.gpu_blocks
         if self.swapped:
             held += sum(r.gpu_blocks for r in self.swapped.values())
         assert held == self.pool.gpu_used, f"GPU blocks not conserved: {held} held, {self.pool.gpu_used} used"
