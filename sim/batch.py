@@ -34,7 +34,7 @@ class BatchForming(EngineQueues):
     budget: int
 
     def _short_blocks(self) -> int:
-        need = self.group.blocks_needed(1) + sum(
+        need = self.group.blocks_needed_now() + sum(
             r.blocks_for(r.computed + r.pending, self.bs) for r in self.partials)
         return max(need - self.pool.gpu_free, 0)
 
@@ -77,7 +77,7 @@ class BatchForming(EngineQueues):
         """Preempt the newest running requests until this step's blocks fit, then take them."""
         bs = self.bs
         while True:
-            need = self.group.blocks_needed(1) if step.decode else 0
+            need = self.group.blocks_needed_now() if step.decode else 0
             for r, q in step.chunks:
                 need += r.blocks_for(r.computed + q, bs)
             if need <= self.pool.gpu_free:

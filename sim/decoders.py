@@ -26,6 +26,7 @@ class DecodeGroup:
         self.sum_base = 0
         self.blocks = 0  # GPU blocks held by members
         self.phase = np.zeros(block_size, dtype=np.int64)  # members by base mod block size
+        self.phase_list = [0] * block_size  # the same counts as a list, for the one-step lookup
         self.ends: list[tuple[int, int, int, Req]] = []  # (g at segment end, ticket, version, req)
         self._cum: np.ndarray | None = None  # cumulative blocks needed over one cycle from g (cached)
         self._cum_g = -1
@@ -48,6 +49,7 @@ class DecodeGroup:
         self.sum_base += r.base
         self.blocks += r.gpu_blocks
         self.phase[r.base % self.bs] += 1
+        self.phase_list[r.base % self.bs] += 1
         self._cum = None
         heapq.heappush(self.ends, (self.g + r.segment.gen_tokens - r.gen_in_seg, r.ticket, r.version, r))
 
@@ -57,6 +59,7 @@ class DecodeGroup:
         del self.members[r.rid]
         self.sum_base -= r.base
         self.phase[r.base % self.bs] -= 1
+        self.phase_list[r.base % self.bs] -= 1
         self._cum = None
         r.num_tokens = r.base + self.g
         r.computed = r.num_tokens - 1
@@ -90,12 +93,16 @@ class DecodeGroup:
             self._cum, self._cum_g = np.cumsum(self.phase[idx]), self.g
         return self._cum
 
+    def blocks_needed_now(self) -> int:
+        """New blocks the members need for the next decode step."""
+        return self.phase_list[(1 - self.g) % self.bs]
+
     def blocks_needed(self, k: int) -> int:
         """New blocks the members need over the next ``k`` decode steps."""
         if k <= 0 or not self.members:
             return 0
         if k == 1:
-            return int(self.phase[(1 - self.g) % self.bs])
+            return self.blocks_needed_now()
         full, rem = divmod(k, self.bs)
         return full * len(self.members) + (int(self._cycle()[rem - 1]) if rem else 0)
 

@@ -88,7 +88,7 @@ class Engine(BatchForming):
             if not self.drain and now + dur > self.duration_s:
                 break
             if k > 1:
-                self.pool.allocate_gpu(self.group.blocks_needed(k) - self.group.blocks_needed(1))
+                self.pool.allocate_gpu(self.group.blocks_needed(k) - self.group.blocks_needed_now())
             self._record(now, k, dur, fwd, stall, shape, step)
             yield env.timeout(dur)
             self._complete(step, k, env.now)
@@ -119,7 +119,7 @@ class Engine(BatchForming):
         ``state`` is what the policy planned on this step (its plan was empty), or None if it did not plan."""
         b = self.a_ctx * n
         k = min(self.group.steps_to_next_end(),
-                self.group.max_steps_within(self.pool.gpu_free + self.group.blocks_needed(1)))
+                self.group.max_steps_within(self.pool.gpu_free + self.group.blocks_needed_now()))
         until = self._next_external()
         if state is not None:
             until = min(until, self.policy.next_decision_at(state))

@@ -104,22 +104,27 @@ class EngineQueues:
         memory waste. Called at time ``t`` after every change to such a request."""
         r.view = None
         rid = r.rid
-        self._integrate(r.kind, t)
-        old = self._counted.pop(rid, 0)
-        if old:
-            self.paused_blocks_by_kind[r.kind] -= old
-            self.paused_gpu_blocks -= old
-        self.paused_gpu.pop(rid, None)
-        self.paused_views.pop(rid, None)
-        self.swapped_views.pop(rid, None)
-        if r.status is Status.PAUSED and r.gpu_blocks:
+        paused_on_gpu = r.status is Status.PAUSED and r.gpu_blocks > 0
+        new = r.gpu_blocks if paused_on_gpu else 0
+        old = self._counted.get(rid, 0)
+        if new != old:
+            self._integrate(r.kind, t)
+            self.paused_blocks_by_kind[r.kind] = self.paused_blocks_by_kind.get(r.kind, 0) + new - old
+            self.paused_gpu_blocks += new - old
+            if new:
+                self._counted[rid] = new
+            else:
+                del self._counted[rid]
+        if paused_on_gpu:
             self.paused_gpu[rid] = r
             self.paused_views[rid] = r.make_view()
-            self._counted[rid] = r.gpu_blocks
-            self.paused_blocks_by_kind[r.kind] = self.paused_blocks_by_kind.get(r.kind, 0) + r.gpu_blocks
-            self.paused_gpu_blocks += r.gpu_blocks
-        elif r.status is Status.SWAPPED:
+        else:
+            self.paused_gpu.pop(rid, None)
+            self.paused_views.pop(rid, None)
+        if r.status is Status.SWAPPED:
             self.swapped_views[rid] = r.make_view()
+        else:
+            self.swapped_views.pop(rid, None)
 
     def _integrate(self, kind: str, t: float) -> None:
         blocks = self.paused_blocks_by_kind.get(kind, 0)
@@ -221,15 +226,15 @@ class EngineQueues:
     # ---------- what the policy sees ----------
     def state(self, t: float, short_blocks: int = 0) -> EngineState:
         """A snapshot for the policy (views of paused-on-GPU and swapped requests, cached per request)."""
-        partial_q = partial_c = 0
+        tokens = computed = 0
         for r in self.partials:
-            partial_q += r.pending
-            partial_c += r.computed
-        return EngineState(
-            now_s=t, block_size_tokens=self.bs, free_gpu_blocks=self.pool.gpu_free,
-            free_cpu_blocks=self.pool.cpu_free, running_query_tokens=len(self.group.members) + partial_q,
-            running_gpu_tokens=self.group.ctx_tokens + partial_c, gpu_blocks_short=short_blocks,
-            paused=tuple(self.paused_views.values()), swapped=tuple(self.swapped_views.values()))
+            tokens += r.num_tokens
+            computed += r.computed
+        group = self.group
+        # fields in EngineState's order: now, block size, free GPU / CPU blocks, R, Rb, short, paused, swapped
+        return EngineState(t, self.bs, self.pool.gpu_free, self.pool.cpu_free,
+                           len(group.members) + tokens - computed, group.ctx_tokens + computed, short_blocks,
+                           tuple(self.paused_views.values()), tuple(self.swapped_views.values()))
 
     def next_return_at(self) -> float:
         """When the next interception returns (inf if none is running)."""
