@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 STEP_COLUMNS = ("start_s", "count", "dur_s", "fwd_s", "num_decode", "decode_ctx_tokens", "prefill_tokens",
                 "recompute_tokens", "swap_tokens", "gpu_used_blocks", "gpu_paused_blocks",
                 "cpu_used_blocks", "stall_s", "recompute_s", "waste_block_s", "policy_s")
 """Per-step sample columns. A row covers ``count`` identical steps from ``start_s``; ``dur_s``, ``fwd_s``,
 ``stall_s``, ``recompute_s`` and ``waste_block_s`` are totals over the row, the rest describe its first step."""
+INT_STEP_COLUMNS = frozenset(c for c in STEP_COLUMNS if c.endswith(("_tokens", "_blocks")) or c == "count"
+                             or c == "num_decode")
+"""The step columns that count things (stored as integers)."""
 
 
 SWAP_STALL = "_swap_stall"
@@ -46,15 +52,26 @@ class Metrics:
         self.end_s = duration_s
         self.total_gpu_blocks = total_gpu_blocks
         self.requests: dict[str, RequestRecord] = {}
-        self.events: list[tuple[float, str, str, float]] = []  # (time, rid, event, value)
+        # the event log as parallel columns (see ``events`` for rows)
+        self.event_columns: dict[str, list[Any]] = {"time_s": [], "rid": [], "event": [], "value": []}
         self.step_rows: list[tuple[float, ...]] = []  # one tuple per interval, in STEP_COLUMNS order
-        self._steps: dict[str, list[float]] = {}
+        self._steps: dict[str, np.ndarray] = {}
         self.waste_by_kind: dict[str, float] = {}  # block-seconds wasted, by the kind that caused it
         self.recompute_s_by_kind: dict[str, float] = {}
         self.notes: dict[str, float] = {}
 
     def _event(self, t: float, rid: str, event: str, value: float = 0.0) -> None:
-        self.events.append((t, rid, event, value))
+        c = self.event_columns
+        c["time_s"].append(t)
+        c["rid"].append(rid)
+        c["event"].append(event)
+        c["value"].append(value)
+
+    @property
+    def events(self) -> list[tuple[float, str, str, float]]:
+        """The event log as (time, rid, event, value) rows, in the order they were recorded."""
+        c = self.event_columns
+        return list(zip(c["time_s"], c["rid"], c["event"], c["value"]))
 
     def arrive(self, t: float, rid: str, kind: str, prompt_tokens: int) -> None:
         """A request arrived."""
@@ -122,11 +139,11 @@ class Metrics:
         self.step_rows.append(row)
 
     @property
-    def steps(self) -> dict[str, list[float]]:
-        """Per-step samples as columns (STEP_COLUMNS -> list)."""
+    def steps(self) -> dict[str, np.ndarray]:
+        """Per-step samples as columns (STEP_COLUMNS -> float array)."""
         if len(self._steps.get("start_s", ())) != len(self.step_rows):
-            cols = list(zip(*self.step_rows)) if self.step_rows else [()] * len(STEP_COLUMNS)
-            self._steps = {c: list(v) for c, v in zip(STEP_COLUMNS, cols)}
+            table = np.asarray(self.step_rows, dtype=np.float64).reshape(-1, len(STEP_COLUMNS))
+            self._steps = {c: table[:, i].copy() for i, c in enumerate(STEP_COLUMNS)}
         return self._steps
 
     def attribute(self, kind: str, waste_block_s: float = 0.0, recompute_s: float = 0.0) -> None:

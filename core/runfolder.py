@@ -13,16 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from core.config import to_toml
-from core.metrics import Metrics
+from core.metrics import INT_STEP_COLUMNS, Metrics
 
 
-def _table(columns: dict[str, list[Any]]) -> Any:
+def _table(columns: dict[str, Any]) -> Any:
     import pyarrow as pa
 
     return pa.table(columns)
 
 
-def _write_parquet(path: Path, columns: dict[str, list[Any]]) -> None:
+def _write_parquet(path: Path, columns: dict[str, Any]) -> None:
     import pyarrow.parquet as pq
 
     pq.write_table(_table(columns), path, compression="zstd")
@@ -61,9 +61,9 @@ def save_run(folder: str | Path, m: Metrics, config: dict[str, Any], summary: di
     try:
         (tmp / "config.toml").write_text(to_toml(config))
         (tmp / "summary.json").write_text(json.dumps({**summary, "notes": m.notes}, indent=2, sort_keys=True))
-        t, rid, ev, val = (list(c) for c in zip(*m.events)) if m.events else ([], [], [], [])
-        _write_parquet(tmp / "events.parquet", {"time_s": t, "rid": rid, "event": ev, "value": val})
-        _write_parquet(tmp / "steps.parquet", m.steps)
+        _write_parquet(tmp / "events.parquet", m.event_columns)
+        _write_parquet(tmp / "steps.parquet", {c: (a.astype("int64") if c in INT_STEP_COLUMNS else a)
+                                                for c, a in m.steps.items()})
         recs = {"rid": list(m.requests)}
         for name in ("kind", "arrival_s", "prompt_tokens", "first_token_s", "finish_s", "gen_tokens",
                      "returned_tokens", "tool_s", "recomputed_tokens", "swapped_tokens"):

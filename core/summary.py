@@ -59,9 +59,9 @@ def _request_metrics(recs: list[RequestRecord], end_s: float, window_s: float) -
 def summarize(m: Metrics) -> dict[str, Any]:
     """{"overall": {metric: value}, "by_kind": {kind: {metric: value}}} for a finished run."""
     block_s = m.total_gpu_blocks * m.end_s
-    fwd_s = float(sum(m.steps["fwd_s"]))
+    fwd_s = float(m.steps["fwd_s"].sum())
     waste = float(sum(m.waste_by_kind.values()))  # paused blocks (over all time) + stalled + recomputing
-    recompute_s = float(sum(m.steps["recompute_s"]))
+    recompute_s = float(m.steps["recompute_s"].sum())
     recs = list(m.requests.values())
     overall = _request_metrics(recs, m.end_s, m.duration_s)
     overall["gpu_waste_pct"] = 100 * waste / block_s if block_s else math.nan

@@ -36,6 +36,11 @@ class Engine(BatchForming):
         if self.mode == "v0" and self.budget < cost.max_context_tokens:
             raise ValueError(f"engine.token_budget_tokens = {self.budget}: v0 prefills whole contexts, so it must "
                              f"be at least the model's context ({cost.max_context_tokens})")
+        for spec in specs:
+            need = -(-spec.total_tokens // cost.block_size_tokens)
+            if need > cost.gpu_kv_blocks:
+                raise ValueError(f"request {spec.rid} needs {need} KV blocks at its longest ({spec.total_tokens} "
+                                 f"tokens); the GPU holds {cost.gpu_kv_blocks}")
         self.duration_s, self.drain, self.jump, self.check_blocks = duration_s, drain, jump, check
         self.a_ctx = cost.per_decode_ctx_token_s
         self.warned = False

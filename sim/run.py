@@ -44,6 +44,6 @@ def simulate(cfg: RunConfig, specs: list[RequestSpec] | None = None, cost: Fitte
                     cfg.check, progress)
     env.process(engine.run())
     env.run()
-    metrics.notes["steps"] = int(sum(metrics.steps["count"]))
+    metrics.notes["steps"] = int(metrics.steps["count"].sum())
     metrics.notes["step_rows"] = len(metrics.steps["count"])
     return metrics

@@ -7,9 +7,10 @@ from __future__ import annotations
 import itertools
 import math
 
+import pytest
 import simpy
 from conftest import make_cost
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from core.metrics import Metrics
@@ -43,10 +44,12 @@ def simulate_specs(specs: list[RequestSpec], policy: str, batching: str, gpu_blo
     return m
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+          phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink])
 @given(specs=workloads(), policy=st.sampled_from(sorted(POLICIES)), batching=st.sampled_from(["v0", "v1"]),
        gpu_blocks=st.integers(30, 120))
 def test_invariants(specs: list[RequestSpec], policy: str, batching: str, gpu_blocks: int) -> None:
+    gpu_blocks = max(gpu_blocks, max(-(-s.total_tokens // 16) for s in specs))  # every request fits alone
     m = simulate_specs(specs, policy, batching, gpu_blocks)  # check=True asserts block conservation per step
     for s in specs:
         rec = m.requests[s.rid]
@@ -64,3 +67,9 @@ def test_invariants(specs: list[RequestSpec], policy: str, batching: str, gpu_bl
     for col in ("gpu_used_blocks", "cpu_used_blocks", "gpu_paused_blocks"):
         assert min(m.steps[col], default=0) >= 0
     assert summarize(m) == summarize(simulate_specs(specs, policy, batching, gpu_blocks))
+
+
+def test_a_request_larger_than_the_gpu_is_named() -> None:
+    big = [RequestSpec("huge", 0.0, 500, (Segment(10),), "qa")]
+    with pytest.raises(ValueError, match="request huge needs 32 KV blocks"):
+        simulate_specs(big, "discard", "v0", 30)
