@@ -83,7 +83,9 @@ def table(rows: list[dict[str, Any]]) -> str:
 def compare(base: RunConfig, policies: list[str], rates: list[float], seeds: int, out: Path,
             jobs: int = 1, target_ms: float = 100.0) -> list[dict[str, Any]]:
     """Run the grid, print the table, write summary.csv, summary_by_kind.csv and latency_vs_rate.png."""
-    from concurrent.futures import ProcessPoolExecutor  # here: `infercept run` imports this module for table()
+    from concurrent.futures import (
+        ProcessPoolExecutor,  # here: `infercept run` imports this module for table()
+    )
 
     from analysis.figures import latency_vs_rate  # here: matplotlib only when plotting
 
