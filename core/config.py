@@ -100,7 +100,7 @@ def build_config(base: dict[str, Any] | None = None, overrides: list[str] | None
     for key, value in (base or {}).items():
         if key not in _FIELDS:
             raise ConfigError(f"unknown config key {key!r}; known keys: {sorted(_FIELDS)}")
-        values[key] = _coerce(key, value, RunConfig().__getattribute__(key))
+        values[key] = _coerce(key, value, getattr(RunConfig(), key))
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected key=value")

@@ -15,7 +15,8 @@ STEP_COLUMNS = ("start_s", "count", "dur_s", "fwd_s", "num_decode", "decode_ctx_
                 "recompute_tokens", "swap_tokens", "gpu_used_blocks", "gpu_paused_blocks",
                 "cpu_used_blocks", "stall_s", "recompute_s", "waste_block_s", "policy_s")
 """Per-step sample columns. A row covers ``count`` identical steps from ``start_s``; ``dur_s``, ``fwd_s``,
-``stall_s``, ``recompute_s`` and ``waste_block_s`` are totals over the row, the rest describe its first step."""
+``stall_s``, ``recompute_s`` and ``waste_block_s`` are totals over the row, the rest describe its first step;
+``policy_s`` is wall time inside the policy hook (measured by the real executor, 0 in the simulator)."""
 INT_STEP_COLUMNS = frozenset(c for c in STEP_COLUMNS if c.endswith(("_tokens", "_blocks")) or c == "count"
                              or c == "num_decode")
 """The step columns that count things (stored as integers)."""

@@ -12,9 +12,7 @@ class Req:
     ``gen_in_seg`` and ``gpu_blocks`` are stale: the group holds them as an offset (see sim/decoders.py)."""
 
     __slots__ = (
-        "admit_seq",
         "base",
-        "chunk",
         "computed",
         "cpu_blocks",
         "ever_computed",
@@ -26,9 +24,7 @@ class Req:
         "kind",
         "num_tokens",
         "paused_at",
-        "resumed_at",
         "rid",
-        "sampled_any",
         "seg",
         "spec",
         "status",
@@ -46,14 +42,10 @@ class Req:
         self.gen_in_seg = 0
         self.status = Status.WAITING
         self.paused_at = math.nan
-        self.resumed_at = math.nan
-        self.admit_seq = -1
         self.in_group = False
         self.base = self.g_join = self.gen_at_join = 0
         self.version = 0
         self.view: ReqView | None = None
-        self.sampled_any = False
-        self.chunk = 0  # query tokens scheduled in the current step
 
     @property
     def segment(self) -> Segment:

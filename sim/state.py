@@ -220,7 +220,7 @@ class EngineQueues:
         self.m.discard(t, r.rid, r.computed)
         self.pool.free_gpu(r.gpu_blocks)
         r.gpu_blocks = r.computed = 0
-        r.status, r.chunk = Status.WAITING, 0
+        r.status = Status.WAITING
         bisect.insort(self.waiting, (r.ticket, r))
 
     # ---------- what the policy sees ----------
