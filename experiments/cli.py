@@ -15,7 +15,7 @@ from core.policy import POLICIES
 from core.trace_io import WorkloadError, write_jsonl
 
 POLICY_ORDER = ("discard", "improved_discard", "preserve", "swap", "infercept")
-DEFAULT_RATES = "1,1.5,2,2.5,3,3.5"
+DEFAULT_RATES = "1,1.5,2,2.5,3,3.5,4,4.5"
 
 
 def git_revision() -> str:
