@@ -25,6 +25,7 @@ test: install-test
 bench: install
 	$(BIN)/python benchmarks/speed.py
 	$(BIN)/python benchmarks/knee.py
+	$(BIN)/python -m benchmarks.ablation
 
 clean:
 	rm -rf $(VENV) results build *.egg-info
