@@ -123,8 +123,7 @@ class Engine(BatchForming):
         """Identical decode steps to run at once, and their summed duration: step j lasts first_s + b*j.
         ``state`` is what the policy planned on this step (its plan was empty), or None if it did not plan."""
         b = self.a_ctx * n
-        k = min(self.group.steps_to_next_end(),
-                self.group.max_steps_within(self.pool.gpu_free + self.group.blocks_needed_now()))
+        k = self.group.steps_to_next_end()
         until = self._next_external()
         if state is not None:
             until = min(until, self.policy.next_decision_at(state))
@@ -132,6 +131,9 @@ class Engine(BatchForming):
             k = min(k, first_k_reaching(first_s, b, until - now))
         if not self.drain:  # the last k that ends inside the window (at least 1: the caller stops there)
             k = min(k, max(first_k_reaching(first_s, b, self.duration_s - now, strict=True) - 1, 1))
+        free = self.pool.gpu_free + self.group.blocks_needed_now()  # this step's blocks are already taken
+        if n * (k // self.bs + 1) > free:  # k steps might need more blocks than are free: the exact bound
+            k = min(k, self.group.max_steps_within(free))
         return int(k), total_s(first_s, b, int(k))
 
     # ---------- after the step ----------

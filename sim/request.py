@@ -64,7 +64,8 @@ class Req:
 
     def blocks_for(self, tokens: int, block_size: int) -> int:
         """GPU blocks this request must hold to have KV for ``tokens`` tokens, beyond those it holds."""
-        return max(-(-tokens // block_size) - self.gpu_blocks, 0)
+        n = -(-tokens // block_size) - self.gpu_blocks
+        return n if n > 0 else 0
 
     def make_view(self) -> ReqView:
         """The frozen view a policy sees (cached until the request changes)."""
