@@ -5,9 +5,18 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import os
+
 import pytest
+from hypothesis import settings
 
 from core.cost import FittedCostModel
+
+# Property tests: a fixed set of examples by default (CI stays reproducible); HYPOTHESIS_PROFILE=explore searches
+# afresh with many more.
+settings.register_profile("ci", derandomize=True, max_examples=200)
+settings.register_profile("explore", max_examples=3000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "workloads"
 MERGED = SHARED / "merged_exp_uniform.json"

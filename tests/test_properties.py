@@ -44,7 +44,7 @@ def simulate_specs(specs: list[RequestSpec], policy: str, batching: str, gpu_blo
     return m
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow],
           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink])
 @given(specs=workloads(), policy=st.sampled_from(sorted(POLICIES)), batching=st.sampled_from(["v0", "v1"]),
        gpu_blocks=st.integers(30, 120))
