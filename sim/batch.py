@@ -100,17 +100,19 @@ class BatchForming(EngineQueues):
         return r.pending <= self.budget and self.pool.can_allocate_gpu(r.blocks_for(r.num_tokens, self.bs))
 
     def _admit(self, step: Step, left: int, now: float, whole: bool) -> None:
-        """Admit waiting requests in ticket order while the budget, the slots and the blocks last (v0, as
-        vLLM 0.2: none while a swapped request waits to come back)."""
+        """Admit waiting requests in ticket order while the budget, the slots and the blocks last, leaving
+        the blocks swapped requests need to come back (v0, as vLLM 0.2: none while one waits)."""
         if self.mode == "v0" and self.swapped:
             return
+        # blocks that resumed, still-swapped requests need to come back are not for new admissions
+        reserve = sum(r.cpu_blocks for r in self.swapped.values()) if self.swapped else 0
         while self.waiting and left > 0 and len(self.running) < self.cost.max_num_seqs:
             r = self.waiting[0][1]
             q = min(r.pending, left)
             if whole and q < r.pending:
                 break
             need = r.blocks_for(r.computed + q, self.bs)
-            if not self.pool.can_allocate_gpu(need):
+            if not self.pool.can_allocate_gpu(need + reserve):
                 break
             self.waiting.pop(0)
             self.pool.allocate_gpu(need)

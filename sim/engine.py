@@ -50,7 +50,7 @@ class Engine(BatchForming):
         """The SimPy process: loops until every request is done (drain) or the window closes."""
         env, policy, cost = self.env, self.policy, self.cost
         plans, pipelined, n_specs = policy.plans_steps, policy.traits.pipelined_swap, len(self.specs)
-        n_iter = 0
+        n_iter, replanned_at = 0, -1.0
         while True:
             now = env.now
             n_iter += 1
@@ -73,6 +73,9 @@ class Engine(BatchForming):
             shape = self._shape(step)
             fwd = cost.step_s(shape) if shape.query_tokens else 0.0
             if fwd == 0.0 and moved == 0:
+                if self.swapped and self.pool.gpu_free and replanned_at != now:
+                    replanned_at = now  # a preemption freed blocks after the plan: let it swap in now
+                    continue
                 nxt = min(self._next_external(), math.inf if self.drain else self.duration_s)
                 if nxt == math.inf:
                     raise RuntimeError(f"simulation stuck at t={now:.3f}s: nothing can run "
