@@ -161,3 +161,24 @@ def test_stops_at_the_end_of_the_window_and_counts_unfinished() -> None:
     assert max(s + d for s, d in zip(m.steps["start_s"], m.steps["dur_s"])) <= 30.0
     s = summarize(m)["overall"]
     assert s["unfinished"] > 0 and s["completed_rps"] == pytest.approx((s["num_requests"] - s["unfinished"]) / 30)
+
+
+def test_admission_leaves_the_blocks_a_swapped_request_needs() -> None:
+    # regression: a request preempted to make room was re-admitted into the blocks a half swapped-in request
+    # needed, forever (found by the property test)
+    from core.types import Status
+
+    cost = make_cost(gpu_kv_blocks=30)
+    env = simpy.Environment()
+    specs = [RequestSpec("back", 0.0, 100, (Segment(5),)), RequestSpec("new", 0.0, 100, (Segment(5),))]
+    eng = Engine(env, specs, cost, make_policy("infercept", cost), Metrics(10.0, 30), "v1", 10.0, drain=True)
+    back = Req(specs[0], 0)
+    back.status, back.gpu_blocks, back.cpu_blocks, back.computed = Status.SWAPPED, 0, 1, 16
+    eng.swapped["back"] = back
+    eng.pool.allocate_cpu(1)
+    eng.pool.allocate_gpu(23)  # 7 blocks free: "new" needs 7 for 100 tokens, "back" needs 1
+    eng.arrive(specs[1], 0.0)
+    step = eng._form(0.0)
+    assert step.chunks == [] and eng.waiting  # not admitted: only 6 blocks are not reserved
+    eng.pool.free_gpu(1)
+    assert [r.rid for r, _ in eng._form(0.0).chunks] == ["new"]
