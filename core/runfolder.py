@@ -16,16 +16,11 @@ from core.config import to_toml
 from core.metrics import INT_STEP_COLUMNS, Metrics
 
 
-def _table(columns: dict[str, Any]) -> Any:
-    import pyarrow as pa
-
-    return pa.table(columns)
-
-
 def _write_parquet(path: Path, columns: dict[str, Any]) -> None:
+    import pyarrow as pa  # here, not at the top: only runs that save pay for the import
     import pyarrow.parquet as pq
 
-    pq.write_table(_table(columns), path, compression="zstd")
+    pq.write_table(pa.table(columns), path, compression="zstd")
 
 
 def chrome_trace(m: Metrics) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from core.config import ConfigError, RunConfig, build_config, load_config
+from core.config import ConfigError, build_config, load_config
 from core.cost import ProfileError
 from core.policy import POLICIES
 from core.trace_io import WorkloadError, write_jsonl
@@ -169,5 +169,3 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-
-__all__ = ["RunConfig", "main", "parser"]

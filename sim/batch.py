@@ -25,6 +25,7 @@ class Step:
     chunks: list[tuple[Req, int]] = field(default_factory=list)
     swap_tokens: int = 0
     preempted: bool = False  # blocks were freed while forming: the next step may admit, so no jump
+    redo: list[tuple[Req, int]] = field(default_factory=list)  # recomputed tokens per chunk (set when recorded)
 
 
 class BatchForming(EngineQueues):

@@ -61,13 +61,13 @@ class Engine(BatchForming):
                 break
             moved = self.pending_swap_tokens
             self.pending_swap_tokens = 0
-            state = None
+            state, acted = None, False
             if plans and (self.paused_gpu or self.swapped):
                 state = self.state(now, self._short_blocks())
                 plan = policy.plan_step(state)
                 if not plan.empty:
                     moved += self.apply(plan, now)
-                    state = None  # the plan changed the state: no jump this step
+                    acted = True  # the plan changed the state: no jump this step
             step = self._form(now)
             step.swap_tokens = moved
             shape = self._shape(step)
@@ -90,8 +90,7 @@ class Engine(BatchForming):
                 swap_s = cost.swap_s(moved)
                 stall = max(swap_s - fwd, 0.0) if pipelined else swap_s
             k, dur = 1, fwd + stall
-            if self.jump and step.decode and not step.chunks and not moved and not step.preempted and (
-                    state is not None or not plans or not (self.paused_gpu or self.swapped)):
+            if self.jump and step.decode and not (step.chunks or moved or step.preempted or acted):
                 k, dur = self._jump_length(now, fwd, len(self.group.members), state)
             if not self.drain and now + dur > self.duration_s:
                 break
@@ -124,7 +123,7 @@ class Engine(BatchForming):
     # ---------- jumps ----------
     def _jump_length(self, now: float, first_s: float, n: int, state: EngineState | None) -> tuple[int, float]:
         """Identical decode steps to run at once, and their summed duration: step j lasts first_s + b*j.
-        ``state`` is what the policy planned on this step (its plan was empty), or None if it did not plan."""
+        ``state`` is what the policy planned on this step (its plan was empty), or None if it was not asked."""
         b = self.a_ctx * n
         k = self.group.steps_to_next_end()
         until = self._next_external()
@@ -143,12 +142,10 @@ class Engine(BatchForming):
     def _complete(self, step: Step, k: int, t: float) -> None:
         if step.decode:
             self.group.advance(k)
+        for r, n in step.redo:
+            self.m.recompute(t, r.rid, n)
         for r, q in step.chunks:
-            old = r.computed
             r.computed += q
-            redo = min(r.computed, r.ever_computed) - old
-            if redo > 0:
-                self.m.recompute(t, r.rid, redo)
             r.ever_computed = max(r.ever_computed, r.computed)
             if r.computed == r.num_tokens:
                 r.num_tokens += 1
@@ -165,8 +162,8 @@ class Engine(BatchForming):
                 step: Step) -> None:
         """Per-step sample and waste: paused GPU blocks over the step, plus blocks stalled by a recompute or
         a swap (the other running requests for the marginal time, the recomputing ones for the whole step)."""
-        redo = [(r, min(r.computed + q, r.ever_computed) - r.computed) for r, q in step.chunks
-                if r.ever_computed > r.computed]
+        step.redo = redo = [(r, min(r.computed + q, r.ever_computed) - r.computed) for r, q in step.chunks
+                            if r.ever_computed > r.computed]  # tokens whose KV had existed before
         redo_tokens = sum(n for _, n in redo) if redo else 0
         redo_s = 0.0
         if redo_tokens:  # the recomputed tokens are the first n of their chunk

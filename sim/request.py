@@ -65,7 +65,7 @@ class Req:
     def blocks_for(self, tokens: int, block_size: int) -> int:
         """GPU blocks this request must hold to have KV for ``tokens`` tokens, beyond those it holds."""
         n = -(-tokens // block_size) - self.gpu_blocks
-        return n if n > 0 else 0
+        return max(0, n)
 
     def make_view(self) -> ReqView:
         """The frozen view a policy sees (cached until the request changes)."""
