@@ -1,0 +1,1 @@
+"""The real executor: the project's policies inside vLLM's scheduler (imports vllm; keep out of core/)."""

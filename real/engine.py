@@ -1,0 +1,73 @@
+"""Engine settings for the real executor and the AsyncLLM built from them (vLLM 0.32)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+VLLM_VERSION = "0.32.0"
+"""The vLLM release the scheduler subclass is written against (its overridden methods are private)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """What a real run needs besides the trace. ``profile`` feeds the cost model of cost-aware policies."""
+
+    model_dir: str
+    policy: str = "infercept"
+    policy_options: dict[str, Any] = field(default_factory=dict)
+    profile: str = ""
+    kv_blocks: int = 0  # device KV blocks (0: whatever the engine's memory setting gives)
+    host_blocks: int = 0  # host swap slots (0: no swap connector)
+    token_budget_tokens: int = 512  # max_num_batched_tokens (chunked prefill chunk size)
+    max_num_seqs: int = 256
+    max_context_tokens: int = 4096
+    async_scheduling: bool = False
+    log_path: str = ""
+    seed: int = 0
+
+    def with_log(self, path: str | Path) -> EngineSettings:
+        """A copy that logs to ``path``."""
+        return replace(self, log_path=str(path))
+
+
+def prepare_environment(kv_cache_gib: float = 1.0) -> None:
+    """The engine core is a spawned process: it must import ``real.scheduler`` and see the KV setting."""
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if str(PROJECT_ROOT) not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *[p for p in paths if p]])
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{kv_cache_gib:g}")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def engine_args(s: EngineSettings) -> Any:
+    """AsyncEngineArgs for ``s``: our scheduler class, prefix caching off (a faithful discard), float32."""
+    from vllm.config import KVTransferConfig
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    kv = None
+    if s.host_blocks:
+        kv = KVTransferConfig(kv_connector="InterceptSwapConnector", kv_connector_module_path="real.swap",
+                              kv_role="kv_both", kv_connector_extra_config={"host_blocks": s.host_blocks})
+    sched = "InterceptAsyncScheduler" if s.async_scheduling else "InterceptScheduler"
+    return AsyncEngineArgs(
+        model=s.model_dir, skip_tokenizer_init=True, dtype="float32", max_model_len=s.max_context_tokens,
+        enforce_eager=True, enable_prefix_caching=False, seed=s.seed, distributed_executor_backend="uni",
+        max_num_batched_tokens=s.token_budget_tokens, max_num_seqs=s.max_num_seqs,
+        num_gpu_blocks_override=s.kv_blocks or None, async_scheduling=s.async_scheduling,
+        scheduler_cls=f"real.scheduler.{sched}", kv_transfer_config=kv, disable_log_stats=True,
+        additional_config={"infercept": {"policy": s.policy, "policy_options": dict(s.policy_options),
+                                         "profile": s.profile, "log": s.log_path}},
+    )
+
+
+def start_engine(s: EngineSettings) -> Any:
+    """An AsyncLLM with its engine core in a spawned process (call from inside a running event loop)."""
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    prepare_environment()
+    return AsyncLLM.from_engine_args(engine_args(s))

@@ -1,0 +1,69 @@
+"""Random-weight Llama checkpoints written with transformers' ``save_pretrained`` (no download, seeded)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSize:
+    """Shape of a random-weight Llama."""
+
+    num_layers: int = 4
+    hidden: int = 256
+    num_heads: int = 4
+    num_kv_heads: int = 4
+    intermediate: int = 688
+    vocab: int = 1024
+    max_context_tokens: int = 4096
+
+    @property
+    def head_dim(self) -> int:
+        """Width of one attention head."""
+        return self.hidden // self.num_heads
+
+    @property
+    def num_params(self) -> int:
+        """Parameters of the checkpoint (embeddings and head untied)."""
+        layer = (2 * self.hidden * self.hidden + 2 * self.hidden * self.num_kv_heads * self.head_dim
+                 + 3 * self.hidden * self.intermediate + 2 * self.hidden)
+        return self.num_layers * layer + 2 * self.vocab * self.hidden + self.hidden
+
+
+SIZES = {
+    "tiny": ModelSize(),
+    "small": ModelSize(num_layers=8, hidden=768, num_heads=12, num_kv_heads=4, intermediate=2048, vocab=4096),
+}
+"""tiny: tests (1.6 M parameters); small: validation, where compute dominates a CPU step (see README)."""
+
+
+def write_model(folder: str | Path, size: ModelSize, seed: int = 0) -> Path:
+    """Write a float32 random-weight Llama into ``folder`` (atomically) unless one of this size is there."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = Path(folder)
+    stamp = folder / "infercept_size.json"
+    want = json.dumps({**asdict(size), "seed": seed}, sort_keys=True)
+    if stamp.exists() and stamp.read_text() == want:
+        return folder
+    cfg = LlamaConfig(vocab_size=size.vocab, hidden_size=size.hidden, intermediate_size=size.intermediate,
+                      num_hidden_layers=size.num_layers, num_attention_heads=size.num_heads,
+                      num_key_value_heads=size.num_kv_heads, max_position_embeddings=size.max_context_tokens,
+                      torch_dtype="float32", tie_word_embeddings=False)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(cfg).to(torch.float32)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
+    model.save_pretrained(tmp)
+    (tmp / "infercept_size.json").write_text(want)
+    if folder.exists():
+        import shutil
+
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return folder

@@ -1,0 +1,192 @@
+"""vLLM 0.32 scheduler subclass that runs the project's Policy on paused streaming sessions.
+
+Select with ``scheduler_cls="real.scheduler.InterceptScheduler"`` (``InterceptAsyncScheduler`` when async
+scheduling is on). Its settings come in ``additional_config["infercept"]`` (see ``real.engine``): the policy
+name and options, the profile (cost model) it is fed, and the file the engine log goes to.
+
+- pause (``_handle_stopped_request``): vLLM keeps the blocks (preserve); the next ``schedule`` asks
+  ``Policy.on_pause`` and applies the action; every step asks ``plan_step`` when there are paused requests;
+- discard frees the blocks at once; at resume the frontier is reset to 0 and the request re-enters the
+  waiting queue (back: discard; front: policies with ``resume_to_front``) and recomputes by chunked prefill;
+- swap copies blocks to host slots through ``real.swap`` (whole request, or the plan's blocks per step);
+  the device blocks are freed after the step that copied the last of them; the resume is admitted with the
+  swapped tokens as a synchronous external hit;
+- every step is logged (``real.steplog``) with its shape, duration and the time spent in the policy hook.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from vllm.v1.core.sched.async_scheduler import AsyncScheduler
+from vllm.v1.core.sched.scheduler import Scheduler
+from vllm.v1.request import RequestStatus
+
+from core.cost import FittedCostModel
+from core.policy import make_policy
+from core.types import KvAction, StepPlan
+from real.steplog import StepLog
+from real.views import Paused, blocks_of, engine_state, hints, req_view
+
+
+class InterceptMixin:
+    """The policy hook and its bookkeeping; mixed into Scheduler / AsyncScheduler."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cfg = self.vllm_config.additional_config["infercept"]
+        cost = FittedCostModel.from_profile(cfg["profile"], cfg.get("engine", {})) if cfg.get("profile") else None
+        self.ic_policy = make_policy(cfg["policy"], cost, **cfg.get("policy_options", {}))
+        self.ic_swapper = self.connector if hasattr(self.connector, "reserve") else None
+        self.ic_paused: dict[str, Paused] = {}  # by vLLM request id
+        self.ic_redo: dict[str, int] = {}  # request id -> frontier of KV computed before (recompute below it)
+        self.ic_log = StepLog(cfg["log"])
+        self._ic_freeing: list[str] = []  # swap-outs whose last copy rides the step being scheduled
+        self._ic_inflight: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ pause / resume
+    def _handle_stopped_request(self, request: Any) -> bool:
+        finished = super()._handle_stopped_request(request)
+        if not finished and request.status == RequestStatus.WAITING_FOR_STREAMING_REQ:
+            h = hints(request)
+            self.ic_paused[request.request_id] = Paused(
+                h.get("rid", request.request_id), int(h.get("ticket", 0)), h.get("kind", ""),
+                float(h.get("tool_s", 0.0)), time.monotonic(), request.num_computed_tokens)
+        return finished
+
+    def _update_request_as_session(self, session: Any, update: Any) -> None:
+        super()._update_request_as_session(session, update)
+        p = self.ic_paused.get(session.request_id)
+        if p is None:
+            return
+        if p.place in ("new", "gpu") and p.copied_blocks:  # a swap-out in progress: cancel it, keep the KV
+            self.ic_swapper.release(session.request_id, p.slots)
+            self._ic_freeing = [r for r in self._ic_freeing if r != session.request_id]
+            p.slots = []
+        if p.place not in ("discarded", "cpu"):
+            if p.place == "new":  # resumed before any step asked the policy: it stayed preserved
+                self.ic_log.event(p.paused_at_s, p.rid, "pause:preserve", p.ctx_tokens)
+            del self.ic_paused[session.request_id]
+            return
+        self.ic_redo[session.request_id] = p.ctx_tokens if p.place == "discarded" else 0
+        session.num_computed_tokens = 0  # the KV is gone: recompute (or load) through normal admission
+        self.kv_holding_waiting.remove_request(session)
+        if self.ic_policy.traits.resume_to_front:
+            self.waiting.prepend_request(session)
+        else:
+            self.waiting.add_request(session)
+        if p.place == "cpu":
+            p.resumed = True  # stays visible to the policy as swapped until admitted
+        else:
+            del self.ic_paused[session.request_id]
+
+    # ------------------------------------------------------------------ actions
+    def _ic_discard(self, rid: str, p: Paused, now: float) -> None:
+        self.ic_log.event(now, p.rid, "discard", p.ctx_tokens)
+        self._free_request_blocks(self.requests[rid])
+        if p.slots:
+            self.ic_swapper.release(rid, p.slots)
+            p.slots = []
+        self._ic_freeing = [r for r in self._ic_freeing if r != rid]
+        p.place = "discarded"
+
+    def _ic_swap_out(self, rid: str, p: Paused, num_blocks: int, now: float) -> None:
+        """Copy the next ``num_blocks`` blocks; once all are copied, free the device blocks after the step."""
+        if self.ic_swapper is None or rid in self._ic_freeing:
+            return
+        ids = self.kv_cache_manager.get_block_ids(rid)[0]
+        todo = list(ids[p.copied_blocks:p.copied_blocks + num_blocks])
+        slots = self.ic_swapper.reserve(len(todo)) if todo else None
+        if not slots:
+            return
+        self.ic_swapper.queue_out(todo, slots)
+        p.slots.extend(slots)
+        bs = self.block_size
+        tokens = min(p.ctx_tokens, len(p.slots) * bs) - min(p.ctx_tokens, (len(p.slots) - len(slots)) * bs)
+        self.ic_log.event(now, p.rid, "swap_out", tokens)
+        if len(p.slots) == len(ids):
+            self._ic_freeing.append(rid)
+
+    def _ic_apply(self, plan: StepPlan, by_rid: dict[str, str], now: float) -> None:
+        for rid, n in plan.swap_out:
+            self._ic_swap_out(by_rid[rid], self.ic_paused[by_rid[rid]], n, now)
+        for rid in plan.discard:
+            self._ic_discard(by_rid[rid], self.ic_paused[by_rid[rid]], now)
+        # plan.swap_in: a swapped request is loaded whole when vLLM admits it (see real.swap)
+
+    def _ic_hook(self) -> None:
+        now = time.monotonic()
+        host = self.ic_swapper.host_free_blocks() if self.ic_swapper else 0
+        fresh = [(rid, p) for rid, p in self.ic_paused.items() if p.place == "new"]
+        for rid, p in fresh:
+            state = engine_state(self, now, self.ic_paused, host)
+            action = self.ic_policy.on_pause(req_view(self, p), state)
+            p.place = "gpu"
+            self.ic_log.event(p.paused_at_s, p.rid, "pause:" + action.value, p.ctx_tokens)
+            if action is KvAction.DISCARD:
+                self._ic_discard(rid, p, now)
+            elif action is KvAction.SWAP:
+                self._ic_swap_out(rid, p, blocks_of(self, rid), now)
+        if self.ic_policy.plans_steps and self.ic_paused:
+            host = self.ic_swapper.host_free_blocks() if self.ic_swapper else 0
+            plan = self.ic_policy.plan_step(engine_state(self, now, self.ic_paused, host))
+            if not plan.empty:
+                self._ic_apply(plan, {p.rid: rid for rid, p in self.ic_paused.items()}, now)
+
+    # ------------------------------------------------------------------ the step
+    def schedule(self, *args: Any, **kwargs: Any) -> Any:
+        t0 = time.monotonic()
+        if self.ic_paused:
+            self._ic_hook()
+        t1 = time.monotonic()
+        out = super().schedule(*args, **kwargs)
+        rec = self.ic_log.shape(self, out, t0, t1, time.monotonic(), self.ic_redo, self.ic_paused)
+        freeing, self._ic_freeing = self._ic_freeing, []
+        self._ic_inflight.append({"rec": rec, "freeing": freeing})
+        for r in out.scheduled_new_reqs:  # admissions of swapped requests: their KV comes back now
+            p = self.ic_paused.get(r.req_id)
+            if p is not None and p.resumed:
+                del self.ic_paused[r.req_id]
+                tokens = self.ic_swapper.claimed.pop(r.req_id, 0)
+                self.ic_log.event(t1, p.rid, "swap_in", tokens)
+                self.ic_redo[r.req_id] = 0
+        return out
+
+    def update_from_output(self, scheduler_output: Any, model_runner_output: Any) -> Any:
+        t_exec_end = time.monotonic()
+        cur = self._ic_inflight.pop(0)
+        for rid in cur["freeing"]:  # their copies ran in this step: the device blocks may go
+            p = self.ic_paused.get(rid)
+            if p is not None and p.place == "gpu" and rid in self.requests:
+                self._free_request_blocks(self.requests[rid])
+                self.ic_swapper.set_swapped(rid, p.slots, p.ctx_tokens)
+                p.place = "cpu"
+        result = super().update_from_output(scheduler_output, model_runner_output)
+        self.ic_log.step(cur["rec"], t_exec_end, time.monotonic(), self)
+        return result
+
+    def _preempt_request(self, request: Any, timestamp: float, drop_stale_output: bool = False) -> None:
+        self.ic_redo[request.request_id] = request.num_computed_tokens
+        self.ic_log.event(time.monotonic(), hints(request).get("rid", request.request_id), "discard",
+                          request.num_computed_tokens)
+        super()._preempt_request(request, timestamp, drop_stale_output)
+
+    def finish_requests(self, request_ids: Any, finished_status: Any) -> Any:
+        reqs = super().finish_requests(request_ids, finished_status)
+        for r in reqs:
+            self.ic_paused.pop(r.request_id, None)
+            self.ic_redo.pop(r.request_id, None)
+        return reqs
+
+    def shutdown(self) -> None:
+        self.ic_log.close()
+        super().shutdown()
+
+
+class InterceptScheduler(InterceptMixin, Scheduler):
+    """Synchronous scheduling (the CPU build; calibration runs)."""
+
+
+class InterceptAsyncScheduler(InterceptMixin, AsyncScheduler):
+    """Async scheduling (the CUDA default)."""

@@ -1,0 +1,87 @@
+"""The engine log: one JSON line per step and per KV event, written by the scheduler in the engine process.
+
+Times are ``time.monotonic()`` (shared by the processes of one host); the driver subtracts its start.
+A step line (``"e": "step"``) holds its shape in the cost model's terms (``BatchShape``), the tokens
+scheduled per request, the admissions with their computed tokens, KV blocks (used, held by paused
+requests, on the host) and its timing: ``t0`` hook start, ``t_sched`` schedule start (after the policy
+hook), ``t_exec`` schedule end, ``t_out`` output processing start, ``t_end`` output processing end.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+class StepLog:
+    """Appends engine records to a JSONL file, flushed per step (a crash leaves whole lines)."""
+
+    def __init__(self, path: str) -> None:
+        self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._swap_tokens = 0
+
+    def event(self, t: float, rid: str, name: str, value: int) -> None:
+        """A KV event: pause:<action>, discard, swap_out, swap_in, admit, recompute."""
+        if name in ("swap_out", "swap_in"):
+            self._swap_tokens += value
+        self._fh.write(json.dumps({"e": name, "t": t, "rid": rid, "v": value}) + "\n")
+
+    def shape(self, sched: Any, out: Any, t0: float, t_sched: float, t_exec: float, redo: dict[str, int],
+              paused: dict[str, Any]) -> dict[str, Any]:
+        """The record of a step just scheduled (before it runs); counts recomputed tokens below ``redo``."""
+        num_decode = ctx = prefill = recompute = 0
+        pairs = 0.0
+        per_req: dict[str, int] = {}
+        for req_id, n in out.num_scheduled_tokens.items():
+            req = sched.requests[req_id]
+            rid = per_req_rid(sched, req_id)
+            per_req[rid] = n
+            before = req.num_computed_tokens - n
+            if n == 1 and before + 1 == req.num_tokens:
+                num_decode += 1
+                ctx += before + 1
+            else:
+                prefill += n
+                pairs += n * (before + (n + 1) / 2)
+            until = redo.get(req_id)
+            if until is not None:
+                again = max(min(before + n, until) - before, 0)
+                if again:
+                    recompute += again
+                    self.event(t_exec, rid, "recompute", again)
+                if before + n >= until:
+                    del redo[req_id]
+        new = {}
+        for r in out.scheduled_new_reqs:
+            rid = per_req_rid(sched, r.req_id)
+            new[rid] = r.num_computed_tokens
+            self.event(t_exec, rid, "admit", sched.requests[r.req_id].num_tokens - r.num_computed_tokens)
+        pool = sched.kv_cache_manager.block_pool
+        used = pool.num_gpu_blocks - 1 - pool.get_num_free_blocks()
+        held = sum(len(sched.kv_cache_manager.get_block_ids(k)[0]) for k, p in paused.items()
+                   if p.place in ("new", "gpu"))
+        host = sched.ic_swapper
+        host_used = host.num_host_blocks - host.host_free_blocks() if host is not None else 0
+        swap, self._swap_tokens = self._swap_tokens, 0
+        return {"e": "step", "t0": t0, "t_sched": t_sched, "t_exec": t_exec, "num_decode": num_decode,
+                "decode_ctx_tokens": ctx, "prefill_tokens": prefill, "prefill_attn_pairs": pairs,
+                "recompute_tokens": recompute, "swap_tokens": swap, "gpu_used_blocks": used,
+                "gpu_paused_blocks": held, "cpu_used_blocks": host_used, "sched": per_req, "new": new}
+
+    def step(self, rec: dict[str, Any], t_out: float, t_end: float, sched: Any) -> None:
+        """Complete a step's record with its execution and output-processing times; write it."""
+        rec["t_out"], rec["t_end"] = t_out, t_end
+        rec["gpu_total_blocks"] = sched.kv_cache_manager.block_pool.num_gpu_blocks - 1
+        self._fh.write(json.dumps(rec) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        if not self._fh.closed:
+            self._fh.close()
+
+
+def per_req_rid(sched: Any, req_id: str) -> str:
+    """The trace's request id of a vLLM request (its own id when it came without hints)."""
+    extra = sched.requests[req_id].sampling_params.extra_args or {}
+    return extra.get("infercept", {}).get("rid", req_id)

@@ -1,0 +1,170 @@
+"""A request-keyed KV swap connector: copies exactly the blocks the policy names, host <-> device.
+
+Scheduler side (in the engine-core process, driven by ``real.scheduler``): ``reserve`` host slots,
+``queue_out`` block copies into them; when a swapped request is admitted again, vLLM asks
+``get_num_new_matched_tokens`` and we claim its swapped tokens as a synchronous external hit, so the copy
+back lands before the forward pass reads it (``update_state_after_alloc`` maps slots onto the new blocks).
+
+Worker side: ``start_load_kv`` runs the step's copies with ``index_select``/``index_copy_`` on every layer's
+KV tensor (the block dimension is the one whose size is the number of blocks). On CUDA the copies go to a
+side stream from pinned host memory: swap-ins are waited for before the forward, swap-outs overlap it and
+are waited for in ``wait_for_save`` (before the scheduler may free the blocks). Only the CPU path is tested.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from vllm.distributed.kv_transfer.kv_connector.v1.base import (
+    KVConnectorBase_V1,
+    KVConnectorMetadata,
+)
+
+
+@dataclass
+class SwapMeta(KVConnectorMetadata):
+    """One step's copies: parallel lists of device block ids and host slots."""
+
+    out_dev: list[int] = field(default_factory=list)
+    out_host: list[int] = field(default_factory=list)
+    in_dev: list[int] = field(default_factory=list)
+    in_host: list[int] = field(default_factory=list)
+
+
+class InterceptSwapConnector(KVConnectorBase_V1):
+    """Moves paused requests' KV to host memory and back (see the module docstring)."""
+
+    def __init__(self, vllm_config: Any, role: Any, kv_cache_config: Any = None) -> None:
+        super().__init__(vllm_config=vllm_config, role=role, kv_cache_config=kv_cache_config)
+        extra = vllm_config.kv_transfer_config.kv_connector_extra_config
+        self.num_host_blocks = int(extra["host_blocks"])
+        self.block_size = vllm_config.cache_config.block_size
+        # scheduler side
+        self._free_slots = list(range(self.num_host_blocks - 1, -1, -1))
+        self._swapped: dict[str, tuple[list[int], int]] = {}  # rid -> (slots in block order, tokens)
+        self._release: list[int] = []
+        self._meta = SwapMeta()
+        self.claimed: dict[str, int] = {}  # rid -> tokens loaded at its last admission (read by the scheduler)
+        # worker side
+        self._layers: list[tuple[torch.Tensor, int]] = []
+        self._host: list[torch.Tensor] = []
+        self._stream: Any = None
+
+    # ---------------------------------------------------------------- scheduler side
+    def host_free_blocks(self) -> int:
+        """Host slots not reserved."""
+        return len(self._free_slots)
+
+    def reserve(self, num_blocks: int) -> list[int] | None:
+        """Check-and-take ``num_blocks`` host slots; None if there are not enough."""
+        if num_blocks > len(self._free_slots):
+            return None
+        return [self._free_slots.pop() for _ in range(num_blocks)]
+
+    def queue_out(self, device_blocks: list[int], slots: list[int]) -> None:
+        """Copy ``device_blocks`` into ``slots`` in the next step (before the forward pass)."""
+        self._meta.out_dev.extend(device_blocks)
+        self._meta.out_host.extend(slots)
+
+    def set_swapped(self, rid: str, slots: list[int], num_tokens: int) -> None:
+        """Record that ``rid``'s first ``num_tokens`` tokens live in ``slots`` (block order)."""
+        self._swapped[rid] = (slots, num_tokens)
+
+    def release(self, rid: str, slots: list[int] = ()) -> None:  # type: ignore[assignment]
+        """Give back the slots of ``rid`` (and any extra ``slots`` of a cancelled swap-out)."""
+        ent = self._swapped.pop(rid, None)
+        self._free_slots.extend(slots)
+        if ent:
+            self._free_slots.extend(ent[0])
+
+    def get_num_new_matched_tokens(self, request: Any, num_computed_tokens: int) -> tuple[int, bool]:
+        """A swapped request's tokens are an external, synchronous hit (never the whole request)."""
+        ent = self._swapped.get(request.request_id)
+        if ent is None:
+            return 0, False
+        return max(min(ent[1], request.num_tokens - 1) - num_computed_tokens, 0), False
+
+    def update_state_after_alloc(self, request: Any, blocks: Any, num_external_tokens: int) -> None:
+        """Map the host slots onto the blocks vLLM just allocated; the slots free after this step."""
+        ent = self._swapped.pop(request.request_id, None)
+        if ent is None:
+            return
+        slots, _ = ent
+        self._release.extend(slots)
+        n = -(-num_external_tokens // self.block_size)
+        if n:
+            self._meta.in_dev.extend(blocks.get_block_ids()[0][:n])
+            self._meta.in_host.extend(slots[:n])
+        self.claimed[request.request_id] = num_external_tokens
+
+    def build_connector_meta(self, scheduler_output: Any) -> SwapMeta:
+        """Hand this step's copies to the worker; slots read by its swap-ins are reusable afterwards."""
+        meta, self._meta = self._meta, SwapMeta()
+        self._free_slots.extend(self._release)
+        self._release = []
+        return meta
+
+    def request_finished(self, request: Any, block_ids: Any) -> tuple[bool, None]:
+        """A finished or aborted request gives its host slots back; vLLM frees its device blocks."""
+        self.release(request.request_id)
+        return False, None
+
+    def has_pending_push_work(self) -> bool:
+        """Keep the engine stepping while swap-outs are queued."""
+        return bool(self._meta.out_dev)
+
+    # ---------------------------------------------------------------- worker side
+    def register_kv_caches(self, kv_caches: dict[str, torch.Tensor]) -> None:
+        """Allocate one host tensor per layer, shaped like the layer's KV with ``host_blocks`` blocks."""
+        num_blocks = self._kv_cache_config.num_blocks
+        for name, t in kv_caches.items():
+            dims = [d for d, s in enumerate(t.shape) if s == num_blocks]
+            if len(dims) != 1:
+                raise RuntimeError(f"swap connector: cannot find the block dimension of {name} {tuple(t.shape)}")
+            shape = list(t.shape)
+            shape[dims[0]] = self.num_host_blocks
+            self._layers.append((t, dims[0]))
+            self._host.append(torch.empty(shape, dtype=t.dtype, device="cpu", pin_memory=t.is_cuda))
+        if self._layers and self._layers[0][0].is_cuda:
+            self._stream = torch.cuda.Stream()
+
+    def _copy(self, dev_ids: list[int], host_ids: list[int], to_host: bool) -> None:
+        host = torch.tensor(host_ids)
+        for (t, d), h in zip(self._layers, self._host):
+            dev = torch.tensor(dev_ids, device=t.device)
+            if to_host:
+                h.index_copy_(d, host, t.index_select(d, dev).to("cpu", non_blocking=t.is_cuda))
+            else:
+                t.index_copy_(d, dev, h.index_select(d, host).to(t.device, non_blocking=t.is_cuda))
+
+    def start_load_kv(self, forward_context: Any, **kwargs: Any) -> None:
+        """Run this step's swap-outs and swap-ins (swap-ins complete before returning)."""
+        meta = self._get_connector_metadata()
+        assert isinstance(meta, SwapMeta)
+        if self._stream is None:
+            if meta.out_dev:
+                self._copy(meta.out_dev, meta.out_host, True)
+            if meta.in_dev:
+                self._copy(meta.in_dev, meta.in_host, False)
+            return
+        self._stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self._stream):
+            if meta.out_dev:
+                self._copy(meta.out_dev, meta.out_host, True)
+            if meta.in_dev:
+                self._copy(meta.in_dev, meta.in_host, False)
+        if meta.in_dev:
+            torch.cuda.current_stream().wait_stream(self._stream)
+
+    def wait_for_layer_load(self, layer_name: str) -> None:
+        """Loads are whole-request and done in start_load_kv."""
+
+    def save_kv_layer(self, layer_name: str, kv_layer: Any, attn_metadata: Any, **kwargs: Any) -> None:
+        """Nothing is saved layer by layer."""
+
+    def wait_for_save(self) -> None:
+        """On CUDA: the step's swap-outs must finish before the scheduler frees their blocks."""
+        if self._stream is not None:
+            self._stream.synchronize()

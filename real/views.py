@@ -1,0 +1,73 @@
+"""What the policy sees of a vLLM scheduler: ReqView / EngineState built from its queues and KV manager.
+
+Also the engine-private bookkeeping of one paused request (``Paused``) and the hints a request carries
+(``hints``: rid, kind, ticket and true tool time, sent by the driver in ``SamplingParams.extra_args``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.types import EngineState, ReqView, Status
+
+HINT_KEY = "infercept"
+"""Key of ``SamplingParams.extra_args`` under which the driver sends a request's hints."""
+
+
+@dataclass(slots=True)
+class Paused:
+    """A request inside an interception (or resumed and waiting for its swapped KV), engine side."""
+
+    rid: str
+    ticket: int
+    kind: str
+    tool_s: float
+    paused_at_s: float
+    ctx_tokens: int  # tokens whose KV existed at the pause (vLLM's safe frontier)
+    place: str = "new"  # new (on_pause not asked yet) | gpu | discarded | cpu (all blocks copied)
+    slots: list[int] = field(default_factory=list)  # host slots of the blocks copied so far (block order)
+    resumed: bool = False
+
+    @property
+    def copied_blocks(self) -> int:
+        """Blocks already copied to the host."""
+        return len(self.slots)
+
+
+def hints(request: Any) -> dict[str, Any]:
+    """The driver's hints of a vLLM request ({} for a request that came without)."""
+    extra = request.sampling_params.extra_args or {}
+    return extra.get(HINT_KEY, {})
+
+
+def blocks_of(sched: Any, req_id: str) -> int:
+    """Device blocks a request holds now."""
+    return len(sched.kv_cache_manager.coordinator.get_blocks(req_id)[0])
+
+
+def req_view(sched: Any, p: Paused) -> ReqView:
+    """The policy's view of one paused (or resumed-but-swapped) request."""
+    gpu = 0 if p.place in ("cpu", "discarded") else blocks_of(sched, p.rid) - p.copied_blocks
+    cpu = p.copied_blocks
+    computed = 0 if p.place == "discarded" else p.ctx_tokens
+    status = Status.SWAPPED if p.resumed else Status.PAUSED
+    return ReqView(p.rid, p.ticket, p.kind, status, p.ctx_tokens, computed, gpu, cpu,
+                   p.paused_at_s if not p.resumed else math.nan, p.tool_s)
+
+
+def engine_state(sched: Any, now_s: float, paused: dict[str, Paused], host_free_blocks: int) -> EngineState:
+    """A snapshot of the scheduler for the policy (running = vLLM's ``running`` queue)."""
+    bs = sched.block_size
+    pool = sched.kv_cache_manager.block_pool
+    free = pool.get_num_free_blocks()
+    query = ctx = need = 0
+    for r in sched.running:
+        query += max(r.num_tokens - r.num_computed_tokens, 1)
+        ctx += r.num_computed_tokens
+        need += max(-(-r.num_tokens // bs) - blocks_of(sched, r.request_id), 0)
+    views = [req_view(sched, p) for p in paused.values() if p.place != "discarded" or p.resumed]
+    return EngineState(now_s, bs, free, host_free_blocks, query, ctx, max(need - free, 0),
+                       tuple(v for v in views if v.status is Status.PAUSED and v.place.value != "none"),
+                       tuple(v for v in views if v.status is Status.SWAPPED and v.cpu_blocks))
