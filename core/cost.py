@@ -120,7 +120,10 @@ class FittedCostModel:
 
     @classmethod
     def from_profile(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> FittedCostModel:
-        """Load a profile JSON; ``overrides`` replace engine settings (e.g. ``token_budget_tokens``)."""
+        """Load a profile JSON; ``overrides`` replace engine settings (e.g. ``token_budget_tokens``).
+
+        ``engine.gpu_kv_blocks`` / ``engine.cpu_kv_blocks``, when present (measured profiles, or overrides),
+        give the KV capacities directly instead of deriving them from memory sizes."""
         path = Path(path)
         try:
             p = json.loads(path.read_text())
@@ -136,7 +139,7 @@ class FittedCostModel:
         usable = (_get(p, "gpu.memory_bytes", w) * eng["gpu_memory_utilization"]
                   - _get(m, "weight_bytes", w) / tp - eng["activation_reserve_bytes"])
         bs = int(eng["block_size_tokens"])
-        gpu_blocks = math.floor(usable / (kv_bytes * bs))
+        gpu_blocks = int(eng["gpu_kv_blocks"]) if "gpu_kv_blocks" in eng else math.floor(usable / (kv_bytes * bs))
         if gpu_blocks < 1:
             raise ProfileError(f"{w}: the model does not fit: {usable / 2**30:.2f} GiB left for KV per GPU")
         st = _get(p, "step", w)
@@ -149,7 +152,8 @@ class FittedCostModel:
             link_bytes_per_s=float(_get(p, "link.bytes_per_s", w)),
             kv_bytes_per_token=kv_bytes,
             gpu_kv_blocks=gpu_blocks,
-            cpu_kv_blocks=math.floor(eng["cpu_swap_bytes"] / (kv_bytes * bs)),
+            cpu_kv_blocks=(int(eng["cpu_kv_blocks"]) if "cpu_kv_blocks" in eng
+                           else math.floor(eng["cpu_swap_bytes"] / (kv_bytes * bs))),
             block_size_tokens=bs,
             token_budget_tokens=int(eng["token_budget_tokens"]),
             max_num_seqs=int(eng["max_num_seqs"]),

@@ -1,4 +1,4 @@
-"""The `infercept` command: run, compare, trace."""
+"""The `infercept` command: run, compare, trace (and profile, validate: experiments/real_cli.py)."""
 
 from __future__ import annotations
 
@@ -146,6 +146,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--max-context-tokens", type=int, default=None, help="cap contexts like the served model")
     t.add_argument("--out", required=True, help="FILE.jsonl")
     t.set_defaults(fn=cmd_trace)
+    from experiments.real_cli import add_parsers
+
+    add_parsers(sub)
     return p
 
 
@@ -158,9 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "seeds", 1) < 1:
         print("infercept: error: --seeds must be >= 1", file=sys.stderr)
         return 2
+    from real.driver import RealRunError
+
     try:
         args.fn(args)
-    except (ConfigError, WorkloadError, ProfileError, ValueError) as exc:
+    except (ConfigError, WorkloadError, ProfileError, ValueError, RealRunError) as exc:
         print(f"infercept: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -100,22 +100,27 @@ async def _session(llm: Any, spec: RequestSpec, ticket: int, t0: float, seed: in
             chunk_done.set()
 
 
-async def _replay(settings: EngineSettings, specs: list[RequestSpec], window_s: float, vocab: int,
+async def run_sessions(llm: Any, specs: list[RequestSpec], t0: float, seed: int, vocab: int, log: ClientLog,
+                       timeout_s: float | None) -> None:
+    """Serve ``specs`` (arrivals relative to ``t0``) on a started engine; cancel what is left at the timeout."""
+    tasks = [asyncio.create_task(_session(llm, s, k, t0, seed, vocab, log)) for k, s in enumerate(specs)]
+    done, pending = await asyncio.wait(tasks, timeout=timeout_s)
+    for t in pending:
+        t.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for t in done:
+        if t.exception() is not None:
+            raise RealRunError(f"the engine failed during the run: {t.exception()!r}") from t.exception()
+    if llm.errored:
+        raise RealRunError("the engine died during the run")
+
+
+async def _replay(settings: EngineSettings, specs: list[RequestSpec], timeout_s: float | None, vocab: int,
                   log: ClientLog) -> float:
     llm = start_engine(settings)
     try:
         t0 = time.monotonic()
-        tasks = [asyncio.create_task(_session(llm, s, k, t0, settings.seed, vocab, log))
-                 for k, s in enumerate(specs)]
-        done, pending = await asyncio.wait(tasks, timeout=window_s)
-        for t in pending:
-            t.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        for t in done:
-            if t.exception() is not None:
-                raise RealRunError(f"the engine failed during the run: {t.exception()!r}") from t.exception()
-        if llm.errored:
-            raise RealRunError("the engine died during the run")
+        await run_sessions(llm, specs, t0, settings.seed, vocab, log, timeout_s)
         return t0
     finally:
         llm.shutdown()
@@ -128,6 +133,7 @@ def replay(settings: EngineSettings, specs: list[RequestSpec], window_s: float, 
     Raises RealRunError if the engine dies.
     """
     check_trace(specs, settings.max_context_tokens)
+    Path(settings.log_path).parent.mkdir(parents=True, exist_ok=True)
     Path(settings.log_path).unlink(missing_ok=True)
     log = ClientLog()
     timeout = None if math.isinf(window_s) else window_s

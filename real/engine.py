@@ -20,9 +20,11 @@ class EngineSettings:
     policy: str = "infercept"
     policy_options: dict[str, Any] = field(default_factory=dict)
     profile: str = ""
+    profile_overrides: dict[str, Any] = field(default_factory=dict)  # engine.* keys of the profile
     kv_blocks: int = 0  # device KV blocks (0: whatever the engine's memory setting gives)
     host_blocks: int = 0  # host swap slots (0: no swap connector)
     token_budget_tokens: int = 512  # max_num_batched_tokens (chunked prefill chunk size)
+    block_size_tokens: int = 32
     max_num_seqs: int = 256
     max_context_tokens: int = 4096
     async_scheduling: bool = False
@@ -58,10 +60,11 @@ def engine_args(s: EngineSettings) -> Any:
         model=s.model_dir, skip_tokenizer_init=True, dtype="float32", max_model_len=s.max_context_tokens,
         enforce_eager=True, enable_prefix_caching=False, seed=s.seed, distributed_executor_backend="uni",
         max_num_batched_tokens=s.token_budget_tokens, max_num_seqs=s.max_num_seqs,
-        num_gpu_blocks_override=s.kv_blocks or None, async_scheduling=s.async_scheduling,
+        num_gpu_blocks_override=s.kv_blocks or None, block_size=s.block_size_tokens, async_scheduling=s.async_scheduling,
         scheduler_cls=f"real.scheduler.{sched}", kv_transfer_config=kv, disable_log_stats=True,
         additional_config={"infercept": {"policy": s.policy, "policy_options": dict(s.policy_options),
-                                         "profile": s.profile, "log": s.log_path}},
+                                         "profile": s.profile, "engine": dict(s.profile_overrides),
+                                         "log": s.log_path}},
     )
 
 

@@ -51,7 +51,7 @@ class InterceptMixin:
         if not finished and request.status == RequestStatus.WAITING_FOR_STREAMING_REQ:
             h = hints(request)
             self.ic_paused[request.request_id] = Paused(
-                h.get("rid", request.request_id), int(h.get("ticket", 0)), h.get("kind", ""),
+                request.request_id, h.get("rid", request.request_id), int(h.get("ticket", 0)), h.get("kind", ""),
                 float(h.get("tool_s", 0.0)), time.monotonic(), request.num_computed_tokens)
         return finished
 

@@ -20,7 +20,8 @@ HINT_KEY = "infercept"
 class Paused:
     """A request inside an interception (or resumed and waiting for its swapped KV), engine side."""
 
-    rid: str
+    req_id: str  # vLLM's request id
+    rid: str  # the trace's
     ticket: int
     kind: str
     tool_s: float
@@ -49,7 +50,7 @@ def blocks_of(sched: Any, req_id: str) -> int:
 
 def req_view(sched: Any, p: Paused) -> ReqView:
     """The policy's view of one paused (or resumed-but-swapped) request."""
-    gpu = 0 if p.place in ("cpu", "discarded") else blocks_of(sched, p.rid) - p.copied_blocks
+    gpu = 0 if p.place in ("cpu", "discarded") else blocks_of(sched, p.req_id) - p.copied_blocks
     cpu = p.copied_blocks
     computed = 0 if p.place == "discarded" else p.ctx_tokens
     status = Status.SWAPPED if p.resumed else Status.PAUSED

@@ -1,0 +1,84 @@
+"""`infercept profile` and `infercept validate`: argument parsing for the real executor's commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from core.config import ConfigError
+
+
+def _need_vllm() -> None:
+    try:
+        import vllm  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError("the real executor needs vLLM: `make real` (CPU build) or "
+                          "`pip install -e '.[real-gpu]'` (CUDA build)") from exc
+
+
+def cmd_profile(args: argparse.Namespace) -> None:
+    """Measure this machine with the engine; write the profile."""
+    from experiments.cli import git_revision
+    from experiments.validation import run_profile
+
+    _need_vllm()
+    out = Path("profiles") if args.save else Path(args.out)
+    path = run_profile(args.model, out, args.kv_blocks, args.token_budget, git_revision())
+    print(f"wrote {path}")
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    """Real vs simulated, every policy and the plain trace; report, validation.csv, scatter plot."""
+    from experiments.cli import _policies, git_revision
+    from experiments.validation import (MODELS_DIR, load_trace, model_for, run_profile, run_validation,
+                                        save_trace, settings_for)
+    from real.driver import check_trace
+    from real.validate import TraceScale
+
+    _need_vllm()
+    if args.repeats < 1:
+        raise ConfigError(f"--repeats {args.repeats}: must be >= 1")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    size, folder = model_for(args.model, MODELS_DIR)
+    settings = settings_for(folder, size, args.kv_blocks, args.host_blocks, args.token_budget, args.seed)
+    specs, note = load_trace(args.trace, TraceScale(window_s=args.window_s), settings.max_context_tokens)
+    check_trace(specs, settings.max_context_tokens)  # before any engine starts
+    profile = Path(args.profile) if args.profile else None
+    if profile is None:
+        print("no --profile: measuring this machine first ...", file=sys.stderr)
+        profile = run_profile(args.model, out, args.profile_kv_blocks, args.token_budget, git_revision())
+    save_trace(specs, out)
+    rows = run_validation(specs, note, profile, out, args.repeats, tuple(_policies(args.policies)), settings,
+                          size.vocab, args.window_s)
+    worst = max(rows, key=lambda r: abs(r["rel_error"]) if r["metric"] in ("completed_rps", "norm_latency_ms")
+                else 0)
+    print((out / "report.md").read_text())
+    print(f"largest completed_rps/norm_latency_ms error: {worst['policy']} {worst['metric']} "
+          f"{100 * worst['rel_error']:+.1f} %")
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register `profile` and `validate`."""
+    p = sub.add_parser("profile", help="measure this machine with vLLM and fit a cost profile")
+    p.add_argument("--model", default="small", help="random-weight Llama size: tiny, small")
+    p.add_argument("--out", default="results/profile", help="folder for <hardware>-<model>-tp1.json")
+    p.add_argument("--save", action="store_true", help="write into profiles/ instead of --out")
+    p.add_argument("--kv-blocks", type=int, default=512, help="KV blocks of the engine while profiling")
+    p.add_argument("--token-budget", type=int, default=512, help="max_num_batched_tokens")
+    p.set_defaults(fn=cmd_profile)
+    v = sub.add_parser("validate", help="the same trace on real vLLM and in the simulator")
+    v.add_argument("trace", nargs="?", help="JSONL trace (default: scaled mixed workload, see README)")
+    v.add_argument("--profile", help="profile JSON (default: measure one first)")
+    v.add_argument("--out", default="results/validate")
+    v.add_argument("--repeats", type=int, default=1, help="real runs per policy (median)")
+    v.add_argument("--policies", default="all")
+    v.add_argument("--model", default="small")
+    v.add_argument("--window-s", type=float, default=60.0, help="wall-clock window of every run")
+    v.add_argument("--kv-blocks", type=int, default=96, help="device KV blocks (small: memory pressure)")
+    v.add_argument("--host-blocks", type=int, default=512, help="host swap blocks")
+    v.add_argument("--profile-kv-blocks", type=int, default=512)
+    v.add_argument("--token-budget", type=int, default=512)
+    v.add_argument("--seed", type=int, default=0)
+    v.set_defaults(fn=cmd_validate)

@@ -1,0 +1,180 @@
+"""Orchestration of `infercept profile` and `infercept validate` (the real executor against the simulator)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.cost import FittedCostModel
+from core.trace_io import atomic_write_text, read_jsonl, write_jsonl
+from core.types import RequestSpec
+
+MODELS_DIR = Path("results/models")
+"""Where the random-weight checkpoints are written (once per size)."""
+
+
+def model_for(name: str, models_dir: Path) -> tuple[Any, str]:
+    """(ModelSize, checkpoint folder) of a named random-weight model, written on first use."""
+    from real.model import SIZES, write_model
+
+    if name not in SIZES:
+        raise ValueError(f"--model {name!r}: expected one of {sorted(SIZES)}")
+    return SIZES[name], str(write_model(models_dir / f"llama-{name}", SIZES[name]))
+
+
+def settings_for(model_dir: str, size: Any, kv_blocks: int, host_blocks: int, budget: int, seed: int) -> Any:
+    """Engine settings shared by profile and validate runs."""
+    from real.engine import EngineSettings
+
+    s = EngineSettings(model_dir, kv_blocks=kv_blocks, host_blocks=host_blocks, token_budget_tokens=budget, seed=seed)
+    # vLLM refuses a context longer than the KV cache holds
+    return dataclasses.replace(s, max_context_tokens=min(size.max_context_tokens, (kv_blocks - 1) * s.block_size_tokens))
+
+
+def run_profile(model: str, out_dir: Path, kv_blocks: int, budget: int, git_rev: str) -> Path:
+    """Measure this machine, write the profile into ``out_dir``; return its path."""
+    from real.profile import measure, write_profile
+
+    size, folder = model_for(model, MODELS_DIR)
+    prof = measure(settings_for(folder, size, kv_blocks, 0, budget, 0), size, f"llama-{model}", git_rev)
+    return write_profile(prof, out_dir)
+
+
+def _real_run(settings: Any, policy: str, specs: list[RequestSpec], window_s: float, vocab: int, folder: Path,
+              profile: str, engine: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
+    from core.runfolder import save_run
+    from real.collect import build_metrics
+    from real.driver import replay
+
+    s = dataclasses.replace(settings, policy=policy, profile=profile, profile_overrides=engine,
+                            host_blocks=settings.host_blocks if policy in ("swap", "infercept") else 0,
+                            log_path=str(folder.parent / f".{folder.name}.engine.jsonl"))
+    t0, client = replay(s, specs, window_s, vocab)
+    m, steps = build_metrics(specs, t0, client, s.log_path, window_s, settings.kv_blocks)
+    save_run(folder, m, {"policy": policy, "backend": "vllm", "window_s": window_s, "profile": profile,
+                         "engine": engine, "kv_blocks": settings.kv_blocks}, {"overall": _overall(m)})
+    Path(s.log_path).unlink(missing_ok=True)
+    return m, steps
+
+
+def _overall(m: Any) -> dict[str, float]:
+    from real.validate import summary_of
+
+    return summary_of(m)
+
+
+def run_validation(trace: list[RequestSpec], trace_note: str, profile: Path, out: Path, repeats: int,
+                   policies: tuple[str, ...], settings: Any, vocab: int, window_s: float) -> list[dict[str, Any]]:
+    """Every policy and the plain trace, real (``repeats`` times) and simulated; writes the report files."""
+    from real.validate import compare_rows, plain, request_latency_s, simulate_trace, step_time_errors, summary_of
+
+    engine = {"gpu_kv_blocks": settings.kv_blocks, "cpu_kv_blocks": settings.host_blocks,
+              "token_budget_tokens": settings.token_budget_tokens,
+              "saturation_tokens": settings.token_budget_tokens}
+    cost = FittedCostModel.from_profile(profile, engine)
+    rows: list[dict[str, Any]] = []
+    extra: dict[str, dict[str, float]] = {}
+    scatter: dict[str, tuple[list[float], list[float]]] = {}
+    cases = [(p, p, trace) for p in policies] + [("plain", "discard", plain(trace))]
+    for label, policy, specs in cases:
+        reals, errs, hook, pressure = [], [], [], []
+        first: Any = None
+        for k in range(repeats):
+            print(f"  real {label} run {k + 1}/{repeats} ...", file=sys.stderr, flush=True)
+            m, steps = _real_run(settings, policy, specs, window_s, vocab, out / "runs" / f"{label}-{k}",
+                                 str(profile), engine)
+            first = first or m
+            reals.append(summary_of(m))
+            errs.append(step_time_errors(steps, cost))
+            dur = float(m.steps["dur_s"].sum())
+            hook.append(float(m.steps["policy_s"].sum()) / dur if dur else 0.0)
+            pressure.append(float(np.mean(m.steps["gpu_used_blocks"] >= 0.95 * settings.kv_blocks))
+                            if m.step_rows else 0.0)
+        sim = simulate_trace(policy, specs, str(profile), window_s, engine)
+        rows += compare_rows(label, reals, summary_of(sim))
+        e = np.abs(np.concatenate(errs)) if errs else np.zeros(0)
+        extra[label] = {"step_err_median": float(np.median(e)) if e.size else math.nan,
+                        "step_err_p90": float(np.percentile(e, 90)) if e.size else math.nan,
+                        "hook_share": float(np.median(hook)), "steps_kv_full": float(np.median(pressure))}
+        rl, sl = request_latency_s(first), request_latency_s(sim)
+        both = sorted(set(rl) & set(sl))
+        scatter[label] = ([rl[r] for r in both], [sl[r] for r in both])
+    _write_outputs(out, rows, extra, scatter, trace_note, profile, repeats, window_s, settings)
+    return rows
+
+
+def _write_outputs(out: Path, rows: list[dict[str, Any]], extra: dict[str, dict[str, float]],
+                   scatter: dict[str, tuple[list[float], list[float]]], trace_note: str, profile: Path,
+                   repeats: int, window_s: float, settings: Any) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["policy", "metric", "real", "sim", "rel_error"], lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    atomic_write_text(out / "validation.csv", buf.getvalue())
+    atomic_write_text(out / "steps.json", json.dumps(extra, indent=2))
+    _scatter_plot(out / "latency_scatter.png", scatter)
+    lines = [f"# Validation: real vLLM vs simulator\n", f"- trace: {trace_note}",
+             f"- profile: `{profile}`", f"- engine: {settings.kv_blocks} KV blocks of "
+             f"{settings.block_size_tokens} tokens, host swap {settings.host_blocks} blocks, token budget "
+             f"{settings.token_budget_tokens}, model `{settings.model_dir}`",
+             f"- window {window_s:g} s, real runs per policy {repeats} (median), simulator `v1` batching\n",
+             "| policy | metric | real | sim | rel. error |", "|---|---|---|---|---|"]
+    lines += [f"| {r['policy']} | {r['metric']} | {r['real']:.4g} | {r['sim']:.4g} | {100 * r['rel_error']:+.1f} % |"
+              for r in rows]
+    lines += ["", "| policy | step-time error median | p90 | policy hook share of step time | steps with KV >= 95 % full |",
+              "|---|---|---|---|---|"]
+    lines += [f"| {p} | {100 * x['step_err_median']:.1f} % | {100 * x['step_err_p90']:.1f} % | "
+              f"{100 * x['hook_share']:.2f} % | {100 * x['steps_kv_full']:.1f} % |" for p, x in extra.items()]
+    lines += ["", "![simulated vs real per-request latency](latency_scatter.png)", ""]
+    atomic_write_text(out / "report.md", "\n".join(lines))
+
+
+def _scatter_plot(path: Path, scatter: dict[str, tuple[list[float], list[float]]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    top = 0.0
+    for label, (real, sim) in scatter.items():
+        ax.scatter(real, sim, s=10, label=label, alpha=0.7)
+        top = max([top, *real, *sim])
+    ax.plot([0, top], [0, top], color="grey", lw=0.8)
+    ax.set_xlabel("real latency outside interceptions (s)")
+    ax.set_ylabel("simulated (s)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = Path(tempfile.mkstemp(dir=path.parent, suffix=".png")[1])
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    shutil.move(tmp, path)
+
+
+def load_trace(path: str | None, scale: Any, max_context_tokens: int) -> tuple[list[RequestSpec], str]:
+    """The trace to validate on, and a sentence describing it."""
+    from real.validate import default_trace
+
+    if path:
+        return read_jsonl(path), f"`{path}`"
+    specs = default_trace(scale, max_context_tokens)
+    note = (f"default: the paper's mixed workload at {scale.rate_rps:g} req/s for {scale.arrivals_s:g} s "
+            f"(seed {scale.seed}), {len(specs)} augmented requests, token counts x{scale.token_scale:g}, "
+            f"tool times x{scale.tool_time_scale:g}")
+    return specs, note
+
+
+def save_trace(specs: list[RequestSpec], out: Path) -> None:
+    """Keep the trace next to the report."""
+    write_jsonl(out / "trace.jsonl", specs)

@@ -1,0 +1,183 @@
+"""`infercept profile`: measure this machine with the engine itself and fit the CostModel.
+
+A controlled grid of batch shapes runs on one engine (async scheduling off, preserve): decode batches of
+B requests at context L, and long prompts split into prefill chunks of the token budget; every step's
+shape and duration come from the scheduler's log. Least squares (coefficients kept >= 0) fits
+step_s = const + a*query_tokens + b*decode_ctx_tokens + c*prefill_attn_pairs; the engine loop's gap between
+busy steps goes into const. A short phase with interceptions measures the client<->engine lag; the KV copy
+path of the swap connector is timed both ways on tensors of the engine's KV layout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.types import RequestSpec, Segment
+from real.collect import read_engine_log
+from real.driver import ClientLog, run_sessions
+from real.engine import VLLM_VERSION, EngineSettings, start_engine
+from real.model import ModelSize
+
+TERMS = ("const_s", "per_query_token_s", "per_decode_ctx_token_s", "per_prefill_attn_pair_s")
+
+
+def grid(size: ModelSize, kv_tokens: int, budget_tokens: int) -> list[list[RequestSpec]]:
+    """Phases of requests that arrive together: decode batches, prefill chunks, and one with pauses."""
+    phases: list[list[RequestSpec]] = []
+    for ctx in (64, 256, 1024):
+        for batch in (1, 4, 8, 16, 32):
+            if batch * (ctx + 32) <= kv_tokens and ctx + 32 <= size.max_context_tokens:
+                phases.append([RequestSpec(f"d{batch}x{ctx}-{i}", 0.0, ctx, (Segment(24),)) for i in range(batch)])
+    for prompt in (budget_tokens, 2 * budget_tokens, 4 * budget_tokens):
+        if prompt + 8 <= min(kv_tokens, size.max_context_tokens):
+            phases.append([RequestSpec(f"p{prompt}", 0.0, prompt, (Segment(2),))])
+    phases.append([RequestSpec(f"lag{i}", 0.05 * i, 128, (Segment(8, 0.2, 16, "qa"), Segment(8)), "qa")
+                   for i in range(4)])
+    return phases
+
+
+def fit_steps(steps: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, Any]]:
+    """Non-negative least squares of step durations on the four terms; returns (coefficients, fit stats)."""
+    x = np.array([[1.0, s["num_decode"] + s["prefill_tokens"], s["decode_ctx_tokens"], s["prefill_attn_pairs"]]
+                  for s in steps])
+    y = np.array([s["t_end"] - s["t0"] for s in steps])
+    active = list(range(4))
+    while True:
+        coef, *_ = np.linalg.lstsq(x[:, active], y, rcond=None)
+        if (coef >= 0).all() or len(active) == 1:
+            break
+        active.pop(int(np.argmin(coef)))
+    full = np.zeros(4)
+    full[active] = np.maximum(coef, 0.0)
+    pred = x @ full
+    resid = y - pred
+    dof = max(len(y) - len(active), 1)
+    cov = np.linalg.pinv(x[:, active].T @ x[:, active]) * float(resid @ resid) / dof
+    stderr = dict.fromkeys(TERMS, 0.0)
+    for i, j in enumerate(active):
+        stderr[TERMS[j]] = float(np.sqrt(max(cov[i, i], 0.0)))
+    rel = np.abs(resid) / np.maximum(y, 1e-9)
+    stats = {"num_steps": len(y), "median_rel_error": float(np.median(rel)),
+             "p90_rel_error": float(np.percentile(rel, 90)), "stderr": stderr,
+             "max_query_tokens": int(x[:, 1].max()), "max_decode_ctx_tokens": int(x[:, 2].max())}
+    return dict(zip(TERMS, map(float, full))), stats
+
+
+def busy_gap_s(steps: list[dict[str, Any]]) -> float:
+    """Median time from one step's end to the next step's start while the engine is busy (< 5 ms)."""
+    gaps = [b["t0"] - a["t_end"] for a, b in zip(steps, steps[1:]) if 0 <= b["t0"] - a["t_end"] < 0.005]
+    return float(np.median(gaps)) if gaps else 0.0
+
+
+def copy_bandwidth(size: ModelSize, block_tokens: int, device: str, dtype_bytes: int = 4) -> dict[str, float]:
+    """Bytes/s of the swap connector's copy path (index_select + index_copy_), both directions."""
+    import torch
+
+    blocks, moved = 256, 64
+    shape = (2, blocks, size.num_kv_heads, block_tokens, size.head_dim)
+    dev = torch.randn(shape, device=device)
+    host = torch.empty(shape, pin_memory=device != "cpu")
+    ids = torch.randperm(blocks)[:moved]
+    nbytes = 2 * moved * size.num_kv_heads * block_tokens * size.head_dim * dtype_bytes
+    out: dict[str, float] = {}
+    for name, src, dst in (("out", dev, host), ("in", host, dev)):
+        best = float("inf")
+        for _ in range(5):
+            t = time.perf_counter()
+            dst.index_copy_(1, ids.to(dst.device), src.index_select(1, ids.to(src.device)).to(dst.device))
+            if device != "cpu":
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - t)
+        out[name] = nbytes / best
+    return out
+
+
+def hardware() -> dict[str, Any]:
+    """What this machine is: the CUDA device, or the CPU model and cores the engine may use."""
+    import torch
+
+    if torch.cuda.is_available():
+        return {"name": torch.cuda.get_device_name(0), "kind": "cuda",
+                "memory_bytes": torch.cuda.get_device_properties(0).total_memory}
+    model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                  if ln.startswith("model name")), platform.processor())
+    return {"name": model, "kind": "cpu", "cores": os.cpu_count(),
+            "memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")}
+
+
+async def _run_grid(settings: EngineSettings, phases: list[list[RequestSpec]], vocab: int) -> tuple[float, ClientLog]:
+    llm = start_engine(settings)
+    log = ClientLog()
+    try:
+        t_first = time.monotonic()
+        for phase in phases:
+            await run_sessions(llm, phase, time.monotonic(), settings.seed, vocab, log, None)
+        return t_first, log
+    finally:
+        llm.shutdown()
+
+
+def measure(settings: EngineSettings, size: ModelSize, model_name: str, git_rev: str) -> dict[str, Any]:
+    """Run the grid on ``settings`` (its policy is forced to preserve) and return the profile as a dict."""
+    with tempfile.TemporaryDirectory() as tmp:
+        s = settings.with_log(Path(tmp) / "engine.jsonl")
+        s = type(s)(**{**{f: getattr(s, f) for f in s.__dataclass_fields__}, "policy": "preserve",
+                       "async_scheduling": False, "host_blocks": 0})
+        kv_tokens = s.kv_blocks * s.block_size_tokens
+        _, client = asyncio.run(_run_grid(s, grid(size, kv_tokens, s.token_budget_tokens), size.vocab))
+        steps, events = read_engine_log(s.log_path)
+    coef, stats = fit_steps(steps)
+    gap = busy_gap_s(steps)
+    coef["const_s"] += gap
+    pauses = {e["rid"]: e["t"] for e in events if e["e"].startswith("pause:")}
+    seen = {rid: t for t, name, rid, _ in client.events if name == "chunk_end" and rid in pauses}
+    lag = [seen[r] - pauses[r] for r in seen]
+    hw = hardware()
+    bw = copy_bandwidth(size, s.block_size_tokens, "cuda" if hw["kind"] == "cuda" else "cpu")
+    name = f"{'cpu' + str(hw.get('cores')) if hw['kind'] == 'cpu' else hw['name'].split()[-1].lower()}-{model_name}-tp1"
+    return {
+        "name": name,
+        "gpu": {"name": hw["name"], "memory_bytes": hw["memory_bytes"]},
+        "model": {"hf": model_name, "num_layers": size.num_layers, "num_heads": size.num_heads,
+                  "num_kv_heads": size.num_kv_heads, "head_dim": size.head_dim, "dtype_bytes": 4,
+                  "weight_bytes": 4 * size.num_params, "max_context_tokens": size.max_context_tokens},
+        "tp": 1,
+        "engine": {"gpu_memory_utilization": 1.0, "activation_reserve_bytes": 0,
+                   "block_size_tokens": s.block_size_tokens, "token_budget_tokens": s.token_budget_tokens,
+                   "max_num_seqs": s.max_num_seqs, "saturation_tokens": s.token_budget_tokens,
+                   "cpu_swap_bytes": 0, "gpu_kv_blocks": s.kv_blocks, "cpu_kv_blocks": s.kv_blocks},
+        "step": coef,
+        "link": {"bytes_per_s": min(bw.values())},
+        "fit_range": {"max_query_tokens": stats["max_query_tokens"],
+                      "max_decode_ctx_tokens": stats["max_decode_ctx_tokens"]},
+        "provenance": {
+            "kind": "measured with `infercept profile` (the engine itself)",
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "vllm_version": VLLM_VERSION, "hardware": hw, "git_revision": git_rev,
+            "model": f"random-weight Llama {size} ({size.num_params / 1e6:.1f} M parameters, float32)",
+            "fit": {**stats, "busy_gap_s_added_to_const": gap},
+            "link": {"copy_bytes_per_s": bw, "note": "swap connector copy path, min of both directions"},
+            "client_engine_lag_s": {"pause_seen_median": float(np.median(lag)) if lag else None,
+                                    "samples": len(lag)},
+            "engine": "KV capacity = the engine's num_gpu_blocks; saturation S = token budget",
+        },
+    }
+
+
+def write_profile(profile: dict[str, Any], out_dir: str | Path) -> Path:
+    """Write ``<name>.json`` into ``out_dir`` atomically; return its path."""
+    from core.trace_io import atomic_write_text
+
+    path = Path(out_dir) / f"{profile['name']}.json"
+    atomic_write_text(path, json.dumps(profile, indent=2) + "\n")
+    return path

@@ -1,0 +1,104 @@
+"""`infercept validate`: the same trace on real vLLM and in the simulator, and how far apart they are.
+
+For each policy (and a plain trace without interceptions) the trace runs ``repeats`` times on the engine
+and once in the simulator (deterministic; ``v1`` batching, the profile measured here, the engine's KV
+capacity and token budget). ``validation.csv`` holds the medians of the real runs against the simulation;
+the step-time error applies the cost model to the batch shapes the engine actually ran.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.config import build_config
+from core.cost import BatchShape, FittedCostModel
+from core.metrics import Metrics
+from core.summary import summarize
+from core.types import RequestSpec, Segment
+from core.workload import make_workload
+
+VALIDATED = ("completed_rps", "norm_latency_ms", "norm_latency_p50_ms", "ttft_p50_s", "recomputed_tokens",
+             "swapped_tokens")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TraceScale:
+    """How the default trace shrinks the paper's mixed workload to fit a CPU: token counts and tool times."""
+
+    rate_rps: float = 1.2
+    arrivals_s: float = 45.0
+    window_s: float = 60.0
+    token_scale: float = 0.5
+    tool_time_scale: float = 0.1
+    seed: int = 0
+
+
+def scale_trace(specs: list[RequestSpec], token_scale: float, tool_time_scale: float) -> list[RequestSpec]:
+    """Every token count times ``token_scale`` (rounded up, at least 1), every tool time times the other."""
+    def tok(n: int, minimum: int) -> int:
+        return max(math.ceil(n * token_scale), minimum)
+
+    return [dataclasses.replace(s, prompt_tokens=tok(s.prompt_tokens, 1), segments=tuple(
+        Segment(tok(g.gen_tokens, 1), g.tool_s * tool_time_scale, tok(g.tool_tokens, 0), g.kind)
+        for g in s.segments)) for s in specs]
+
+
+def default_trace(scale: TraceScale, max_context_tokens: int) -> list[RequestSpec]:
+    """The paper's mixed workload, scaled (see TraceScale), capped to the model's context."""
+    specs, _ = make_workload("mixed", scale.rate_rps, scale.arrivals_s, scale.seed,
+                             int(max_context_tokens / scale.token_scale) - 8)
+    return scale_trace(specs, scale.token_scale, scale.tool_time_scale)
+
+
+def plain(specs: list[RequestSpec]) -> list[RequestSpec]:
+    """The same requests without interceptions: one segment of all their generated tokens."""
+    return [dataclasses.replace(s, kind="plain",
+                                segments=(Segment(sum(g.gen_tokens for g in s.segments)),)) for s in specs]
+
+
+def simulate_trace(policy: str, specs: list[RequestSpec], profile: str, window_s: float,
+                   engine: dict[str, Any]) -> Metrics:
+    """The simulator on ``specs`` with the real engine's settings."""
+    from sim.run import load_cost, simulate
+
+    cfg = build_config({"policy": policy, "profile": profile, "batching": "v1", "duration_s": window_s,
+                        "engine": engine})
+    return simulate(cfg, specs=specs, cost=load_cost(cfg))
+
+
+def step_time_errors(steps: list[dict[str, Any]], cost: FittedCostModel, gap_s: float = 0.0) -> np.ndarray:
+    """(predicted - measured) / measured for every real step, from the shapes the engine ran."""
+    out = []
+    for s in steps:
+        shape = BatchShape(s["num_decode"], s["decode_ctx_tokens"], s["prefill_tokens"], s["prefill_attn_pairs"])
+        if shape.query_tokens == 0:
+            continue
+        real = s["t_end"] - s["t0"] + gap_s
+        out.append((cost.step_s(shape) - real) / real)
+    return np.asarray(out)
+
+
+def request_latency_s(m: Metrics) -> dict[str, float]:
+    """Per finished request: time from arrival to finish outside interceptions."""
+    return {rid: r.finish_s - r.arrival_s - r.tool_s for rid, r in m.requests.items() if not math.isnan(r.finish_s)}
+
+
+def compare_rows(policy: str, real: list[dict[str, float]], sim: dict[str, float]) -> list[dict[str, Any]]:
+    """validation.csv rows: median of the real runs against the simulation, per metric."""
+    rows = []
+    for metric in VALIDATED:
+        r = float(np.median([x[metric] for x in real]))
+        s = float(sim[metric])
+        err = (s - r) / r if r else (0.0 if s == 0 else math.inf)
+        rows.append({"policy": policy, "metric": metric, "real": r, "sim": s, "rel_error": err})
+    return rows
+
+
+def summary_of(m: Metrics) -> dict[str, float]:
+    """The overall summary row of a run."""
+    return summarize(m)["overall"]
