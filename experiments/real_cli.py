@@ -76,7 +76,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     v.add_argument("--policies", default="all")
     v.add_argument("--model", default="small")
     v.add_argument("--window-s", type=float, default=60.0, help="wall-clock window of every run")
-    v.add_argument("--kv-blocks", type=int, default=96, help="device KV blocks (small: memory pressure)")
+    v.add_argument("--kv-blocks", type=int, default=64, help="device KV blocks (small: memory pressure)")
     v.add_argument("--host-blocks", type=int, default=512, help="host swap blocks")
     v.add_argument("--profile-kv-blocks", type=int, default=512)
     v.add_argument("--token-budget", type=int, default=512)

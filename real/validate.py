@@ -30,11 +30,11 @@ VALIDATED = ("completed_rps", "norm_latency_ms", "norm_latency_p50_ms", "ttft_p5
 class TraceScale:
     """How the default trace shrinks the paper's mixed workload to fit a CPU: token counts and tool times."""
 
-    rate_rps: float = 1.2
+    rate_rps: float = 1.5
     arrivals_s: float = 45.0
     window_s: float = 60.0
-    token_scale: float = 0.5
-    tool_time_scale: float = 0.1
+    token_scale: float = 0.25
+    tool_time_scale: float = 0.2
     seed: int = 0
 
 
