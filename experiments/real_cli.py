@@ -31,8 +31,15 @@ def cmd_profile(args: argparse.Namespace) -> None:
 def cmd_validate(args: argparse.Namespace) -> None:
     """Real vs simulated, every policy and the plain trace; report, validation.csv, scatter plot."""
     from experiments.cli import _policies, git_revision
-    from experiments.validation import (MODELS_DIR, load_trace, model_for, run_profile, run_validation,
-                                        save_trace, settings_for)
+    from experiments.validation import (
+        MODELS_DIR,
+        load_trace,
+        model_for,
+        run_profile,
+        run_validation,
+        save_trace,
+        settings_for,
+    )
     from real.driver import check_trace
     from real.validate import TraceScale
 
@@ -41,7 +48,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
         raise ConfigError(f"--repeats {args.repeats}: must be >= 1")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    size, folder = model_for(args.model, MODELS_DIR)
+    size, folder, _ = model_for(args.model, MODELS_DIR)
     settings = settings_for(folder, size, args.kv_blocks, args.host_blocks, args.token_budget, args.seed)
     specs, note = load_trace(args.trace, TraceScale(window_s=args.window_s), settings.max_context_tokens)
     check_trace(specs, settings.max_context_tokens)  # before any engine starts
@@ -62,7 +69,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register `profile` and `validate`."""
     p = sub.add_parser("profile", help="measure this machine with vLLM and fit a cost profile")
-    p.add_argument("--model", default="small", help="random-weight Llama size: tiny, small")
+    p.add_argument("--model", default="small",
+                   help="random-weight Llama size (tiny, small) or the folder of a Hugging Face checkpoint")
     p.add_argument("--out", default="results/profile", help="folder for <hardware>-<model>-tp1.json")
     p.add_argument("--save", action="store_true", help="write into profiles/ instead of --out")
     p.add_argument("--kv-blocks", type=int, default=512, help="KV blocks of the engine while profiling")
@@ -74,7 +82,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     v.add_argument("--out", default="results/validate")
     v.add_argument("--repeats", type=int, default=1, help="real runs per policy (median)")
     v.add_argument("--policies", default="all")
-    v.add_argument("--model", default="small")
+    v.add_argument("--model", default="small", help="as for profile")
     v.add_argument("--window-s", type=float, default=60.0, help="wall-clock window of every run")
     v.add_argument("--kv-blocks", type=int, default=64, help="device KV blocks (small: memory pressure)")
     v.add_argument("--host-blocks", type=int, default=512, help="host swap blocks")

@@ -23,20 +23,26 @@ MODELS_DIR = Path("results/models")
 """Where the random-weight checkpoints are written (once per size)."""
 
 
-def model_for(name: str, models_dir: Path) -> tuple[Any, str]:
-    """(ModelSize, checkpoint folder) of a named random-weight model, written on first use."""
-    from real.model import SIZES, write_model
+def model_for(name: str, models_dir: Path) -> tuple[Any, str, str]:
+    """(ModelSize, checkpoint folder, label) of ``name``: a random-weight size (written on first use) or the
+    folder of a Hugging Face checkpoint."""
+    from real.model import SIZES, size_of_checkpoint, write_model
 
+    if Path(name).is_dir():
+        return size_of_checkpoint(name), name, Path(name).resolve().name.lower()
     if name not in SIZES:
-        raise ValueError(f"--model {name!r}: expected one of {sorted(SIZES)}")
-    return SIZES[name], str(write_model(models_dir / f"llama-{name}", SIZES[name]))
+        raise ValueError(f"--model {name!r}: expected a checkpoint folder or one of {sorted(SIZES)}")
+    return SIZES[name], str(write_model(models_dir / f"llama-{name}", SIZES[name])), f"llama-{name}"
 
 
 def settings_for(model_dir: str, size: Any, kv_blocks: int, host_blocks: int, budget: int, seed: int) -> Any:
-    """Engine settings shared by profile and validate runs."""
+    """Engine settings shared by profile and validate runs (float32 for the random-weight models, the
+    checkpoint's own dtype otherwise)."""
     from real.engine import EngineSettings
 
-    s = EngineSettings(model_dir, kv_blocks=kv_blocks, host_blocks=host_blocks, token_budget_tokens=budget, seed=seed)
+    dtype = "float32" if Path(model_dir).parent.resolve() == MODELS_DIR.resolve() else "auto"
+    s = EngineSettings(model_dir, kv_blocks=kv_blocks, host_blocks=host_blocks, token_budget_tokens=budget,
+                       seed=seed, dtype=dtype)
     # vLLM refuses a context longer than the KV cache holds
     return dataclasses.replace(s, max_context_tokens=min(size.max_context_tokens, (kv_blocks - 1) * s.block_size_tokens))
 
@@ -45,8 +51,8 @@ def run_profile(model: str, out_dir: Path, kv_blocks: int, budget: int, git_rev:
     """Measure this machine, write the profile into ``out_dir``; return its path."""
     from real.profile import measure, write_profile
 
-    size, folder = model_for(model, MODELS_DIR)
-    prof = measure(settings_for(folder, size, kv_blocks, 0, budget, 0), size, f"llama-{model}", git_rev)
+    size, folder, label = model_for(model, MODELS_DIR)
+    prof = measure(settings_for(folder, size, kv_blocks, 0, budget, 0), size, label, git_rev)
     return write_profile(prof, out_dir)
 
 
@@ -63,7 +69,9 @@ def _real_run(settings: Any, policy: str, specs: list[RequestSpec], window_s: fl
     m, steps = build_metrics(specs, t0, client, s.log_path, window_s, settings.kv_blocks)
     save_run(folder, m, {"policy": policy, "backend": "vllm", "window_s": window_s, "profile": profile,
                          "engine": engine, "kv_blocks": settings.kv_blocks}, {"overall": _overall(m)})
-    Path(s.log_path).unlink(missing_ok=True)
+    logs = folder.parent.parent / "engine-logs"
+    logs.mkdir(exist_ok=True)
+    Path(s.log_path).replace(logs / f"{folder.name}.jsonl")  # the raw engine log, for diagnosis
     return m, steps
 
 
@@ -76,7 +84,14 @@ def _overall(m: Any) -> dict[str, float]:
 def run_validation(trace: list[RequestSpec], trace_note: str, profile: Path, out: Path, repeats: int,
                    policies: tuple[str, ...], settings: Any, vocab: int, window_s: float) -> list[dict[str, Any]]:
     """Every policy and the plain trace, real (``repeats`` times) and simulated; writes the report files."""
-    from real.validate import compare_rows, plain, request_latency_s, simulate_trace, step_time_errors, summary_of
+    from real.validate import (
+        compare_rows,
+        plain,
+        request_latency_s,
+        simulate_trace,
+        step_time_errors,
+        summary_of,
+    )
 
     engine = {"gpu_kv_blocks": settings.kv_blocks, "cpu_kv_blocks": settings.host_blocks,
               "token_budget_tokens": settings.token_budget_tokens,
@@ -124,10 +139,11 @@ def _write_outputs(out: Path, rows: list[dict[str, Any]], extra: dict[str, dict[
     atomic_write_text(out / "validation.csv", buf.getvalue())
     atomic_write_text(out / "steps.json", json.dumps(extra, indent=2))
     _scatter_plot(out / "latency_scatter.png", scatter)
-    lines = [f"# Validation: real vLLM vs simulator\n", f"- trace: {trace_note}",
-             f"- profile: `{profile}`", f"- engine: {settings.kv_blocks} KV blocks of "
-             f"{settings.block_size_tokens} tokens, host swap {settings.host_blocks} blocks, token budget "
-             f"{settings.token_budget_tokens}, model `{settings.model_dir}`",
+    lines = ["# Validation: real vLLM vs simulator\n", f"- trace: {trace_note}",
+             f"- profile: `{profile}`",
+             (f"- engine: {settings.kv_blocks} KV blocks of {settings.block_size_tokens} tokens, host swap "
+              f"{settings.host_blocks} blocks, token budget {settings.token_budget_tokens}, "
+              f"model `{settings.model_dir}`"),
              f"- window {window_s:g} s, real runs per policy {repeats} (median), simulator `v1` batching\n",
              "| policy | metric | real | sim | rel. error |", "|---|---|---|---|---|"]
     lines += [f"| {r['policy']} | {r['metric']} | {r['real']:.4g} | {r['sim']:.4g} | {100 * r['rel_error']:+.1f} % |"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +25,12 @@ class EngineSettings:
     host_blocks: int = 0  # host swap slots (0: no swap connector)
     token_budget_tokens: int = 512  # max_num_batched_tokens (chunked prefill chunk size)
     block_size_tokens: int = 32
+    dtype: str = "float32"  # "auto": the checkpoint's own
     max_num_seqs: int = 256
     max_context_tokens: int = 4096
     async_scheduling: bool = False
     log_path: str = ""
     seed: int = 0
-
-    def with_log(self, path: str | Path) -> EngineSettings:
-        """A copy that logs to ``path``."""
-        return replace(self, log_path=str(path))
 
 
 def prepare_environment(kv_cache_gib: float = 1.0) -> None:
@@ -57,7 +54,7 @@ def engine_args(s: EngineSettings) -> Any:
                               kv_role="kv_both", kv_connector_extra_config={"host_blocks": s.host_blocks})
     sched = "InterceptAsyncScheduler" if s.async_scheduling else "InterceptScheduler"
     return AsyncEngineArgs(
-        model=s.model_dir, skip_tokenizer_init=True, dtype="float32", max_model_len=s.max_context_tokens,
+        model=s.model_dir, skip_tokenizer_init=True, dtype=s.dtype, max_model_len=s.max_context_tokens,
         enforce_eager=True, enable_prefix_caching=False, seed=s.seed, distributed_executor_backend="uni",
         max_num_batched_tokens=s.token_budget_tokens, max_num_seqs=s.max_num_seqs,
         num_gpu_blocks_override=s.kv_blocks or None, block_size=s.block_size_tokens, async_scheduling=s.async_scheduling,

@@ -34,6 +34,20 @@ class ModelSize:
         return self.num_layers * layer + 2 * self.vocab * self.hidden + self.hidden
 
 
+def size_of_checkpoint(folder: str | Path) -> ModelSize:
+    """The shape of any Hugging Face decoder checkpoint, from its ``config.json`` (for profiles)."""
+    path = Path(folder) / "config.json"
+    try:
+        c = json.loads(path.read_text())
+        heads = int(c["num_attention_heads"])
+        return ModelSize(num_layers=int(c["num_hidden_layers"]), hidden=int(c["hidden_size"]), num_heads=heads,
+                         num_kv_heads=int(c.get("num_key_value_heads", heads)),
+                         intermediate=int(c.get("intermediate_size", 4 * int(c["hidden_size"]))),
+                         vocab=int(c["vocab_size"]), max_context_tokens=int(c.get("max_position_embeddings", 2048)))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"{path}: cannot read the model's shape: {exc!r}") from exc
+
+
 SIZES = {
     "tiny": ModelSize(),
     "small": ModelSize(num_layers=6, hidden=512, num_heads=8, num_kv_heads=4, intermediate=1536, vocab=4096),

@@ -11,7 +11,9 @@ path of the swap connector is timed both ways on tensors of the engine's KV layo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -47,13 +49,15 @@ def grid(size: ModelSize, kv_tokens: int, budget_tokens: int) -> list[list[Reque
 
 
 def fit_steps(steps: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, Any]]:
-    """Non-negative least squares of step durations on the four terms; returns (coefficients, fit stats)."""
+    """Non-negative least squares of step durations on the four terms, minimizing relative errors (a decode
+    step of one request matters as much as a 2048-token prefill); returns (coefficients, fit stats)."""
     x = np.array([[1.0, s["num_decode"] + s["prefill_tokens"], s["decode_ctx_tokens"], s["prefill_attn_pairs"]]
                   for s in steps])
     y = np.array([s["t_end"] - s["t0"] for s in steps])
+    xw, yw = x / y[:, None], np.ones_like(y)  # relative errors: small steps count as much as large ones
     active = list(range(4))
     while True:
-        coef, *_ = np.linalg.lstsq(x[:, active], y, rcond=None)
+        coef, *_ = np.linalg.lstsq(xw[:, active], yw, rcond=None)
         if (coef >= 0).all() or len(active) == 1:
             break
         active.pop(int(np.argmin(coef)))
@@ -61,12 +65,13 @@ def fit_steps(steps: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, 
     full[active] = np.maximum(coef, 0.0)
     pred = x @ full
     resid = y - pred
+    rel_resid = resid / y
     dof = max(len(y) - len(active), 1)
-    cov = np.linalg.pinv(x[:, active].T @ x[:, active]) * float(resid @ resid) / dof
+    cov = np.linalg.pinv(xw[:, active].T @ xw[:, active]) * float(rel_resid @ rel_resid) / dof
     stderr = dict.fromkeys(TERMS, 0.0)
     for i, j in enumerate(active):
         stderr[TERMS[j]] = float(np.sqrt(max(cov[i, i], 0.0)))
-    rel = np.abs(resid) / np.maximum(y, 1e-9)
+    rel = np.abs(rel_resid)
     stats = {"num_steps": len(y), "median_rel_error": float(np.median(rel)),
              "p90_rel_error": float(np.percentile(rel, 90)), "stderr": stderr,
              "max_query_tokens": int(x[:, 1].max()), "max_decode_ctx_tokens": int(x[:, 2].max())}
@@ -75,18 +80,19 @@ def fit_steps(steps: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, 
 
 def busy_gap_s(steps: list[dict[str, Any]]) -> float:
     """Median time from one step's end to the next step's start while the engine is busy (< 5 ms)."""
-    gaps = [b["t0"] - a["t_end"] for a, b in zip(steps, steps[1:]) if 0 <= b["t0"] - a["t_end"] < 0.005]
+    gaps = [b["t0"] - a["t_end"] for a, b in itertools.pairwise(steps) if 0 <= b["t0"] - a["t_end"] < 0.005]
     return float(np.median(gaps)) if gaps else 0.0
 
 
-def copy_bandwidth(size: ModelSize, block_tokens: int, device: str, dtype_bytes: int = 4) -> dict[str, float]:
+def copy_bandwidth(size: ModelSize, block_tokens: int, device: str, dtype_bytes: int) -> dict[str, float]:
     """Bytes/s of the swap connector's copy path (index_select + index_copy_), both directions."""
     import torch
 
     blocks, moved = 256, 64
     shape = (2, blocks, size.num_kv_heads, block_tokens, size.head_dim)
-    dev = torch.randn(shape, device=device)
-    host = torch.empty(shape, pin_memory=device != "cpu")
+    dtype = torch.float32 if dtype_bytes == 4 else torch.bfloat16
+    dev = torch.randn(shape, device=device).to(dtype)
+    host = torch.empty(shape, dtype=dtype, pin_memory=device != "cpu")
     ids = torch.randperm(blocks)[:moved]
     nbytes = 2 * moved * size.num_kv_heads * block_tokens * size.head_dim * dtype_bytes
     out: dict[str, float] = {}
@@ -130,27 +136,29 @@ async def _run_grid(settings: EngineSettings, phases: list[list[RequestSpec]], v
 def measure(settings: EngineSettings, size: ModelSize, model_name: str, git_rev: str) -> dict[str, Any]:
     """Run the grid on ``settings`` (its policy is forced to preserve) and return the profile as a dict."""
     with tempfile.TemporaryDirectory() as tmp:
-        s = settings.with_log(Path(tmp) / "engine.jsonl")
-        s = type(s)(**{**{f: getattr(s, f) for f in s.__dataclass_fields__}, "policy": "preserve",
-                       "async_scheduling": False, "host_blocks": 0})
+        s = dataclasses.replace(settings, log_path=str(Path(tmp) / "engine.jsonl"), policy="preserve",
+                                async_scheduling=False, host_blocks=0)
         kv_tokens = s.kv_blocks * s.block_size_tokens
         _, client = asyncio.run(_run_grid(s, grid(size, kv_tokens, s.token_budget_tokens), size.vocab))
         steps, events = read_engine_log(s.log_path)
-    coef, stats = fit_steps(steps)
+        raw = Path(s.log_path).read_text()
+    coef, stats = fit_steps([st for st in steps if st["num_decode"] + st["prefill_tokens"] > 0])
     gap = busy_gap_s(steps)
     coef["const_s"] += gap
     pauses = {e["rid"]: e["t"] for e in events if e["e"].startswith("pause:")}
     seen = {rid: t for t, name, rid, _ in client.events if name == "chunk_end" and rid in pauses}
     lag = [seen[r] - pauses[r] for r in seen]
     hw = hardware()
-    bw = copy_bandwidth(size, s.block_size_tokens, "cuda" if hw["kind"] == "cuda" else "cpu")
+    dtype_bytes = 4 if s.dtype == "float32" else 2  # "auto": assumed a 16-bit checkpoint
+    bw = copy_bandwidth(size, s.block_size_tokens, "cuda" if hw["kind"] == "cuda" else "cpu", dtype_bytes)
     name = f"{'cpu' + str(hw.get('cores')) if hw['kind'] == 'cpu' else hw['name'].split()[-1].lower()}-{model_name}-tp1"
     return {
+        "_raw_log": raw,
         "name": name,
         "gpu": {"name": hw["name"], "memory_bytes": hw["memory_bytes"]},
         "model": {"hf": model_name, "num_layers": size.num_layers, "num_heads": size.num_heads,
-                  "num_kv_heads": size.num_kv_heads, "head_dim": size.head_dim, "dtype_bytes": 4,
-                  "weight_bytes": 4 * size.num_params, "max_context_tokens": size.max_context_tokens},
+                  "num_kv_heads": size.num_kv_heads, "head_dim": size.head_dim, "dtype_bytes": dtype_bytes,
+                  "weight_bytes": dtype_bytes * size.num_params, "max_context_tokens": size.max_context_tokens},
         "tp": 1,
         "engine": {"gpu_memory_utilization": 1.0, "activation_reserve_bytes": 0,
                    "block_size_tokens": s.block_size_tokens, "token_budget_tokens": s.token_budget_tokens,
@@ -162,9 +170,9 @@ def measure(settings: EngineSettings, size: ModelSize, model_name: str, git_rev:
                       "max_decode_ctx_tokens": stats["max_decode_ctx_tokens"]},
         "provenance": {
             "kind": "measured with `infercept profile` (the engine itself)",
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "vllm_version": VLLM_VERSION, "hardware": hw, "git_revision": git_rev,
-            "model": f"random-weight Llama {size} ({size.num_params / 1e6:.1f} M parameters, float32)",
+            "model": f"{s.model_dir}: {size} (~{size.num_params / 1e6:.1f} M parameters, dtype {s.dtype})",
             "fit": {**stats, "busy_gap_s_added_to_const": gap},
             "link": {"copy_bytes_per_s": bw, "note": "swap connector copy path, min of both directions"},
             "client_engine_lag_s": {"pause_seen_median": float(np.median(lag)) if lag else None,
@@ -175,9 +183,14 @@ def measure(settings: EngineSettings, size: ModelSize, model_name: str, git_rev:
 
 
 def write_profile(profile: dict[str, Any], out_dir: str | Path) -> Path:
-    """Write ``<name>.json`` into ``out_dir`` atomically; return its path."""
+    """Write ``<name>.json`` (and the engine log it was fitted on, ``<name>.steps.jsonl``) into ``out_dir``
+    atomically; return the profile's path."""
     from core.trace_io import atomic_write_text
 
+    profile = dict(profile)
+    raw = profile.pop("_raw_log", "")
     path = Path(out_dir) / f"{profile['name']}.json"
     atomic_write_text(path, json.dumps(profile, indent=2) + "\n")
+    if raw:  # the engine log the fit came from, for re-fitting or diagnosis
+        atomic_write_text(path.with_suffix(".steps.jsonl"), raw)
     return path

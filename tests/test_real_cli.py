@@ -12,14 +12,15 @@ import pytest
 
 pytest.importorskip("vllm")
 
-from core.cost import FittedCostModel  # noqa: E402
-from core.trace_io import WorkloadError, write_jsonl  # noqa: E402
-from core.types import RequestSpec, Segment  # noqa: E402
-from experiments.cli import main  # noqa: E402
-from real.driver import RealRunError, check_trace, replay  # noqa: E402
-from real.engine import EngineSettings  # noqa: E402
-from real.model import SIZES  # noqa: E402
-from real_support import tiny_model  # noqa: E402
+from real_support import tiny_model
+
+from core.cost import FittedCostModel
+from core.trace_io import WorkloadError, write_jsonl
+from core.types import RequestSpec, Segment
+from experiments.cli import main
+from real.driver import RealRunError, check_trace, replay
+from real.engine import EngineSettings
+from real.model import SIZES
 
 SMALL = [
     RequestSpec("a", 0.0, 200, (Segment(8, 0.5, 30, "qa"), Segment(8, 0.3, 10, "qa"), Segment(8)), "qa"),
@@ -44,7 +45,7 @@ def test_profile_then_validate_end_to_end(tmp_path: Path, monkeypatch: pytest.Mo
     assert main(["validate", str(tmp_path / "small.jsonl"), "--model", "tiny", "--profile", str(path),
                  "--out", "val", "--policies", "discard,swap", "--window-s", "6", "--kv-blocks", "64",
                  "--token-budget", "256"]) == 0
-    rows = list(csv.DictReader(open("val/validation.csv")))
+    rows = list(csv.DictReader(Path("val/validation.csv").read_text().splitlines()))
     assert {r["policy"] for r in rows} == {"discard", "swap", "plain"}
     assert {r["metric"] for r in rows} == {"completed_rps", "norm_latency_ms", "norm_latency_p50_ms", "ttft_p50_s",
                                            "recomputed_tokens", "swapped_tokens"}

@@ -9,8 +9,9 @@ import pytest
 
 pytest.importorskip("vllm")
 
-from core.types import RequestSpec, Segment  # noqa: E402
-from real_support import BLOCK_TOKENS, run_real, tiny_model, tiny_profile  # noqa: E402
+from real_support import BLOCK_TOKENS, run_real, tiny_model, tiny_profile
+
+from core.types import RequestSpec, Segment
 
 POLICIES = ("preserve", "discard", "improved_discard", "swap", "infercept")
 TRACE = [
