@@ -9,6 +9,7 @@ context) with the next segment's ``max_tokens``; the input stream closes after t
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import time
 from dataclasses import dataclass, field
@@ -108,9 +109,9 @@ async def run_sessions(llm: Any, specs: list[RequestSpec], t0: float, seed: int,
     for t in pending:
         t.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
-    for t in done:
-        if t.exception() is not None:
-            raise RealRunError(f"the engine failed during the run: {t.exception()!r}") from t.exception()
+    errors = [t.exception() for t in done if t.exception() is not None]  # retrieve every one (no asyncio noise)
+    if errors:
+        raise RealRunError(f"the engine failed during the run: {errors[0]!r}") from errors[0]
     if llm.errored:
         raise RealRunError("the engine died during the run")
 
@@ -143,4 +144,6 @@ def replay(settings: EngineSettings, specs: list[RequestSpec], window_s: float, 
         raise
     except Exception as exc:  # the engine process died or failed to start
         raise RealRunError(f"real run failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        gc.collect()  # finalize the AsyncLLM now, not at interpreter exit (where its __del__ fails noisily)
     return t0, log

@@ -120,8 +120,10 @@ class InterceptSwapConnector(KVConnectorBase_V1):
         """Allocate one host tensor per layer, shaped like the layer's KV with ``host_blocks`` blocks."""
         num_blocks = self._kv_cache_config.num_blocks
         for name, t in kv_caches.items():
+            # the first dimension of size num_blocks (CPU: (blocks, heads, block, 2*hd); CUDA flash-attn:
+            # (2, blocks, block, heads, hd)); a later one of the same size is a coincidence of the head shape
             dims = [d for d, s in enumerate(t.shape) if s == num_blocks]
-            if len(dims) != 1:
+            if not dims:
                 raise RuntimeError(f"swap connector: cannot find the block dimension of {name} {tuple(t.shape)}")
             shape = list(t.shape)
             shape[dims[0]] = self.num_host_blocks

@@ -106,14 +106,17 @@ def test_policy_hook_is_timed(runs: dict) -> None:
 
 
 def test_memory_pressure_discard_and_swap_give_others_more_concurrency(tmp_path: Path) -> None:
-    """24 blocks of 32 tokens: two paused 280-token contexts pin 18 blocks under preserve."""
+    """40 blocks of 32 tokens: under preserve two paused 284-token contexts pin 18 of them, so three 400-token
+    requests cannot all run; with discard or swap they can. Concurrency = decoders per step while the
+    paused requests are away (steps that schedule a w-request and no p-request)."""
     model, profile = tiny_model(tmp_path), tiny_profile(tmp_path)
-    trace = [RequestSpec(f"p{i}", 0.0, 280, (Segment(4, 1.5, 8, "qa"), Segment(4)), "qa") for i in range(2)]
-    trace += [RequestSpec(f"w{i}", 0.3, 120, (Segment(120),)) for i in range(3)]
+    trace = [RequestSpec(f"p{i}", 0.0, 280, (Segment(4, 2.0, 8, "qa"), Segment(4)), "qa") for i in range(2)]
+    trace += [RequestSpec(f"w{i}", 0.3, 200, (Segment(200),)) for i in range(3)]
     conc = {}
     for policy in ("preserve", "discard", "swap"):
-        run = run_real(model, profile, policy, trace, tmp_path / f"{policy}.jsonl", kv_blocks=24)
-        window = [s["num_decode"] for s in run.steps if any(r.startswith("w") for r in s["sched"])]
+        run = run_real(model, profile, policy, trace, tmp_path / f"{policy}.jsonl", kv_blocks=40)
+        window = [s["num_decode"] for s in run.steps
+                  if any(r.startswith("w") for r in s["sched"]) and not any(r.startswith("p") for r in s["sched"])]
         conc[policy] = sum(window) / len(window)
         assert all(r.finish_s > 0 for r in run.metrics.requests.values())
     assert conc["discard"] > 1.3 * conc["preserve"], conc
