@@ -24,7 +24,7 @@ def cmd_profile(args: argparse.Namespace) -> None:
 
     _need_vllm()
     out = Path("profiles") if args.save else Path(args.out)
-    path = run_profile(args.model, out, args.kv_blocks, args.token_budget, git_revision())
+    path = run_profile(args.model, out, args.kv_blocks, args.token_budget, git_revision(), args.host_blocks)
     print(f"wrote {path}")
 
 
@@ -75,6 +75,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--save", action="store_true", help="write into profiles/ instead of --out")
     p.add_argument("--kv-blocks", type=int, default=512, help="KV blocks of the engine while profiling")
     p.add_argument("--token-budget", type=int, default=512, help="max_num_batched_tokens")
+    p.add_argument("--host-blocks", type=int, default=0,
+                   help="load the swap connector (idle) with this many host blocks: the cost swap runs pay")
     p.set_defaults(fn=cmd_profile)
     v = sub.add_parser("validate", help="the same trace on real vLLM and in the simulator")
     v.add_argument("trace", nargs="?", help="JSONL trace (default: scaled mixed workload, see README)")

@@ -47,12 +47,13 @@ def settings_for(model_dir: str, size: Any, kv_blocks: int, host_blocks: int, bu
     return dataclasses.replace(s, max_context_tokens=min(size.max_context_tokens, (kv_blocks - 1) * s.block_size_tokens))
 
 
-def run_profile(model: str, out_dir: Path, kv_blocks: int, budget: int, git_rev: str) -> Path:
-    """Measure this machine, write the profile into ``out_dir``; return its path."""
+def run_profile(model: str, out_dir: Path, kv_blocks: int, budget: int, git_rev: str, host_blocks: int = 0) -> Path:
+    """Measure this machine (with the swap connector loaded if ``host_blocks``), write the profile into
+    ``out_dir``; return its path."""
     from real.profile import measure, write_profile
 
     size, folder, label = model_for(model, MODELS_DIR)
-    prof = measure(settings_for(folder, size, kv_blocks, 0, budget, 0), size, label, git_rev)
+    prof = measure(settings_for(folder, size, kv_blocks, host_blocks, budget, 0), size, label, git_rev)
     return write_profile(prof, out_dir)
 
 

@@ -37,7 +37,7 @@ def grid(size: ModelSize, kv_tokens: int, budget_tokens: int) -> list[list[Reque
     """Phases of requests that arrive together: decode batches, prefill chunks, and one with pauses."""
     phases: list[list[RequestSpec]] = []
     for ctx in (64, 256, 1024):
-        for batch in (1, 4, 8, 16, 32):
+        for batch in (1, 2, 4, 8, 16, 32):
             if batch * (ctx + 32) <= kv_tokens and ctx + 32 <= size.max_context_tokens:
                 phases.append([RequestSpec(f"d{batch}x{ctx}-{i}", 0.0, ctx, (Segment(24),)) for i in range(batch)])
     for prompt in (budget_tokens, 2 * budget_tokens, 4 * budget_tokens):
@@ -134,10 +134,13 @@ async def _run_grid(settings: EngineSettings, phases: list[list[RequestSpec]], v
 
 
 def measure(settings: EngineSettings, size: ModelSize, model_name: str, git_rev: str) -> dict[str, Any]:
-    """Run the grid on ``settings`` (its policy is forced to preserve) and return the profile as a dict."""
+    """Run the grid on ``settings`` (its policy is forced to preserve) and return the profile as a dict.
+
+    With ``settings.host_blocks`` the swap connector is loaded (idle): vLLM's connector machinery costs every
+    step about 2 ms on the CPU build, which runs of the swap and infercept policies pay."""
     with tempfile.TemporaryDirectory() as tmp:
         s = dataclasses.replace(settings, log_path=str(Path(tmp) / "engine.jsonl"), policy="preserve",
-                                async_scheduling=False, host_blocks=0)
+                                async_scheduling=False)
         kv_tokens = s.kv_blocks * s.block_size_tokens
         _, client = asyncio.run(_run_grid(s, grid(size, kv_tokens, s.token_budget_tokens), size.vocab))
         steps, events = read_engine_log(s.log_path)
@@ -152,6 +155,7 @@ def measure(settings: EngineSettings, size: ModelSize, model_name: str, git_rev:
     dtype_bytes = 4 if s.dtype == "float32" else 2  # "auto": assumed a 16-bit checkpoint
     bw = copy_bandwidth(size, s.block_size_tokens, "cuda" if hw["kind"] == "cuda" else "cpu", dtype_bytes)
     name = f"{'cpu' + str(hw.get('cores')) if hw['kind'] == 'cpu' else hw['name'].split()[-1].lower()}-{model_name}-tp1"
+    name += "-swapconn" if s.host_blocks else ""  # measured with the (idle) swap connector loaded
     return {
         "_raw_log": raw,
         "name": name,
@@ -170,14 +174,21 @@ def measure(settings: EngineSettings, size: ModelSize, model_name: str, git_rev:
                       "max_decode_ctx_tokens": stats["max_decode_ctx_tokens"]},
         "provenance": {
             "kind": "measured with `infercept profile` (the engine itself)",
+            "step.const_s": "least-squares fit over the grid's steps, plus the engine loop's median busy gap",
+            "step.per_query_token_s": "least-squares fit (relative errors, coefficients >= 0)",
+            "step.per_decode_ctx_token_s": "least-squares fit",
+            "step.per_prefill_attn_pair_s": "least-squares fit",
+            "link.bytes_per_s": "the swap connector's copy path timed both ways; the slower direction",
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "vllm_version": VLLM_VERSION, "hardware": hw, "git_revision": git_rev,
             "model": f"{s.model_dir}: {size} (~{size.num_params / 1e6:.1f} M parameters, dtype {s.dtype})",
             "fit": {**stats, "busy_gap_s_added_to_const": gap},
-            "link": {"copy_bytes_per_s": bw, "note": "swap connector copy path, min of both directions"},
+            "link": {"copy_bytes_per_s": bw},
             "client_engine_lag_s": {"pause_seen_median": float(np.median(lag)) if lag else None,
                                     "samples": len(lag)},
-            "engine": "KV capacity = the engine's num_gpu_blocks; saturation S = token budget",
+            "swap_connector_loaded": bool(s.host_blocks),
+            "engine": "KV capacity = the engine's num_gpu_blocks while profiling (validate overrides it with "
+                      "its own); saturation S = token budget (vLLM's chunked prefill fills up to it)",
         },
     }
 

@@ -1,0 +1,56 @@
+"""Re-simulate a finished `infercept validate` folder with other profiles, against the same real runs.
+
+Answers "which part of the model is wrong" without re-running the engine: the real runs (their summary.json
+files) stay as measured; only the simulator's inputs change.
+
+    python benchmarks/resim.py results/validate --profile profiles/cpu2-llama-small-tp1.json \\
+        --swap-profile profiles/cpu2-llama-small-tp1-swapconn.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.trace_io import read_jsonl
+from real.validate import compare_rows, plain, simulate_trace, summary_of
+
+LABELS = ("discard", "improved_discard", "preserve", "swap", "infercept", "plain")
+
+def main() -> None:
+    """Print real vs re-simulated completed_rps and norm_latency_ms per policy."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folder", help="an `infercept validate --out` folder")
+    ap.add_argument("--profile", required=True, help="profile for every policy")
+    ap.add_argument("--swap-profile", help="profile for swap and infercept (runs with the swap connector)")
+    ap.add_argument("--kv-blocks", type=int, default=64)
+    ap.add_argument("--host-blocks", type=int, default=512)
+    ap.add_argument("--token-budget", type=int, default=512)
+    ap.add_argument("--window-s", type=float, default=60.0)
+    args = ap.parse_args()
+    folder = Path(args.folder)
+    specs = read_jsonl(folder / "trace.jsonl")
+    engine = {"gpu_kv_blocks": args.kv_blocks, "cpu_kv_blocks": args.host_blocks,
+              "token_budget_tokens": args.token_budget, "saturation_tokens": args.token_budget}
+    print("| policy | completed_rps real / sim | error | norm_latency_ms real / sim | error |")
+    print("|---|---|---|---|---|")
+    for label in LABELS:
+        runs = sorted((folder / "runs").glob(f"{label}-*/summary.json"))
+        if not runs:
+            continue
+        reals = [json.loads(p.read_text())["overall"] for p in runs]
+        profile = args.swap_profile if args.swap_profile and label in ("swap", "infercept") else args.profile
+        trace = plain(specs) if label == "plain" else specs
+        sim = summary_of(simulate_trace("discard" if label == "plain" else label, trace, profile, args.window_s,
+                                        engine))
+        rows = {r["metric"]: r for r in compare_rows(label, reals, sim)}
+        c, n = rows["completed_rps"], rows["norm_latency_ms"]
+        print(f"| {label} | {c['real']:.3f} / {c['sim']:.3f} | {100 * c['rel_error']:+.1f} % | "
+              f"{n['real']:.1f} / {n['sim']:.1f} | {100 * n['rel_error']:+.1f} % |")
+
+if __name__ == "__main__":
+    main()
