@@ -60,6 +60,7 @@ def run_profile(model: str, out_dir: Path, kv_blocks: int, budget: int, git_rev:
 def _real_run(settings: Any, policy: str, specs: list[RequestSpec], window_s: float, vocab: int, folder: Path,
               profile: str, engine: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
     from core.runfolder import save_run
+    from core.summary import summarize
     from real.collect import build_metrics
     from real.driver import replay
 
@@ -69,17 +70,11 @@ def _real_run(settings: Any, policy: str, specs: list[RequestSpec], window_s: fl
     t0, client = replay(s, specs, window_s, vocab)
     m, steps = build_metrics(specs, t0, client, s.log_path, window_s, settings.kv_blocks)
     save_run(folder, m, {"policy": policy, "backend": "vllm", "window_s": window_s, "profile": profile,
-                         "engine": engine, "kv_blocks": settings.kv_blocks}, {"overall": _overall(m)})
+                         "engine": engine, "kv_blocks": settings.kv_blocks}, summarize(m))
     logs = folder.parent.parent / "engine-logs"
     logs.mkdir(exist_ok=True)
     Path(s.log_path).replace(logs / f"{folder.name}.jsonl")  # the raw engine log, for diagnosis
     return m, steps
-
-
-def _overall(m: Any) -> dict[str, float]:
-    from real.validate import summary_of
-
-    return summary_of(m)
 
 
 def run_validation(trace: list[RequestSpec], trace_note: str, profile: Path, out: Path, repeats: int,

@@ -48,7 +48,6 @@ def build_metrics(specs: list[RequestSpec], t0: float, client: ClientLog, engine
     merged += [(e["t"], 1, e["e"], e["rid"], e["v"]) for e in kv_events]
     merged.sort(key=lambda x: (x[0], x[1]))
     seg_of: dict[str, int] = {}
-    in_chunk: dict[str, int] = {}
     for t_abs, _, name, rid, v in merged:
         t = t_abs - t0
         if t > end or rid not in by_rid:
@@ -63,14 +62,10 @@ def build_metrics(specs: list[RequestSpec], t0: float, client: ClientLog, engine
             k = seg_of.get(rid, 0)
             m.pause(t, rid, by_rid[rid].segments[k].gen_tokens, name.split(":", 1)[1])
             seg_of[rid] = k + 1
-            in_chunk.pop(rid, None)
         elif name == "resume":
             m.resume(t, rid, v)
         elif name == "finish":
             m.finish(t, rid, v)
-            in_chunk.pop(rid, None)
-        elif name == "chunk_end":
-            in_chunk[rid] = v  # counted by the engine's pause event
         elif name in ("swap_out", "swap_in"):
             m.swap(t, rid, name, v)
         elif name == "discard":
