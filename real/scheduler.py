@@ -135,6 +135,11 @@ class InterceptMixin:
                 self._ic_apply(plan, {p.rid: rid for rid, p in self.ic_paused.items()}, now)
 
     # ------------------------------------------------------------------ the step
+    def has_requests(self) -> bool:
+        """Keep the engine stepping until the policy has been asked about every new pause (an idle engine
+        would otherwise leave it preserved until the tool returns)."""
+        return super().has_requests() or any(p.place == "new" for p in self.ic_paused.values())
+
     def schedule(self, *args: Any, **kwargs: Any) -> Any:
         t0 = time.monotonic()
         if self.ic_paused:

@@ -121,3 +121,12 @@ def test_memory_pressure_discard_and_swap_give_others_more_concurrency(tmp_path:
         assert all(r.finish_s > 0 for r in run.metrics.requests.values())
     assert conc["discard"] > 1.3 * conc["preserve"], conc
     assert conc["swap"] > 1.3 * conc["preserve"], conc
+
+
+def test_a_pause_on_an_idle_engine_is_still_decided(tmp_path: Path) -> None:
+    """Alone in the engine, a paused request leaves nothing to schedule; the policy must still act on it."""
+    model, profile = tiny_model(tmp_path), tiny_profile(tmp_path)
+    run = run_real(model, profile, "swap", TRACE[:1], tmp_path / "swap.jsonl")
+    moves = [(e["e"], e["v"]) for e in run.events if e["e"] in ("swap_out", "swap_in")]
+    assert moves == [("swap_out", 607), ("swap_in", 607), ("swap_out", 645), ("swap_in", 645)]
+    assert len(run.tokens["a"]) == 24
