@@ -30,6 +30,7 @@ def cmd_profile(args: argparse.Namespace) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> None:
     """Real vs simulated, every policy and the plain trace; report, validation.csv, scatter plot."""
+    from core.trace_io import write_jsonl
     from experiments.cli import _policies, git_revision
     from experiments.validation import (
         MODELS_DIR,
@@ -37,7 +38,6 @@ def cmd_validate(args: argparse.Namespace) -> None:
         model_for,
         run_profile,
         run_validation,
-        save_trace,
         settings_for,
     )
     from real.driver import check_trace
@@ -56,7 +56,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
     if profile is None:
         print("no --profile: measuring this machine first ...", file=sys.stderr)
         profile = run_profile(args.model, out, args.profile_kv_blocks, args.token_budget, git_revision())
-    save_trace(specs, out)
+    write_jsonl(out / "trace.jsonl", specs)  # kept next to the report
     rows = run_validation(specs, note, profile, out, args.repeats, tuple(_policies(args.policies)), settings,
                           size.vocab, args.window_s)
     worst = max(rows, key=lambda r: abs(r["rel_error"]) if r["metric"] in ("completed_rps", "norm_latency_ms")

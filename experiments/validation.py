@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from core.cost import FittedCostModel
-from core.trace_io import atomic_write_text, read_jsonl, write_jsonl
+from core.trace_io import atomic_write_text, read_jsonl
 from core.types import RequestSpec
 
 MODELS_DIR = Path("results/models")
@@ -186,7 +186,3 @@ def load_trace(path: str | None, scale: Any, max_context_tokens: int) -> tuple[l
             f"tool times x{scale.tool_time_scale:g}")
     return specs, note
 
-
-def save_trace(specs: list[RequestSpec], out: Path) -> None:
-    """Keep the trace next to the report."""
-    write_jsonl(out / "trace.jsonl", specs)

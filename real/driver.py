@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from core.trace_io import WorkloadError
+from core.trace_io import WorkloadError, validate_spec
 from core.types import RequestSpec
 from real.engine import EngineSettings, start_engine
 from real.views import HINT_KEY
@@ -39,9 +39,7 @@ class ClientLog:
 def check_trace(specs: list[RequestSpec], max_context_tokens: int) -> None:
     """Reject, before any engine starts, a request the model cannot serve (naming it)."""
     for s in specs:
-        if s.prompt_tokens < 1 or any(seg.gen_tokens < 1 or seg.tool_tokens < 0 for seg in s.segments):
-            raise WorkloadError(f"request {s.rid}: token counts must be positive (prompt {s.prompt_tokens}, "
-                                f"segments {[(g.gen_tokens, g.tool_tokens) for g in s.segments]})")
+        validate_spec(s, f"request {s.rid}")  # positive counts, a final segment without a tool call
         if s.total_tokens > max_context_tokens:
             raise WorkloadError(f"request {s.rid}: {s.total_tokens} tokens exceed the model's context of "
                                 f"{max_context_tokens}")

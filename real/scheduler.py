@@ -17,6 +17,7 @@ name and options, the profile (cost model) it is fed, and the file the engine lo
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Any
 
 from vllm.v1.core.sched.async_scheduler import AsyncScheduler
@@ -27,7 +28,7 @@ from core.cost import FittedCostModel
 from core.policy import make_policy
 from core.types import KvAction, StepPlan
 from real.steplog import StepLog
-from real.views import Paused, blocks_of, engine_state, hints, req_view
+from real.views import Paused, blocks_of, engine_state, hints, req_view, trace_rid
 
 
 class InterceptMixin:
@@ -43,7 +44,7 @@ class InterceptMixin:
         self.ic_redo: dict[str, int] = {}  # request id -> frontier of KV computed before (recompute below it)
         self.ic_log = StepLog(cfg["log"])
         self._ic_freeing: list[str] = []  # swap-outs whose last copy rides the step being scheduled
-        self._ic_inflight: list[dict[str, Any]] = []
+        self._ic_inflight: deque[dict[str, Any]] = deque()  # FIFO: async scheduling runs one step ahead
 
     # ------------------------------------------------------------------ pause / resume
     def _handle_stopped_request(self, request: Any) -> bool:
@@ -51,7 +52,7 @@ class InterceptMixin:
         if not finished and request.status == RequestStatus.WAITING_FOR_STREAMING_REQ:
             h = hints(request)
             self.ic_paused[request.request_id] = Paused(
-                request.request_id, h.get("rid", request.request_id), int(h.get("ticket", 0)), h.get("kind", ""),
+                request.request_id, trace_rid(request), int(h.get("ticket", 0)), h.get("kind", ""),
                 float(h.get("tool_s", 0.0)), time.monotonic(), request.num_computed_tokens)
         return finished
 
@@ -160,7 +161,7 @@ class InterceptMixin:
 
     def update_from_output(self, scheduler_output: Any, model_runner_output: Any) -> Any:
         t_exec_end = time.monotonic()
-        cur = self._ic_inflight.pop(0)
+        cur = self._ic_inflight.popleft()
         for rid in cur["freeing"]:  # their copies ran in this step: the device blocks may go
             p = self.ic_paused.get(rid)
             if p is not None and p.place == "gpu" and rid in self.requests:
@@ -173,8 +174,7 @@ class InterceptMixin:
 
     def _preempt_request(self, request: Any, timestamp: float, drop_stale_output: bool = False) -> None:
         self.ic_redo[request.request_id] = request.num_computed_tokens
-        self.ic_log.event(time.monotonic(), hints(request).get("rid", request.request_id), "discard",
-                          request.num_computed_tokens)
+        self.ic_log.event(time.monotonic(), trace_rid(request), "discard", request.num_computed_tokens)
         super()._preempt_request(request, timestamp, drop_stale_output)
 
     def finish_requests(self, request_ids: Any, finished_status: Any) -> Any:

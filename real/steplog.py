@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from real.views import blocks_of, trace_rid
+
 
 class StepLog:
     """Appends engine records to a JSONL file, flushed per step (a crash leaves whole lines)."""
@@ -34,7 +36,7 @@ class StepLog:
         per_req: dict[str, int] = {}
         for req_id, n in out.num_scheduled_tokens.items():
             req = sched.requests[req_id]
-            rid = per_req_rid(sched, req_id)
+            rid = trace_rid(req)
             per_req[rid] = n
             before = req.num_computed_tokens - n
             if n == 1 and before + 1 == req.num_tokens:
@@ -53,13 +55,12 @@ class StepLog:
                     del redo[req_id]
         new = {}
         for r in out.scheduled_new_reqs:
-            rid = per_req_rid(sched, r.req_id)
+            rid = trace_rid(sched.requests[r.req_id])
             new[rid] = r.num_computed_tokens
             self.event(t_exec, rid, "admit", sched.requests[r.req_id].num_tokens - r.num_computed_tokens)
         pool = sched.kv_cache_manager.block_pool
         used = pool.num_gpu_blocks - 1 - pool.get_num_free_blocks()
-        held = sum(len(sched.kv_cache_manager.get_block_ids(k)[0]) for k, p in paused.items()
-                   if p.place in ("new", "gpu"))
+        held = sum(blocks_of(sched, k) for k, p in paused.items() if p.place in ("new", "gpu"))
         host = sched.ic_swapper
         host_used = host.num_host_blocks - host.host_free_blocks() if host is not None else 0
         swap, self._swap_tokens = self._swap_tokens, 0
@@ -80,8 +81,3 @@ class StepLog:
         if not self._fh.closed:
             self._fh.close()
 
-
-def per_req_rid(sched: Any, req_id: str) -> str:
-    """The trace's request id of a vLLM request (its own id when it came without hints)."""
-    extra = sched.requests[req_id].sampling_params.extra_args or {}
-    return extra.get("infercept", {}).get("rid", req_id)

@@ -72,10 +72,10 @@ class InterceptSwapConnector(KVConnectorBase_V1):
         """Record that ``rid``'s first ``num_tokens`` tokens live in ``slots`` (block order)."""
         self._swapped[rid] = (slots, num_tokens)
 
-    def release(self, rid: str, slots: list[int] = ()) -> None:  # type: ignore[assignment]
+    def release(self, rid: str, slots: list[int] | None = None) -> None:
         """Give back the slots of ``rid`` (and any extra ``slots`` of a cancelled swap-out)."""
         ent = self._swapped.pop(rid, None)
-        self._free_slots.extend(slots)
+        self._free_slots.extend(slots or ())
         if ent:
             self._free_slots.extend(ent[0])
 

@@ -70,14 +70,14 @@ def simulate_trace(policy: str, specs: list[RequestSpec], profile: str, window_s
     return simulate(cfg, specs=specs, cost=load_cost(cfg))
 
 
-def step_time_errors(steps: list[dict[str, Any]], cost: FittedCostModel, gap_s: float = 0.0) -> np.ndarray:
+def step_time_errors(steps: list[dict[str, Any]], cost: FittedCostModel) -> np.ndarray:
     """(predicted - measured) / measured for every real step, from the shapes the engine ran."""
     out = []
     for s in steps:
         shape = BatchShape(s["num_decode"], s["decode_ctx_tokens"], s["prefill_tokens"], s["prefill_attn_pairs"])
         if shape.query_tokens == 0:
             continue
-        real = s["t_end"] - s["t0"] + gap_s
+        real = s["t_end"] - s["t0"]
         out.append((cost.step_s(shape) - real) / real)
     return np.asarray(out)
 

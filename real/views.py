@@ -43,6 +43,11 @@ def hints(request: Any) -> dict[str, Any]:
     return extra.get(HINT_KEY, {})
 
 
+def trace_rid(request: Any) -> str:
+    """The trace's id of a vLLM request (vLLM's own id for a request that came without hints)."""
+    return str(hints(request).get("rid", request.request_id))
+
+
 def blocks_of(sched: Any, req_id: str) -> int:
     """Device blocks a request holds now."""
     return len(sched.kv_cache_manager.coordinator.get_blocks(req_id)[0])
