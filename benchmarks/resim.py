@@ -3,8 +3,7 @@
 Answers "which part of the model is wrong" without re-running the engine: the real runs (their summary.json
 files) stay as measured; only the simulator's inputs change.
 
-    python benchmarks/resim.py results/validate --profile profiles/cpu2-llama-small-tp1.json \\
-        --swap-profile profiles/cpu2-llama-small-tp1-swapconn.json
+    python benchmarks/resim.py results/validate --profile profiles/cpu2-llama-small-tp1.json
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", help="an `infercept validate --out` folder")
     ap.add_argument("--profile", required=True, help="profile for every policy")
-    ap.add_argument("--swap-profile", help="profile for swap and infercept (runs with the swap connector)")
     ap.add_argument("--kv-blocks", type=int, default=64)
     ap.add_argument("--host-blocks", type=int, default=512)
     ap.add_argument("--token-budget", type=int, default=512)
@@ -43,9 +41,8 @@ def main() -> None:
         if not runs:
             continue
         reals = [json.loads(p.read_text())["overall"] for p in runs]
-        profile = args.swap_profile if args.swap_profile and label in ("swap", "infercept") else args.profile
         trace = plain(specs) if label == "plain" else specs
-        sim = summary_of(simulate_trace("discard" if label == "plain" else label, trace, profile, args.window_s,
+        sim = summary_of(simulate_trace("discard" if label == "plain" else label, trace, args.profile, args.window_s,
                                         engine))
         rows = {r["metric"]: r for r in compare_rows(label, reals, sim)}
         c, n = rows["completed_rps"], rows["norm_latency_ms"]

@@ -136,8 +136,9 @@ async def _run_grid(settings: EngineSettings, phases: list[list[RequestSpec]], v
 def measure(settings: EngineSettings, size: ModelSize, model_name: str, git_rev: str) -> dict[str, Any]:
     """Run the grid on ``settings`` (its policy is forced to preserve) and return the profile as a dict.
 
-    With ``settings.host_blocks`` the swap connector is loaded (idle): vLLM's connector machinery costs every
-    step about 2 ms on the CPU build, which runs of the swap and infercept policies pay."""
+    With ``settings.host_blocks`` the swap connector is loaded (idle), as in swap and infercept runs; with the
+    CPU build's thread reservation pinned (``real.engine.prepare_environment``) that changes no coefficient by
+    more than ~2 %, so one profile serves every policy."""
     with tempfile.TemporaryDirectory() as tmp:
         s = dataclasses.replace(settings, log_path=str(Path(tmp) / "engine.jsonl"), policy="preserve",
                                 async_scheduling=False)
@@ -155,7 +156,6 @@ def measure(settings: EngineSettings, size: ModelSize, model_name: str, git_rev:
     dtype_bytes = 4 if s.dtype == "float32" else 2  # "auto": assumed a 16-bit checkpoint
     bw = copy_bandwidth(size, s.block_size_tokens, "cuda" if hw["kind"] == "cuda" else "cpu", dtype_bytes)
     name = f"{'cpu' + str(hw.get('cores')) if hw['kind'] == 'cpu' else hw['name'].split()[-1].lower()}-{model_name}-tp1"
-    name += "-swapconn" if s.host_blocks else ""  # measured with the (idle) swap connector loaded
     return {
         "_raw_log": raw,
         "name": name,

@@ -7,7 +7,8 @@ name and options, the profile (cost model) it is fed, and the file the engine lo
 - pause (``_handle_stopped_request``): vLLM keeps the blocks (preserve); the next ``schedule`` asks
   ``Policy.on_pause`` and applies the action; every step asks ``plan_step`` when there are paused requests;
 - discard frees the blocks at once; at resume the frontier is reset to 0 and the request re-enters the
-  waiting queue (back: discard; front: policies with ``resume_to_front``) and recomputes by chunked prefill;
+  waiting queue (back: discard; by original arrival, ahead of later arrivals: policies with
+  ``resume_to_front``) and recomputes by chunked prefill;
 - swap copies blocks to host slots through ``real.swap`` (whole request, or the plan's blocks per step);
   the device blocks are freed after the step that copied the last of them; the resume is admitted with the
   swapped tokens as a synchronous external hit;
@@ -74,13 +75,20 @@ class InterceptMixin:
         session.num_computed_tokens = 0  # the KV is gone: recompute (or load) through normal admission
         self.kv_holding_waiting.remove_request(session)
         if self.ic_policy.traits.resume_to_front:
-            self.waiting.prepend_request(session)
+            self._ic_insert_by_arrival(session, p.ticket)
         else:
             self.waiting.add_request(session)
         if p.place == "cpu":
             p.resumed = True  # stays visible to the policy as swapped until admitted
         else:
             del self.ic_paused[session.request_id]
+
+    def _ic_insert_by_arrival(self, session: Any, ticket: int) -> None:
+        """Queue a resumed request by its original arrival (ahead of every later arrival), as the simulator
+        does; vLLM's FCFS waiting queue is a deque."""
+        at = next((i for i, r in enumerate(self.waiting) if int(hints(r).get("ticket", ticket + 1)) > ticket),
+                  len(self.waiting))
+        self.waiting.insert(at, session)
 
     # ------------------------------------------------------------------ actions
     def _ic_discard(self, rid: str, p: Paused, now: float) -> None:
