@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.trace_io import read_jsonl
-from real.validate import compare_rows, plain, simulate_trace, summary_of
+from real.validate import compare_rows, plain, simulate_ensemble
 
 LABELS = ("discard", "improved_discard", "preserve", "swap", "infercept", "plain")
 
@@ -25,7 +25,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", help="an `infercept validate --out` folder")
     ap.add_argument("--profile", required=True, help="profile for every policy")
-    ap.add_argument("--kv-blocks", type=int, default=64)
+    ap.add_argument("--kv-blocks", type=int, default=63, help="usable KV blocks (the engine's less its null block)")
     ap.add_argument("--host-blocks", type=int, default=512)
     ap.add_argument("--token-budget", type=int, default=512)
     ap.add_argument("--window-s", type=float, default=60.0)
@@ -42,8 +42,8 @@ def main() -> None:
             continue
         reals = [json.loads(p.read_text())["overall"] for p in runs]
         trace = plain(specs) if label == "plain" else specs
-        sim = summary_of(simulate_trace("discard" if label == "plain" else label, trace, args.profile, args.window_s,
-                                        engine))
+        sim, _, _ = simulate_ensemble("discard" if label == "plain" else label, trace, args.profile, args.window_s,
+                                      engine)
         rows = {r["metric"]: r for r in compare_rows(label, reals, sim)}
         c, n = rows["completed_rps"], rows["norm_latency_ms"]
         print(f"| {label} | {c['real']:.3f} / {c['sim']:.3f} | {100 * c['rel_error']:+.1f} % | "

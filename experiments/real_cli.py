@@ -54,8 +54,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
     check_trace(specs, settings.max_context_tokens)  # before any engine starts
     profile = Path(args.profile) if args.profile else None
     if profile is None:
-        print("no --profile: measuring this machine first ...", file=sys.stderr)
-        profile = run_profile(args.model, out, args.profile_kv_blocks, args.token_budget, git_revision())
+        print("no --profile: measuring this machine first (with the runs' KV blocks) ...", file=sys.stderr)
+        profile = run_profile(args.model, out, args.kv_blocks, args.token_budget, git_revision())
     write_jsonl(out / "trace.jsonl", specs)  # kept next to the report
     rows = run_validation(specs, note, profile, out, args.repeats, tuple(_policies(args.policies)), settings,
                           size.vocab, args.window_s)
@@ -88,7 +88,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     v.add_argument("--window-s", type=float, default=60.0, help="wall-clock window of every run")
     v.add_argument("--kv-blocks", type=int, default=64, help="device KV blocks (small: memory pressure)")
     v.add_argument("--host-blocks", type=int, default=512, help="host swap blocks")
-    v.add_argument("--profile-kv-blocks", type=int, default=512)
     v.add_argument("--token-budget", type=int, default=512)
     v.add_argument("--seed", type=int, default=0)
     v.set_defaults(fn=cmd_validate)

@@ -18,6 +18,7 @@ import numpy as np
 from core.cost import FittedCostModel
 from core.trace_io import atomic_write_text, read_jsonl
 from core.types import RequestSpec
+from real.validate import SPEED_SCALES
 
 MODELS_DIR = Path("results/models")
 """Where the random-weight checkpoints are written (once per size)."""
@@ -84,12 +85,13 @@ def run_validation(trace: list[RequestSpec], trace_note: str, profile: Path, out
         compare_rows,
         plain,
         request_latency_s,
-        simulate_trace,
+        simulate_ensemble,
         step_time_errors,
         summary_of,
     )
 
-    engine = {"gpu_kv_blocks": settings.kv_blocks, "cpu_kv_blocks": settings.host_blocks,
+    # vLLM keeps one of its num_gpu_blocks as the null block: the simulator gets the blocks requests can use
+    engine = {"gpu_kv_blocks": settings.kv_blocks - 1, "cpu_kv_blocks": settings.host_blocks,
               "token_budget_tokens": settings.token_budget_tokens,
               "saturation_tokens": settings.token_budget_tokens}
     cost = FittedCostModel.from_profile(profile, engine)
@@ -97,26 +99,29 @@ def run_validation(trace: list[RequestSpec], trace_note: str, profile: Path, out
     extra: dict[str, dict[str, float]] = {}
     scatter: dict[str, tuple[list[float], list[float]]] = {}
     cases = [(p, p, trace) for p in policies] + [("plain", "discard", plain(trace))]
-    for label, policy, specs in cases:
-        reals, errs, hook, pressure = [], [], [], []
-        first: Any = None
-        for k in range(repeats):
+    runs: dict[str, list[tuple[Any, list[dict[str, Any]]]]] = {c[0]: [] for c in cases}
+    for k in range(repeats):  # round-robin, so that a drift of the machine's speed is shared by every policy
+        for label, policy, specs in cases:
             print(f"  real {label} run {k + 1}/{repeats} ...", file=sys.stderr, flush=True)
-            m, steps = _real_run(settings, policy, specs, window_s, vocab, out / "runs" / f"{label}-{k}",
-                                 str(profile), engine)
-            first = first or m
-            reals.append(summary_of(m))
-            errs.append(step_time_errors(steps, cost))
-            dur = float(m.steps["dur_s"].sum())
-            hook.append(float(m.steps["policy_s"].sum()) / dur if dur else 0.0)
-            pressure.append(float(np.mean(m.steps["gpu_used_blocks"] >= 0.95 * settings.kv_blocks))
-                            if m.step_rows else 0.0)
-        sim = simulate_trace(policy, specs, str(profile), window_s, engine)
-        rows += compare_rows(label, reals, summary_of(sim))
+            runs[label].append(_real_run(settings, policy, specs, window_s, vocab, out / "runs" / f"{label}-{k}",
+                                         str(profile), engine))
+    full = 0.95 * engine["gpu_kv_blocks"]
+    for label, policy, specs in cases:
+        ms = [m for m, _ in runs[label]]
+        first = ms[0]
+        reals = [summary_of(m) for m in ms]
+        errs = [step_time_errors(steps, cost) for _, steps in runs[label]]
+        hook = [float(m.steps["policy_s"].sum()) / max(float(m.steps["dur_s"].sum()), 1e-12) for m in ms]
+        pressure = [float(np.mean(m.steps["gpu_used_blocks"] >= full)) if m.step_rows else 0.0 for m in ms]
+        sim_median, sim, sim_norms = simulate_ensemble(policy, specs, str(profile), window_s, engine)
+        rows += compare_rows(label, reals, sim_median)
         e = np.abs(np.concatenate(errs)) if errs else np.zeros(0)
         extra[label] = {"step_err_median": float(np.median(e)) if e.size else math.nan,
                         "step_err_p90": float(np.percentile(e, 90)) if e.size else math.nan,
-                        "hook_share": float(np.median(hook)), "steps_kv_full": float(np.median(pressure))}
+                        "hook_share": float(np.median(hook)), "steps_kv_full": float(np.median(pressure)),
+                        "real_norm_min": min(x["norm_latency_ms"] for x in reals),
+                        "real_norm_max": max(x["norm_latency_ms"] for x in reals),
+                        "sim_norm_min": min(sim_norms), "sim_norm_max": max(sim_norms)}
         rl, sl = request_latency_s(first), request_latency_s(sim)
         both = sorted(set(rl) & set(sl))
         scatter[label] = ([rl[r] for r in both], [sl[r] for r in both])
@@ -140,14 +145,18 @@ def _write_outputs(out: Path, rows: list[dict[str, Any]], extra: dict[str, dict[
              (f"- engine: {settings.kv_blocks} KV blocks of {settings.block_size_tokens} tokens, host swap "
               f"{settings.host_blocks} blocks, token budget {settings.token_budget_tokens}, "
               f"model `{settings.model_dir}`"),
-             f"- window {window_s:g} s, real runs per policy {repeats} (median), simulator `v1` batching\n",
+             f"- window {window_s:g} s, real runs per policy {repeats} (median), simulator `v1` batching, "
+             f"{len(SPEED_SCALES)} runs with step times scaled by {', '.join(f'{x:g}' for x in SPEED_SCALES)} "
+             "(median; near memory pressure latency is chaotic in the step time)\n",
              "| policy | metric | real | sim | rel. error |", "|---|---|---|---|---|"]
     lines += [f"| {r['policy']} | {r['metric']} | {r['real']:.4g} | {r['sim']:.4g} | {100 * r['rel_error']:+.1f} % |"
               for r in rows]
-    lines += ["", "| policy | step-time error median | p90 | policy hook share of step time | steps with KV >= 95 % full |",
-              "|---|---|---|---|---|"]
+    lines += ["", "| policy | step-time error median | p90 | policy hook share of step time | steps with KV >= 95 % "
+              "full | norm_latency_ms range: real runs | simulations |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {p} | {100 * x['step_err_median']:.1f} % | {100 * x['step_err_p90']:.1f} % | "
-              f"{100 * x['hook_share']:.2f} % | {100 * x['steps_kv_full']:.1f} % |" for p, x in extra.items()]
+              f"{100 * x['hook_share']:.2f} % | {100 * x['steps_kv_full']:.1f} % | "
+              f"{x['real_norm_min']:.1f}-{x['real_norm_max']:.1f} | {x['sim_norm_min']:.1f}-{x['sim_norm_max']:.1f} |"
+              for p, x in extra.items()]
     lines += ["", "![simulated vs real per-request latency](latency_scatter.png)", ""]
     atomic_write_text(out / "report.md", "\n".join(lines))
 

@@ -1,11 +1,14 @@
 """`infercept profile`: measure this machine with the engine itself and fit the CostModel.
 
 A controlled grid of batch shapes runs on one engine (async scheduling off, preserve): decode batches of
-B requests at context L, and long prompts split into prefill chunks of the token budget; every step's
+B requests at context L, long prompts split into prefill chunks of the token budget, and resumes (short
+chunks of returned tokens over a long context); every step's
 shape and duration come from the scheduler's log. Least squares (coefficients kept >= 0) fits
 step_s = const + a*query_tokens + b*decode_ctx_tokens + c*prefill_attn_pairs; the engine loop's gap between
-busy steps goes into const. A short phase with interceptions measures the client<->engine lag; the KV copy
-path of the swap connector is timed both ways on tensors of the engine's KV layout.
+busy steps goes into const. The resumes' pauses measure the client<->engine lag; the KV copy
+path of the swap connector is timed both ways on tensors of the engine's KV layout. Profile the engine
+configuration you will run (KV blocks, swap connector): on the CPU build the step cost depends on the KV
+cache's size (about 0.5 ms per step between 64 and 512 blocks).
 """
 
 from __future__ import annotations
@@ -33,18 +36,30 @@ from real.model import ModelSize
 TERMS = ("const_s", "per_query_token_s", "per_decode_ctx_token_s", "per_prefill_attn_pair_s")
 
 
-def grid(size: ModelSize, kv_tokens: int, budget_tokens: int) -> list[list[RequestSpec]]:
-    """Phases of requests that arrive together: decode batches, prefill chunks, and one with pauses."""
-    phases: list[list[RequestSpec]] = []
+def grid(size: ModelSize, kv_tokens: int, budget_tokens: int, passes: int = 2) -> list[list[RequestSpec]]:
+    """Phases of requests that arrive together: decode batches, prefill chunks, and resumes (a pause, then a
+    short chunk of returned tokens over a long context, beside the other requests' decodes). The grid runs
+    ``passes`` times, every other pass in reverse order, so that a slow drift of the machine's speed (a few %
+    over minutes on a shared machine) averages out instead of biasing one kind of step."""
+    one: list[list[RequestSpec]] = []
     for ctx in (64, 256, 1024):
         for batch in (1, 2, 4, 8, 16, 32):
             if batch * (ctx + 32) <= kv_tokens and ctx + 32 <= size.max_context_tokens:
-                phases.append([RequestSpec(f"d{batch}x{ctx}-{i}", 0.0, ctx, (Segment(24),)) for i in range(batch)])
+                one.append([RequestSpec(f"d{batch}x{ctx}-{i}", 0.0, ctx, (Segment(24),)) for i in range(batch)])
     for prompt in (budget_tokens, 2 * budget_tokens, 4 * budget_tokens):
         if prompt + 8 <= min(kv_tokens, size.max_context_tokens):
-            phases.append([RequestSpec(f"p{prompt}", 0.0, prompt, (Segment(2),))])
-    phases.append([RequestSpec(f"lag{i}", 0.05 * i, 128, (Segment(8, 0.2, 16, "qa"), Segment(8)), "qa")
-                   for i in range(4)])
+            one.append([RequestSpec(f"p{prompt}", 0.0, prompt, (Segment(2),))])
+    for ctx in (128, 512, 1024):
+        for returned in (8, 32, 128):
+            need = ctx + returned + 16
+            n = min(3, kv_tokens // (need + 32))
+            if n and need <= size.max_context_tokens:
+                one.append([RequestSpec(f"r{ctx}+{returned}-{i}", 0.04 * i, ctx,
+                                        (Segment(6, 0.1, returned, "qa"), Segment(6)), "qa") for i in range(n)])
+    phases: list[list[RequestSpec]] = []
+    for k in range(passes):
+        for phase in (one if k % 2 == 0 else one[::-1]):
+            phases.append([dataclasses.replace(r, rid=f"{r.rid}.{k}") for r in phase])
     return phases
 
 
@@ -167,7 +182,7 @@ def measure(settings: EngineSettings, size: ModelSize, model_name: str, git_rev:
         "engine": {"gpu_memory_utilization": 1.0, "activation_reserve_bytes": 0,
                    "block_size_tokens": s.block_size_tokens, "token_budget_tokens": s.token_budget_tokens,
                    "max_num_seqs": s.max_num_seqs, "saturation_tokens": s.token_budget_tokens,
-                   "cpu_swap_bytes": 0, "gpu_kv_blocks": s.kv_blocks, "cpu_kv_blocks": s.kv_blocks},
+                   "cpu_swap_bytes": 0, "gpu_kv_blocks": s.kv_blocks - 1, "cpu_kv_blocks": s.kv_blocks},
         "step": coef,
         "link": {"bytes_per_s": min(bw.values())},
         "fit_range": {"max_query_tokens": stats["max_query_tokens"],
@@ -187,8 +202,9 @@ def measure(settings: EngineSettings, size: ModelSize, model_name: str, git_rev:
             "client_engine_lag_s": {"pause_seen_median": float(np.median(lag)) if lag else None,
                                     "samples": len(lag)},
             "swap_connector_loaded": bool(s.host_blocks),
-            "engine": "KV capacity = the engine's num_gpu_blocks while profiling (validate overrides it with "
-                      "its own); saturation S = token budget (vLLM's chunked prefill fills up to it)",
+            "engine": "KV capacity = the engine's num_gpu_blocks while profiling, less vLLM's null block "
+                      "(validate overrides it with its own); saturation S = token budget (vLLM's chunked prefill "
+                      "fills up to it)",
         },
     }
 

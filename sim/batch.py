@@ -3,7 +3,9 @@
 - ``v0`` (vLLM 0.2): a step either prefills whole pendings (running requests first, then waiting ones, FCFS,
   none while a swapped request waits) or decodes; never both, so a big recompute stalls every decoder.
 - ``v1`` (vLLM >= 0.6): decoders, then chunks of running prefills, then admitted waiting requests, all under
-  one token budget (chunked prefill).
+  one token budget (chunked prefill). As in vLLM v1's scheduler: a resumed request that kept its KV waits
+  for blocks for its returned tokens ahead of every waiting request; a request is admitted only if its whole
+  sequence's blocks are free; none is admitted in a step that had to preempt.
 - ``fill`` (InferCept's chunk-and-fill): like v1 with the budget set to the saturation point S.
 Blocks short: recompute-preempt the newest running request (vLLM's default) until the step fits.
 """
@@ -59,7 +61,8 @@ class BatchForming(EngineQueues):
             left = max(left, self.bs)
         step.chunks = self._fit([(r, r.pending) for r in partials], left, whole=False)
         self._make_room(step, now)
-        self._admit(step, left - _tokens(step.chunks), now, whole=False)
+        if not step.preempted:  # vLLM v1 admits no waiting request in a step that preempted one
+            self._admit(step, left - _tokens(step.chunks), now, whole=False)
         return step
 
     @staticmethod
@@ -107,21 +110,38 @@ class BatchForming(EngineQueues):
             return
         # blocks that resumed, still-swapped requests need to come back are not for new admissions
         reserve = sum(r.cpu_blocks for r in self.swapped.values()) if self.swapped else 0
+        while self.holding and left > 0 and len(self.running) < self.cost.max_num_seqs:
+            r = self.holding[0]  # resumed requests holding their KV go first (FIFO), as in vLLM v1
+            q = min(r.pending, left)
+            need = r.blocks_for(r.computed + q, self.bs)
+            if not self.pool.can_allocate_gpu(max(need, r.blocks_for(r.num_tokens, self.bs)) + reserve):
+                return  # nothing behind it is admitted either
+            self.holding.pop(0)
+            self._take(step, r, q, need)
+            left -= q
+        if self.holding:
+            return
         while self.waiting and left > 0 and len(self.running) < self.cost.max_num_seqs:
             r = self.waiting[0][1]
             q = min(r.pending, left)
             if whole and q < r.pending:
                 break
             need = r.blocks_for(r.computed + q, self.bs)
-            if not self.pool.can_allocate_gpu(need + reserve):
+            # vLLM admits a request only if its whole sequence fits (scheduler_reserve_full_isl), then takes
+            # the blocks of the chunk it schedules
+            if not self.pool.can_allocate_gpu(max(need, r.blocks_for(r.num_tokens, self.bs)) + reserve):
                 break
             self.waiting.pop(0)
-            self.pool.allocate_gpu(need)
-            r.gpu_blocks += need
-            self.start_running(r)
             self.m.admit(now, r.rid, r.pending)
-            step.chunks.append((r, q))
+            self._take(step, r, q, need)
             left -= q
+
+    def _take(self, step: Step, r: Req, q: int, need_blocks: int) -> None:
+        """Admit ``r`` with a first chunk of ``q`` tokens, taking the ``need_blocks`` it needs for it."""
+        self.pool.allocate_gpu(need_blocks)
+        r.gpu_blocks += need_blocks
+        self.start_running(r)
+        step.chunks.append((r, q))
 
     def _shape(self, step: Step) -> BatchShape:
         n_dec = len(self.group.members) if step.decode else 0

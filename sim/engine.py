@@ -33,6 +33,7 @@ class Engine(BatchForming):
         self.next_arrival = 0
         self.mode = "fill" if policy.traits.chunk_fill else batching
         self.budget = cost.saturation_tokens if self.mode == "fill" else cost.token_budget_tokens
+        self.hold_resumes = self.mode != "v0"
         if self.mode == "v0" and self.budget < cost.max_context_tokens:
             raise ValueError(f"engine.token_budget_tokens = {self.budget}: v0 prefills whole contexts, so it must "
                              f"be at least the model's context ({cost.max_context_tokens})")

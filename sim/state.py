@@ -29,6 +29,10 @@ class EngineQueues:
         self.running: list[Req] = []  # admission order; group members included
         self.partials: list[Req] = []  # running and not in the group (prefilling, or about to), same order
         self.waiting: list[tuple[int, Req]] = []  # by ticket
+        # resumed with their KV on the GPU, waiting for blocks for the returned tokens (vLLM v1's
+        # kv_holding_waiting, admitted before any waiting request); used when hold_resumes is set
+        self.holding: list[Req] = []
+        self.hold_resumes = False
         self.paused: dict[str, Req] = {}
         self.swapped: dict[str, Req] = {}  # resumed, some KV still on the CPU
         # caches that follow paused/swapped requests (see _changed): what policies see, and paused GPU blocks
@@ -89,6 +93,9 @@ class EngineQueues:
         if r.cpu_blocks:
             r.status = Status.SWAPPED
             self.swapped[r.rid] = r
+        elif r.gpu_blocks and self.hold_resumes:
+            r.status = Status.WAITING
+            self.holding.append(r)
         elif r.gpu_blocks:
             self.start_running(r)
         else:
@@ -247,6 +254,8 @@ class EngineQueues:
             held += r.gpu_blocks
         if self.swapped:
             held += sum(r.gpu_blocks for r in self.swapped.values())
+        for r in self.holding:
+            held += r.gpu_blocks
         assert held == self.pool.gpu_used, f"GPU blocks not conserved: {held} held, {self.pool.gpu_used} used"
 
     def check(self) -> None:
@@ -254,6 +263,7 @@ class EngineQueues:
         assert self.partials == [r for r in self.running if not r.in_group], "partials out of step with running"
         gpu = self.group.held_blocks_exact() + sum(r.gpu_blocks for r in self.partials)
         gpu += sum(r.gpu_blocks for r in self.paused.values()) + sum(r.gpu_blocks for r in self.swapped.values())
+        gpu += sum(r.gpu_blocks for r in self.holding)
         cpu = sum(r.cpu_blocks for r in self.paused.values()) + sum(r.cpu_blocks for r in self.swapped.values())
         assert self.group.blocks == self.group.held_blocks_exact(), "decode group block count drifted"
         assert self.paused_gpu_blocks == sum(r.gpu_blocks for r in self.paused.values())
