@@ -21,6 +21,7 @@ from experiments.cli import main
 from real.driver import RealRunError, check_trace, replay
 from real.engine import EngineSettings
 from real.model import SIZES
+from real.profile import grid
 
 SMALL = [
     RequestSpec("a", 0.0, 200, (Segment(8, 0.5, 30, "qa"), Segment(8, 0.3, 10, "qa"), Segment(8)), "qa"),
@@ -35,11 +36,13 @@ def test_profile_then_validate_end_to_end(tmp_path: Path, monkeypatch: pytest.Mo
     (path,) = Path("prof").glob("*.json")
     prof = json.loads(path.read_text())
     cost = FittedCostModel.from_profile(path)
-    assert cost.gpu_kv_blocks == 128 and cost.block_size_tokens == 32 and cost.token_budget_tokens == 256
+    # vLLM keeps one of the 128 blocks as its null block
+    assert cost.gpu_kv_blocks == 127 and cost.block_size_tokens == 32 and cost.token_budget_tokens == 256
     assert all(v >= 0 for v in prof["step"].values()) and prof["step"]["per_query_token_s"] > 0
     assert prof["link"]["bytes_per_s"] > 0
     assert prof["provenance"]["vllm_version"] == "0.32.0" and prof["provenance"]["fit"]["num_steps"] > 50
-    assert prof["provenance"]["client_engine_lag_s"]["samples"] == 4
+    pauses = [r for phase in grid(SIZES["tiny"], 128 * 32, 256) for r in phase if len(r.segments) > 1]
+    assert prof["provenance"]["client_engine_lag_s"]["samples"] == len(pauses) >= 18  # every resume phase ran
 
     write_jsonl(tmp_path / "small.jsonl", SMALL)
     assert main(["validate", str(tmp_path / "small.jsonl"), "--model", "tiny", "--profile", str(path),
