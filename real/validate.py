@@ -62,8 +62,8 @@ def plain(specs: list[RequestSpec]) -> list[RequestSpec]:
 
 SPEED_SCALES = (0.98, 0.99, 1.0, 1.01, 1.02)
 """The simulator ensemble: every step-time coefficient scaled by each of these. Near memory pressure a run's
-latency is chaotic in the step time (preserve's norm_latency_ms moved from 29 to 41 ms when the steps took 1 %
-longer), while the engine's own speed varies by 2-4 % between profiles measured minutes apart; the median of
+latency is chaotic in the step time (preserve's norm_latency_ms at scales 0.97-1.03: 29, 30, 40, 41, 29, 31,
+33 ms), while the engine's own speed varies by 2-4 % between profiles measured minutes apart; the median of
 the ensemble is set against the median of the real repeats."""
 
 
