@@ -18,7 +18,7 @@ import numpy as np
 from core.cost import FittedCostModel
 from core.trace_io import atomic_write_text, read_jsonl
 from core.types import RequestSpec
-from real.validate import SPEED_SCALES
+from real.validate import SPEED_SCALES, STEP_KINDS
 
 MODELS_DIR = Path("results/models")
 """Where the random-weight checkpoints are written (once per size)."""
@@ -115,9 +115,13 @@ def run_validation(trace: list[RequestSpec], trace_note: str, profile: Path, out
         pressure = [float(np.mean(m.steps["gpu_used_blocks"] >= full)) if m.step_rows else 0.0 for m in ms]
         sim_median, sim, sim_norms = simulate_ensemble(policy, specs, str(profile), window_s, engine)
         rows += compare_rows(label, reals, sim_median)
-        e = np.abs(np.concatenate(errs)) if errs else np.zeros(0)
+        signed = np.concatenate([e for e, _ in errs])
+        kinds = np.array([k for _, ks in errs for k in ks])
+        e = np.abs(signed)
+        by_kind = {k: float(np.median(signed[kinds == k])) for k in STEP_KINDS if (kinds == k).any()}
         extra[label] = {"step_err_median": float(np.median(e)) if e.size else math.nan,
                         "step_err_p90": float(np.percentile(e, 90)) if e.size else math.nan,
+                        "step_err_signed_by_kind": by_kind,
                         "hook_share": float(np.median(hook)), "steps_kv_full": float(np.median(pressure)),
                         "real_norm_min": min(x["norm_latency_ms"] for x in reals),
                         "real_norm_max": max(x["norm_latency_ms"] for x in reals),
@@ -156,6 +160,12 @@ def _write_outputs(out: Path, rows: list[dict[str, Any]], extra: dict[str, dict[
     lines += [f"| {p} | {100 * x['step_err_median']:.1f} % | {100 * x['step_err_p90']:.1f} % | "
               f"{100 * x['hook_share']:.2f} % | {100 * x['steps_kv_full']:.1f} % | "
               f"{x['real_norm_min']:.1f}-{x['real_norm_max']:.1f} | {x['sim_norm_min']:.1f}-{x['sim_norm_max']:.1f} |"
+              for p, x in extra.items()]
+    lines += ["", "Signed step-time error (predicted - measured) / measured, median by kind of step (decode-only "
+              "steps by batch size; steps with a prefill, recompute or resume chunk by its tokens):", "",
+              "| policy | " + " | ".join(STEP_KINDS) + " |", "|---|" + "---|" * len(STEP_KINDS)]
+    lines += [f"| {p} | " + " | ".join(f"{100 * x['step_err_signed_by_kind'][k]:+.1f} %"
+                                       if k in x["step_err_signed_by_kind"] else "-" for k in STEP_KINDS) + " |"
               for p, x in extra.items()]
     lines += ["", "![simulated vs real per-request latency](latency_scatter.png)", ""]
     atomic_write_text(out / "report.md", "\n".join(lines))

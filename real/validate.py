@@ -90,16 +90,30 @@ def simulate_ensemble(policy: str, specs: list[RequestSpec], profile: str, windo
     return median, runs[SPEED_SCALES.index(1.0)], [x["norm_latency_ms"] for x in sums]
 
 
-def step_time_errors(steps: list[dict[str, Any]], cost: FittedCostModel) -> np.ndarray:
-    """(predicted - measured) / measured for every real step, from the shapes the engine ran."""
-    out = []
+STEP_KINDS = ("decode 1", "decode 2", "decode 3", "decode 4+", "chunk < 64", "chunk >= 64")
+"""Kinds of steps the signed step-time error is broken down by: decode-only steps by batch size, and steps with
+a prefill/recompute/resume chunk by its tokens."""
+
+
+def step_kind(s: dict[str, Any]) -> str:
+    """The STEP_KINDS entry of one engine-log step."""
+    if s["prefill_tokens"]:
+        return "chunk < 64" if s["prefill_tokens"] < 64 else "chunk >= 64"
+    return f"decode {s['num_decode']}" if s["num_decode"] < 4 else "decode 4+"
+
+
+def step_time_errors(steps: list[dict[str, Any]], cost: FittedCostModel) -> tuple[np.ndarray, list[str]]:
+    """(predicted - measured) / measured for every real step with tokens, from the shapes the engine ran, and
+    each step's kind (``step_kind``)."""
+    out, kinds = [], []
     for s in steps:
         shape = BatchShape(s["num_decode"], s["decode_ctx_tokens"], s["prefill_tokens"], s["prefill_attn_pairs"])
         if shape.query_tokens == 0:
             continue
         real = s["t_end"] - s["t0"]
         out.append((cost.step_s(shape) - real) / real)
-    return np.asarray(out)
+        kinds.append(step_kind(s))
+    return np.asarray(out), kinds
 
 
 def request_latency_s(m: Metrics) -> dict[str, float]:

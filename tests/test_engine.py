@@ -182,3 +182,53 @@ def test_admission_leaves_the_blocks_a_swapped_request_needs() -> None:
     assert step.chunks == [] and eng.waiting  # not admitted: only 6 blocks are not reserved
     eng.pool.free_gpu(1)
     assert [r.rid for r, _ in eng._form(0.0).chunks] == ["new"]
+
+
+def _engine(policy: str, specs: list[RequestSpec], **cost_changes: object) -> Engine:
+    cost = make_cost(gpu_kv_blocks=30, **cost_changes)
+    return Engine(simpy.Environment(), specs, cost, make_policy(policy, cost), Metrics(10.0, 30), "v1", 10.0,
+                  drain=True)
+
+
+def test_v1_admits_a_request_only_if_its_whole_sequence_fits() -> None:
+    # vLLM v1 (scheduler_reserve_full_isl): the first 64-token chunk needs 4 blocks, the whole 100 tokens 7
+    specs = [RequestSpec("a", 0.0, 100, (Segment(5),))]
+    eng = _engine("discard", specs, token_budget_tokens=64)
+    eng.pool.allocate_gpu(25)
+    eng.arrive(specs[0], 0.0)
+    assert eng._form(0.0).chunks == [] and eng.waiting
+    eng.pool.free_gpu(2)  # 7 free
+    assert [(r.rid, q) for r, q in eng._form(0.0).chunks] == [("a", 64)]
+    assert eng.pool.gpu_free == 3  # only the chunk's blocks are taken
+
+
+def test_v1_resumed_request_holding_its_kv_goes_first() -> None:
+    from core.types import Status
+
+    specs = [RequestSpec("held", 0.0, 64, (Segment(1, 1.0, 20, "qa"), Segment(2)), "qa"),
+             RequestSpec("new", 0.0, 16, (Segment(2),))]
+    eng = _engine("preserve", specs)
+    held = Req(specs[0], 0)  # resumed: 64 tokens of KV in 4 blocks, then the last token and 20 returned
+    held.status, held.gpu_blocks, held.computed, held.num_tokens, held.seg = Status.WAITING, 4, 64, 85, 1
+    eng.holding.append(held)
+    eng.pool.allocate_gpu(29)  # 1 free: "new" would fit, "held" needs 2 more for 85 tokens
+    eng.arrive(specs[1], 0.0)
+    assert eng._form(0.0).chunks == [] and eng.waiting  # nothing overtakes the request holding its KV
+    eng.pool.free_gpu(2)
+    assert [(r.rid, q) for r, q in eng._form(0.0).chunks] == [("held", 21), ("new", 16)]
+
+
+def test_v1_admits_nothing_in_a_step_that_preempts() -> None:
+    specs = [RequestSpec("a", 0.0, 32, (Segment(10),)), RequestSpec("b", 0.0, 40, (Segment(10),)),
+             RequestSpec("r", 0.0, 10, (Segment(2),))]
+    eng = _engine("discard", specs[:2])
+    eng.arrive(specs[0], 0.0)
+    eng.arrive(specs[1], 0.0)
+    first = eng._form(0.0)  # both prefill: a takes 2 blocks, b 3
+    eng._complete(first, 1, 0.05)
+    eng.pool.allocate_gpu(eng.pool.gpu_free)  # the KV cache is full; a's next token needs a third block
+    eng.waiting.insert(0, (-1, Req(specs[2], -1)))  # a 1-block request ahead of both in the queue
+    step = eng._form(0.05)
+    assert step.preempted and [(r.rid, q) for r, q in step.chunks] == []  # b went; its 3 blocks freed 2 spare
+    assert [r.rid for _, r in eng.waiting] == ["r", "b"] and eng.pool.gpu_free == 2
+    assert [(r.rid, q) for r, q in eng._form(0.06).chunks] == [("r", 10)]  # admitted in the next step

@@ -59,7 +59,9 @@ def test_profile_then_validate_end_to_end(tmp_path: Path, monkeypatch: pytest.Mo
     # the same contexts are dropped and recomputed, or moved, in the engine and in the simulator
     assert float(by["discard", "recomputed_tokens"]["real"]) == float(by["discard", "recomputed_tokens"]["sim"]) > 0
     assert float(by["swap", "swapped_tokens"]["real"]) == float(by["swap", "swapped_tokens"]["sim"]) > 0
-    assert Path("val/report.md").read_text().count("| discard |") == 7  # six metrics and the step-time row
+    report = Path("val/report.md").read_text()
+    assert report.count("| discard |") == 8  # six metrics, the step-time row, the step-time-by-kind row
+    assert "| decode 1 |" in report
     assert Path("val/latency_scatter.png").stat().st_size > 1000
     assert (Path("val/runs/swap-0") / "steps.parquet").exists()
 
