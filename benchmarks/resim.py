@@ -15,13 +15,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import numpy as np
+
+from core.cost import FittedCostModel
 from core.trace_io import read_jsonl
-from real.validate import compare_rows, plain, simulate_ensemble
+from real.collect import read_engine_log
+from real.validate import STEP_KINDS, compare_rows, plain, simulate_ensemble, step_time_errors
 
 LABELS = ("discard", "improved_discard", "preserve", "swap", "infercept", "plain")
 
 def main() -> None:
-    """Print real vs re-simulated completed_rps and norm_latency_ms per policy."""
+    """Print real vs re-simulated completed_rps and norm_latency_ms per policy, and the profile's signed
+    step-time error by kind of step on the real runs' engine logs."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", help="an `infercept validate --out` folder")
     ap.add_argument("--profile", required=True, help="profile for every policy")
@@ -48,6 +53,24 @@ def main() -> None:
         c, n = rows["completed_rps"], rows["norm_latency_ms"]
         print(f"| {label} | {c['real']:.3f} / {c['sim']:.3f} | {100 * c['rel_error']:+.1f} % | "
               f"{n['real']:.1f} / {n['sim']:.1f} | {100 * n['rel_error']:+.1f} % |")
+    cost = FittedCostModel.from_profile(args.profile, engine)
+    print("\n| policy | " + " | ".join(STEP_KINDS) + " | all steps' summed time |")
+    print("|---|" + "---|" * (len(STEP_KINDS) + 1))
+    for label in LABELS:
+        err, kinds, pred, real = [], [], 0.0, 0.0
+        for log in sorted((folder / "engine-logs").glob(f"{label}-*.jsonl")):
+            steps = [s for s in read_engine_log(log)[0] if s["num_decode"] + s["prefill_tokens"]]
+            e, k = step_time_errors(steps, cost)
+            err += list(e)
+            kinds += k
+            measured = np.array([s["t_end"] - s["t0"] for s in steps])
+            real += float(measured.sum())
+            pred += float(((1 + e) * measured).sum())
+        if not kinds:
+            continue
+        cells = [f"{100 * np.median([x for x, k in zip(err, kinds) if k == kind]):+.1f} %" if kind in kinds else "-"
+                 for kind in STEP_KINDS]
+        print(f"| {label} | " + " | ".join(cells) + f" | {100 * (pred - real) / real:+.1f} % |")
 
 if __name__ == "__main__":
     main()
