@@ -2,13 +2,12 @@
 
 A controlled grid of batch shapes runs on one engine (async scheduling off, preserve): decode batches of
 B requests at context L, long prompts split into prefill chunks of the token budget, and resumes (short
-chunks of returned tokens over a long context); every step's
-shape and duration come from the scheduler's log. Least squares (coefficients kept >= 0) fits
-step_s = const + a*query_tokens + b*decode_ctx_tokens + c*prefill_attn_pairs; the engine loop's gap between
-busy steps goes into const. The resumes' pauses measure the client<->engine lag; the KV copy
-path of the swap connector is timed both ways on tensors of the engine's KV layout. Profile the engine
-configuration you will run (KV blocks, swap connector): on the CPU build the step cost depends on the KV
-cache's size (about 0.5 ms per step between 64 and 512 blocks).
+chunks of returned tokens over a long context); every step's shape and duration come from the scheduler's
+log. Least squares (coefficients kept >= 0) fits step_s = const + a*query_tokens + b*decode_ctx_tokens +
+c*prefill_attn_pairs; the engine loop's gap between busy steps goes into const. The resumes' pauses measure
+the client<->engine lag; the KV copy path of the swap connector is timed both ways on tensors of the
+engine's KV layout. Profile the engine configuration you will run: on the CPU build the step cost depends
+on the KV cache's size (about 0.5 ms per step between 64 and 512 blocks).
 """
 
 from __future__ import annotations

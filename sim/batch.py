@@ -4,9 +4,11 @@
   none while a swapped request waits) or decodes; never both, so a big recompute stalls every decoder.
 - ``v1`` (vLLM >= 0.6): decoders, then chunks of running prefills, then admitted waiting requests, all under
   one token budget (chunked prefill). As in vLLM v1's scheduler: a resumed request that kept its KV waits
-  for blocks for its returned tokens ahead of every waiting request; a request is admitted only if its whole
-  sequence's blocks are free; none is admitted in a step that had to preempt.
-- ``fill`` (InferCept's chunk-and-fill): like v1 with the budget set to the saturation point S.
+  for blocks for its returned tokens ahead of every waiting request (policies that plan swaps step by step
+  excepted); a request is admitted only if its whole sequence's blocks are free; none is admitted in a step
+  that had to preempt.
+- ``fill`` (InferCept's chunk-and-fill): like v1 with the budget set to the saturation point S; a resumed
+  request that kept its KV goes straight back to running.
 Blocks short: recompute-preempt the newest running request (vLLM's default) until the step fits.
 """
 
@@ -114,8 +116,13 @@ class BatchForming(EngineQueues):
             r = self.holding[0]  # resumed requests holding their KV go first (FIFO), as in vLLM v1
             q = min(r.pending, left)
             need = r.blocks_for(r.computed + q, self.bs)
-            if not self.pool.can_allocate_gpu(max(need, r.blocks_for(r.num_tokens, self.bs)) + reserve):
-                return  # nothing behind it is admitted either
+            if not self.pool.can_allocate_gpu(max(need, r.blocks_for(r.num_tokens, self.bs))):
+                if self.running or len(self.holding) == 1:
+                    return  # nothing behind it is admitted either
+                # every block is held by resumed requests waiting for one more, and nothing runs to free one:
+                # vLLM would wait forever; recompute-preempt the newest of them
+                self.preempt(self.holding[-1], now)
+                continue
             self.holding.pop(0)
             self._take(step, r, q, need)
             left -= q

@@ -33,7 +33,9 @@ class Engine(BatchForming):
         self.next_arrival = 0
         self.mode = "fill" if policy.traits.chunk_fill else batching
         self.budget = cost.saturation_tokens if self.mode == "fill" else cost.token_budget_tokens
-        self.hold_resumes = self.mode != "v0"
+        # vLLM v1's kv_holding_waiting; not with InferCept's budgeted swap-ins, whose half swapped-in requests
+        # hold blocks too (the two would wait for each other)
+        self.hold_resumes = self.mode == "v1" and not policy.plans_steps
         if self.mode == "v0" and self.budget < cost.max_context_tokens:
             raise ValueError(f"engine.token_budget_tokens = {self.budget}: v0 prefills whole contexts, so it must "
                              f"be at least the model's context ({cost.max_context_tokens})")
@@ -74,13 +76,16 @@ class Engine(BatchForming):
             shape = self._shape(step)
             fwd = cost.step_s(shape) if shape.query_tokens else 0.0
             if fwd == 0.0 and moved == 0:
+                if step.preempted:
+                    continue  # everything running was preempted and nothing admitted in that step: form the next
                 if self.swapped and self.pool.gpu_free and replanned_at != now:
                     replanned_at = now  # a preemption freed blocks after the plan: let it swap in now
                     continue
                 nxt = min(self._next_external(), math.inf if self.drain else self.duration_s)
                 if nxt == math.inf:
                     raise RuntimeError(f"simulation stuck at t={now:.3f}s: nothing can run "
-                                       f"({len(self.waiting)} waiting, {len(self.swapped)} swapped)")
+                                       f"({len(self.waiting)} waiting, {len(self.holding)} resumed holding KV, "
+                                       f"{len(self.swapped)} swapped)")
                 yield env.timeout(nxt - now)
                 continue
             if not self.warned and cost.out_of_range(shape):

@@ -218,12 +218,16 @@ class EngineQueues:
         return moved
 
     def preempt(self, r: Req, t: float) -> None:
-        """Recompute-preemption: free a running request's KV and put it back at its place in the queue."""
-        if r.in_group:
+        """Recompute-preemption: free a running (or KV-holding resumed) request's KV and put it back at its
+        place in the queue."""
+        if r in self.holding:
+            self.holding.remove(r)
+        elif r.in_group:
             self.group.leave(r)
+            self.running.remove(r)
         else:
             self.partials.remove(r)
-        self.running.remove(r)
+            self.running.remove(r)
         self.m.discard(t, r.rid, r.computed)
         self.pool.free_gpu(r.gpu_blocks)
         r.gpu_blocks = r.computed = 0
