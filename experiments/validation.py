@@ -96,7 +96,7 @@ def run_validation(trace: list[RequestSpec], trace_note: str, profile: Path, out
               "saturation_tokens": settings.token_budget_tokens}
     cost = FittedCostModel.from_profile(profile, engine)
     rows: list[dict[str, Any]] = []
-    extra: dict[str, dict[str, float]] = {}
+    extra: dict[str, dict[str, Any]] = {}
     scatter: dict[str, tuple[list[float], list[float]]] = {}
     cases = [(p, p, trace) for p in policies] + [("plain", "discard", plain(trace))]
     runs: dict[str, list[tuple[Any, list[dict[str, Any]]]]] = {c[0]: [] for c in cases}
@@ -133,7 +133,7 @@ def run_validation(trace: list[RequestSpec], trace_note: str, profile: Path, out
     return rows
 
 
-def _write_outputs(out: Path, rows: list[dict[str, Any]], extra: dict[str, dict[str, float]],
+def _write_outputs(out: Path, rows: list[dict[str, Any]], extra: dict[str, dict[str, Any]],
                    scatter: dict[str, tuple[list[float], list[float]]], trace_note: str, profile: Path,
                    repeats: int, window_s: float, settings: Any) -> None:
     buf = io.StringIO()
@@ -149,20 +149,20 @@ def _write_outputs(out: Path, rows: list[dict[str, Any]], extra: dict[str, dict[
              (f"- engine: {settings.kv_blocks} KV blocks of {settings.block_size_tokens} tokens, host swap "
               f"{settings.host_blocks} blocks, token budget {settings.token_budget_tokens}, "
               f"model `{settings.model_dir}`"),
-             f"- window {window_s:g} s, real runs per policy {repeats} (median), simulator `v1` batching, "
+             (f"- window {window_s:g} s, real runs per policy {repeats} (median), simulator `v1` batching, "
              f"{len(SPEED_SCALES)} runs with step times scaled by {', '.join(f'{x:g}' for x in SPEED_SCALES)} "
-             "(median; near memory pressure latency is chaotic in the step time)\n",
+             "(median; near memory pressure latency is chaotic in the step time)\n"),
              "| policy | metric | real | sim | rel. error |", "|---|---|---|---|---|"]
     lines += [f"| {r['policy']} | {r['metric']} | {r['real']:.4g} | {r['sim']:.4g} | {100 * r['rel_error']:+.1f} % |"
               for r in rows]
-    lines += ["", "| policy | step-time error median | p90 | policy hook share of step time | steps with KV >= 95 % "
-              "full | norm_latency_ms range: real runs | simulations |", "|---|---|---|---|---|---|---|"]
+    lines += ["", ("| policy | step-time error median | p90 | policy hook share of step time | steps with KV >= 95 % "
+              "full | norm_latency_ms range: real runs | simulations |"), "|---|---|---|---|---|---|---|"]
     lines += [f"| {p} | {100 * x['step_err_median']:.1f} % | {100 * x['step_err_p90']:.1f} % | "
               f"{100 * x['hook_share']:.2f} % | {100 * x['steps_kv_full']:.1f} % | "
               f"{x['real_norm_min']:.1f}-{x['real_norm_max']:.1f} | {x['sim_norm_min']:.1f}-{x['sim_norm_max']:.1f} |"
               for p, x in extra.items()]
-    lines += ["", "Signed step-time error (predicted - measured) / measured, median by kind of step (decode-only "
-              "steps by batch size; steps with a prefill, recompute or resume chunk by its tokens):", "",
+    lines += ["", ("Signed step-time error (predicted - measured) / measured, median by kind of step (decode-only "
+              "steps by batch size; steps with a prefill, recompute or resume chunk by its tokens):"), "",
               "| policy | " + " | ".join(STEP_KINDS) + " |", "|---|" + "---|" * len(STEP_KINDS)]
     lines += [f"| {p} | " + " | ".join(f"{100 * x['step_err_signed_by_kind'][k]:+.1f} %"
                                        if k in x["step_err_signed_by_kind"] else "-" for k in STEP_KINDS) + " |"

@@ -20,7 +20,7 @@ import numpy as np
 
 from core.trace_io import WorkloadError, validate_spec
 from core.types import RequestSpec
-from real.engine import EngineSettings, start_engine
+from real.engine import EngineSettings, start_engine, stop_engine
 from real.views import HINT_KEY
 
 
@@ -122,7 +122,7 @@ async def _replay(settings: EngineSettings, specs: list[RequestSpec], timeout_s:
         await run_sessions(llm, specs, t0, settings.seed, vocab, log, timeout_s)
         return t0
     finally:
-        llm.shutdown()
+        stop_engine(llm)
 
 
 def replay(settings: EngineSettings, specs: list[RequestSpec], window_s: float, vocab: int) -> tuple[float, ClientLog]:
@@ -143,5 +143,5 @@ def replay(settings: EngineSettings, specs: list[RequestSpec], window_s: float, 
     except Exception as exc:  # the engine process died or failed to start
         raise RealRunError(f"real run failed: {type(exc).__name__}: {exc}") from exc
     finally:
-        gc.collect()  # finalize the AsyncLLM now, not at interpreter exit (where its __del__ fails noisily)
+        gc.collect()  # finalize the AsyncLLM and its engine client now
     return t0, log

@@ -76,3 +76,10 @@ def start_engine(s: EngineSettings) -> Any:
 
     prepare_environment()
     return AsyncLLM.from_engine_args(engine_args(s))
+
+
+def stop_engine(llm: Any) -> None:
+    """Shut ``llm`` down; its ``__del__`` would do it again at interpreter exit, where vLLM's module globals are
+    already gone and it prints a traceback, so the second call is made a no-op."""
+    llm.shutdown()
+    llm.shutdown = lambda *args, **kwargs: None

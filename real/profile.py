@@ -29,7 +29,7 @@ import numpy as np
 from core.types import RequestSpec, Segment
 from real.collect import read_engine_log
 from real.driver import ClientLog, run_sessions
-from real.engine import VLLM_VERSION, EngineSettings, start_engine
+from real.engine import VLLM_VERSION, EngineSettings, start_engine, stop_engine
 from real.model import ModelSize
 
 TERMS = ("const_s", "per_query_token_s", "per_decode_ctx_token_s", "per_prefill_attn_pair_s")
@@ -144,7 +144,7 @@ async def _run_grid(settings: EngineSettings, phases: list[list[RequestSpec]], v
             await run_sessions(llm, phase, time.monotonic(), settings.seed, vocab, log, None)
         return t_first, log
     finally:
-        llm.shutdown()
+        stop_engine(llm)
 
 
 def measure(settings: EngineSettings, size: ModelSize, model_name: str, git_rev: str) -> dict[str, Any]:
