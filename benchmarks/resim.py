@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tomllib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -20,35 +21,34 @@ import numpy as np
 from core.cost import FittedCostModel
 from core.trace_io import read_jsonl
 from real.collect import read_engine_log
-from real.validate import STEP_KINDS, compare_rows, plain, simulate_ensemble, step_time_errors
+from real.validate import STEP_KINDS, compare_rows, median_by_kind, plain, simulate_ensemble, step_time_errors
 
 LABELS = ("discard", "improved_discard", "preserve", "swap", "infercept", "plain")
 
+
 def main() -> None:
     """Print real vs re-simulated completed_rps and norm_latency_ms per policy, and the profile's signed
-    step-time error by kind of step on the real runs' engine logs."""
+    step-time error by kind of step on the real runs' engine logs. The engine settings and the window are the
+    real runs' own (their config.toml)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", help="an `infercept validate --out` folder")
     ap.add_argument("--profile", required=True, help="profile for every policy")
-    ap.add_argument("--kv-blocks", type=int, default=63, help="usable KV blocks (the engine's less its null block)")
-    ap.add_argument("--host-blocks", type=int, default=512)
-    ap.add_argument("--token-budget", type=int, default=512)
-    ap.add_argument("--window-s", type=float, default=60.0)
     args = ap.parse_args()
     folder = Path(args.folder)
     specs = read_jsonl(folder / "trace.jsonl")
-    engine = {"gpu_kv_blocks": args.kv_blocks, "cpu_kv_blocks": args.host_blocks,
-              "token_budget_tokens": args.token_budget, "saturation_tokens": args.token_budget}
     print("| policy | completed_rps real / sim | error | norm_latency_ms real / sim | error |")
     print("|---|---|---|---|---|")
+    engine: dict[str, float] = {}
     for label in LABELS:
-        runs = sorted((folder / "runs").glob(f"{label}-*/summary.json"))
+        runs = sorted((folder / "runs").glob(f"{label}-*"))
         if not runs:
             continue
-        reals = [json.loads(p.read_text())["overall"] for p in runs]
+        config = tomllib.loads((runs[0] / "config.toml").read_text())
+        engine = config["engine"]
+        reals = [json.loads((p / "summary.json").read_text())["overall"] for p in runs]
         trace = plain(specs) if label == "plain" else specs
-        sim, _, _ = simulate_ensemble("discard" if label == "plain" else label, trace, args.profile, args.window_s,
-                                      engine)
+        sim, _, _ = simulate_ensemble("discard" if label == "plain" else label, trace, args.profile,
+                                      config["window_s"], engine)
         rows = {r["metric"]: r for r in compare_rows(label, reals, sim)}
         c, n = rows["completed_rps"], rows["norm_latency_ms"]
         print(f"| {label} | {c['real']:.3f} / {c['sim']:.3f} | {100 * c['rel_error']:+.1f} % | "
@@ -61,16 +61,17 @@ def main() -> None:
         for log in sorted((folder / "engine-logs").glob(f"{label}-*.jsonl")):
             steps = [s for s in read_engine_log(log)[0] if s["num_decode"] + s["prefill_tokens"]]
             e, k = step_time_errors(steps, cost)
-            err += list(e)
+            err.append(e)
             kinds += k
             measured = np.array([s["t_end"] - s["t0"] for s in steps])
             real += float(measured.sum())
             pred += float(((1 + e) * measured).sum())
         if not kinds:
             continue
-        cells = [f"{100 * np.median([x for x, k in zip(err, kinds) if k == kind]):+.1f} %" if kind in kinds else "-"
-                 for kind in STEP_KINDS]
+        by_kind = median_by_kind(np.concatenate(err), kinds)
+        cells = [f"{100 * by_kind[kind]:+.1f} %" if kind in by_kind else "-" for kind in STEP_KINDS]
         print(f"| {label} | " + " | ".join(cells) + f" | {100 * (pred - real) / real:+.1f} % |")
+
 
 if __name__ == "__main__":
     main()

@@ -76,7 +76,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--kv-blocks", type=int, default=512, help="KV blocks of the engine while profiling")
     p.add_argument("--token-budget", type=int, default=512, help="max_num_batched_tokens")
     p.add_argument("--host-blocks", type=int, default=0,
-                   help="load the swap connector (idle) with this many host blocks: the cost swap runs pay")
+                   help="load the swap connector (idle) with this many host blocks, as swap and infercept runs do")
     p.set_defaults(fn=cmd_profile)
     v = sub.add_parser("validate", help="the same trace on real vLLM and in the simulator")
     v.add_argument("trace", nargs="?", help="JSONL trace (default: scaled mixed workload, see README)")

@@ -83,6 +83,7 @@ def run_validation(trace: list[RequestSpec], trace_note: str, profile: Path, out
     """Every policy and the plain trace, real (``repeats`` times) and simulated; writes the report files."""
     from real.validate import (
         compare_rows,
+        median_by_kind,
         plain,
         request_latency_s,
         simulate_ensemble,
@@ -116,9 +117,8 @@ def run_validation(trace: list[RequestSpec], trace_note: str, profile: Path, out
         sim_median, sim, sim_norms = simulate_ensemble(policy, specs, str(profile), window_s, engine)
         rows += compare_rows(label, reals, sim_median)
         signed = np.concatenate([e for e, _ in errs])
-        kinds = np.array([k for _, ks in errs for k in ks])
         e = np.abs(signed)
-        by_kind = {k: float(np.median(signed[kinds == k])) for k in STEP_KINDS if (kinds == k).any()}
+        by_kind = median_by_kind(signed, [k for _, ks in errs for k in ks])
         extra[label] = {"step_err_median": float(np.median(e)) if e.size else math.nan,
                         "step_err_p90": float(np.percentile(e, 90)) if e.size else math.nan,
                         "step_err_signed_by_kind": by_kind,

@@ -102,6 +102,12 @@ def step_kind(s: dict[str, Any]) -> str:
     return f"decode {s['num_decode']}" if s["num_decode"] < 4 else "decode 4+"
 
 
+def median_by_kind(errors: np.ndarray, kinds: list[str]) -> dict[str, float]:
+    """Median of ``errors`` per STEP_KINDS entry (kinds without steps left out)."""
+    k = np.asarray(kinds)
+    return {kind: float(np.median(errors[k == kind])) for kind in STEP_KINDS if (k == kind).any()}
+
+
 def step_time_errors(steps: list[dict[str, Any]], cost: FittedCostModel) -> tuple[np.ndarray, list[str]]:
     """(predicted - measured) / measured for every real step with tokens, from the shapes the engine ran, and
     each step's kind (``step_kind``)."""
