@@ -91,6 +91,7 @@ class FittedCostModel:
     max_context_tokens: int
     fit_max_query_tokens: int
     fit_max_decode_ctx_tokens: int
+    swap_overlap: bool = True  # the link copies beside the forward pass (GPU); False: copies add to the step
 
     def step_s(self, batch: BatchShape) -> float:
         """Duration of one forward pass (seconds) for ``batch``."""
@@ -161,6 +162,7 @@ class FittedCostModel:
             max_context_tokens=int(_get(m, "max_context_tokens", w)),
             fit_max_query_tokens=int(_get(p, "fit_range.max_query_tokens", w)),
             fit_max_decode_ctx_tokens=int(_get(p, "fit_range.max_decode_ctx_tokens", w)),
+            swap_overlap=bool(eng.get("swap_overlap", True)),
         )
 
 

@@ -7,7 +7,7 @@ I/O. Adding one = a class + a registry line + tests; ``sim/`` and ``real/`` need
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from core.cost import CostModel
@@ -81,13 +81,15 @@ class Preserve(_Fixed):
 
 
 class Swap(_Fixed):
-    """Swap the whole context out at the pause and back at resume, without a budget: forwarding waits for
-    the link (no overlap). Resumed requests are swapped in whole, oldest first, while GPU blocks last."""
+    """The paper's Swap baseline: the whole context out at the pause and back at resume, without a budget,
+    copied layer by layer beside the forward pass as the reference's swap path does (INFERCEPT.md §1.2,
+    §5.4): a step waits for max(copy, compute). Resumed requests are swapped in whole, oldest first, while
+    GPU blocks last."""
 
     name = "swap"
     action = KvAction.SWAP
     plans_steps = True
-    traits = PolicyTraits(pipelined_swap=False)
+    traits = PolicyTraits(pipelined_swap=True)
 
     def plan_step(self, state: EngineState) -> StepPlan:
         """Swap in every resumed request that fits, in FCFS order, stopping at the first that does not."""
@@ -105,10 +107,17 @@ class Swap(_Fixed):
         return math.inf
 
 
-def _min_waste(cost: CostModel, **options: Any) -> Policy:
+class SwapBlocking(Swap):
+    """Swap with no copy/compute overlap: a step waits for copy + compute (not one of the paper's five)."""
+
+    name = "swap_blocking"
+    traits = PolicyTraits(pipelined_swap=False)
+
+
+def _min_waste(cost: CostModel, tool_means_s: Mapping[str, float] | None = None, **options: Any) -> Policy:
     from core.min_waste import MinWaste
 
-    return MinWaste(cost, **options)
+    return MinWaste(cost, tool_means_s=tool_means_s, **options)
 
 
 POLICIES: dict[str, Callable[..., Policy]] = {
@@ -116,13 +125,38 @@ POLICIES: dict[str, Callable[..., Policy]] = {
     "improved_discard": lambda cost, **_: ImprovedDiscard(),
     "preserve": lambda cost, **_: Preserve(),
     "swap": lambda cost, **_: Swap(),
+    "swap_blocking": lambda cost, **_: SwapBlocking(),
     "infercept": _min_waste,
 }
-"""Policy name -> factory(cost_model, **options)."""
+"""Policy name -> factory(cost_model, tool_means_s=None, **options)."""
+
+POLICY_OPTIONS: dict[str, frozenset[str]] = {
+    "discard": frozenset(), "improved_discard": frozenset(), "preserve": frozenset(), "swap": frozenset(),
+    "swap_blocking": frozenset(),
+    "infercept": frozenset({"estimator", "budget", "chunk_fill", "swap", "pipelined", "preserve",
+                            "skip_short_pauses"}),
+}
+"""Policy name -> the ``policy_options`` keys it accepts."""
+
+PAPER_POLICIES = ("discard", "improved_discard", "preserve", "swap", "infercept")
+"""What ``--policies all`` means: the paper's five systems."""
 
 
-def make_policy(name: str, cost: CostModel, **options: Any) -> Policy:
-    """Build a registered policy; a clear error lists the names that exist."""
+def check_options(name: str, options: Mapping[str, Any]) -> None:
+    """Raise ValueError naming the policy and the first option key it does not accept."""
     if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}; expected one of {sorted(POLICIES)}")
-    return POLICIES[name](cost, **options)
+    for key in options:
+        if key not in POLICY_OPTIONS[name]:
+            accepted = ", ".join(sorted(POLICY_OPTIONS[name])) or "none"
+            raise ValueError(f"policy_options.{key}: policy {name!r} has no option {key!r} (it accepts: {accepted})")
+
+
+def make_policy(name: str, cost: CostModel, tool_means_s: Mapping[str, float] | None = None,
+                **options: Any) -> Policy:
+    """Build a registered policy; unknown names and options raise ValueError naming them.
+
+    ``tool_means_s``: mean interception time per tool label (augmentation kind) of the workload, for
+    estimators that use profiled durations; policies that do not need it ignore it."""
+    check_options(name, options)
+    return POLICIES[name](cost, tool_means_s=tool_means_s, **options)

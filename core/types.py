@@ -79,6 +79,7 @@ class ReqView:
     cpu_blocks: int
     paused_at_s: float  # when the current interception started (NaN if never paused)
     tool_s: float  # true duration of the current interception (only oracle estimators may use it)
+    tool_kind: str = ""  # label of the current interception's tool (its augmentation kind); "" if unknown
 
     @property
     def place(self) -> KvPlace:
@@ -101,6 +102,7 @@ class EngineState:
     gpu_blocks_short: int  # blocks the running requests need next step beyond what is free (0 if none)
     paused: tuple[ReqView, ...] = ()  # requests inside an interception
     swapped: tuple[ReqView, ...] = ()  # resumed requests waiting for their KV to come back
+    running_blocks_needed: int = 0  # new GPU blocks the running requests take next step (part of them free)
 
 
 @dataclass(frozen=True, slots=True)
