@@ -28,9 +28,13 @@ real: install-test
 test: real
 	$(BIN)/python -m pytest
 
+# Every figure the README quotes, as small tables under docs/results/ (see README, "Results"); long: both cores.
 bench: install
 	$(BIN)/python benchmarks/speed.py
 	$(BIN)/python benchmarks/knee.py
+	$(BIN)/python benchmarks/knee.py --duration-s 600
+	$(BIN)/python benchmarks/knee.py --batching v1
+	$(BIN)/python benchmarks/knee.py --model vicuna-13b --tp 2
 	$(BIN)/python -m benchmarks.ablation
 
 clean:

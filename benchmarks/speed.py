@@ -5,7 +5,7 @@
     model's maximum) on Llama3-70B TP=4 / A100-80GB, drained;
 plus how the simulation time grows with the number of requests and with output length.
 
-Usage: python benchmarks/speed.py [--quick] [--out benchmarks/results/speed.json]
+Usage: python benchmarks/speed.py [--quick] [--out docs/results/speed.json]
 Each process is pinned to one core with `taskset` when available; wall times are the median of --repeats.
 """
 
@@ -47,7 +47,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="one repeat, no scaling series")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "speed.json"))
+    ap.add_argument("--out", default=str(ROOT / "docs" / "results" / "speed.json"))
     args = ap.parse_args()
     repeats = 1 if args.quick else args.repeats
     tmp = Path(tempfile.mkdtemp(prefix="infercept-bench-"))
