@@ -43,6 +43,12 @@ class RequestRecord:
     resume_latency_s: list[float] = field(default_factory=list)
     recomputed_tokens: int = 0
     swapped_tokens: int = 0
+    # what happened to the KV during the interceptions that returned: kept whole on the GPU, dropped (by the
+    # policy, even after a partial swap-out), or moved (partly) to the CPU and not dropped
+    preserved_pauses: int = 0
+    discarded_pauses: int = 0
+    swapped_pauses: int = 0
+    pause_kv: str = ""  # the interception in progress: "" (kept so far), "swapped" or "discarded"
 
 
 class Metrics:
@@ -98,6 +104,7 @@ class Metrics:
         rec = self.requests[rid]
         rec.gen_tokens += gen_tokens
         rec.paused_at_s = t
+        rec.pause_kv = ""
         self._event(t, rid, "pause:" + action, gen_tokens)
 
     def resume(self, t: float, rid: str, returned_tokens: int) -> None:
@@ -107,16 +114,28 @@ class Metrics:
         rec.paused_at_s = math.nan
         rec.resumed_at_s = t
         rec.returned_tokens += returned_tokens
+        if rec.pause_kv == "discarded":
+            rec.discarded_pauses += 1
+        elif rec.pause_kv == "swapped":
+            rec.swapped_pauses += 1
+        else:
+            rec.preserved_pauses += 1
         self._event(t, rid, "resume", returned_tokens)
 
     def swap(self, t: float, rid: str, direction: str, tokens: int) -> None:
         """KV of ``tokens`` tokens moved ("swap_out" or "swap_in")."""
         if direction == "swap_out":
-            self.requests[rid].swapped_tokens += tokens
+            rec = self.requests[rid]
+            rec.swapped_tokens += tokens
+            if not math.isnan(rec.paused_at_s) and not rec.pause_kv:
+                rec.pause_kv = "swapped"
         self._event(t, rid, direction, tokens)
 
     def discard(self, t: float, rid: str, tokens: int) -> None:
         """A request's KV (``tokens`` tokens) was dropped: by the policy, or by preemption."""
+        rec = self.requests[rid]
+        if not math.isnan(rec.paused_at_s):
+            rec.pause_kv = "discarded"
         self._event(t, rid, "discard", tokens)
 
     def recompute(self, t: float, rid: str, tokens: int) -> None:
@@ -142,7 +161,7 @@ class Metrics:
     @property
     def steps(self) -> dict[str, np.ndarray]:
         """Per-step samples as columns (STEP_COLUMNS -> float array)."""
-        if len(self._steps.get("start_s", ())) != len(self.step_rows):
+        if not self._steps or len(self._steps["start_s"]) != len(self.step_rows):
             table = np.asarray(self.step_rows, dtype=np.float64).reshape(-1, len(STEP_COLUMNS))
             self._steps = {c: table[:, i].copy() for i, c in enumerate(STEP_COLUMNS)}
         return self._steps

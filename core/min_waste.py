@@ -1,55 +1,38 @@
-"""InferCept's min-waste interception (INFERCEPT.md §2): waste equations, swap budget, chunked recompute.
+"""InferCept's min-waste interception policy (INFERCEPT.md §2.4-2.9), every technique an option.
 
-Waste is in token-seconds (memory x time divided by the KV bytes per token M, as the reference code does).
-Every technique is an option of this one policy, so the paper's ablation is a set of flags:
+Options (``policy_options.*``), each changing one thing, so the paper's ablation is a set of flags:
 
-- ``estimator``: "elapsed" (the paper: T_INT is estimated as the time elapsed since the pause) or "oracle"
-  (the released code: the true remaining time of the interception);
-- ``chunk_fill``: chunked recomputation and chunk-and-fill batching up to S (Eq. 4); off: Eq. 1;
-- ``swap``: budgeted swap, given to the requests with the largest waste first (§2.4-2.5);
-- ``pipelined``: swaps overlap the forward pass (only the excess over the step stalls);
-- ``preserve``: may keep a paused request's KV on the GPU (off: discard whatever is not swapped).
+- ``estimator``: T_INT of Eq. 2, "paper" (profiled means for math/qa/ve, elapsed time for the others),
+  "elapsed" or "oracle" (the released code) — see core/waste.py;
+- ``budget``: the per-step swap budget N, "step" (the paper: T_swap(N) = T_fwd(B) of the step's own query
+  tokens B, so the copy hides behind it) or "saturated" (T_fwd(S) on every step);
+- ``chunk_fill``: chunked recomputation (Eq. 4); off: a recompute runs whole in one pass (Eq. 1); the
+  chunk-and-fill batching up to S is kept either way;
+- ``swap``: the swap option at all;
+- ``pipelined``: swaps overlap the forward pass within the budget; off: the paper's unpipelined swap — whole
+  contexts, no budget, chosen when Eq. 3's waste is the smallest of the three, the copy stalls the step;
+- ``preserve``: may keep a paused request's KV on the GPU (off: discard whatever is not swapped);
+- ``skip_short_pauses``: spend no link time on a pause expected (by the estimator) to return before its
+  swap round trip 2*T_swap(C) completes (off, as the paper's algorithm: leftover budget goes to any pause).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from core.cost import CostModel
 from core.types import EMPTY_PLAN, EngineState, KvAction, PolicyTraits, ReqView, StepPlan
+from core.waste import (
+    Estimator,
+    blocking_swap_waste,
+    chunked_discard_waste,
+    discard_waste,
+    preserve_waste,
+    swap_budget_tokens,
+)
 
-
-def preserve_waste(t_int_s: float, ctx_tokens: float) -> float:
-    """Eq. 2: WastePreserve = T_INT * C (token-seconds)."""
-    return t_int_s * ctx_tokens
-
-
-def discard_waste(cost: CostModel, ctx_tokens: float, other_tokens: float) -> float:
-    """Eq. 1: the whole context recomputed in one pass; it and every other running token wait T_fwd(C)."""
-    t = cost.fwd_s(ctx_tokens)
-    return t * ctx_tokens + t * other_tokens
-
-
-def chunked_discard_waste(cost: CostModel, ctx_tokens: int, running_query_tokens: int,
-                          running_gpu_tokens: int) -> float:
-    """Eq. 4 in the discrete form of the released code (INFERCEPT.md §2.10), token-seconds.
-
-    The context is recomputed in chunks of c = max(S - R, 1) tokens piggy-backed on decode iterations of
-    T_fwd(S); the request's own rebuilt context grows chunk by chunk (first term), and each chunk lengthens
-    an iteration by its marginal time a*c for the Rb running tokens (second and third terms).
-    """
-    s = cost.saturation_tokens
-    chunk = max(s - running_query_tokens, 1)
-    n = max(math.ceil(ctx_tokens / chunk) - 1, 0)
-    last = ctx_tokens % chunk
-    a = cost.fwd_s(1) - cost.fwd_s(0)
-    return (cost.fwd_s(s) * chunk * n * (n + 1) / 2 + a * chunk * n * running_gpu_tokens
-            + a * last * (running_gpu_tokens + last))
-
-
-def swap_budget_tokens(cost: CostModel) -> int:
-    """N: tokens of KV the link moves during one saturated step, T_swap(N) = T_fwd(S) (§2.5)."""
-    return cost.swap_tokens_in(cost.fwd_s(cost.saturation_tokens))
+BUDGETS = ("step", "saturated")
 
 
 class MinWaste:
@@ -58,59 +41,92 @@ class MinWaste:
     name = "infercept"
     plans_steps = True
 
-    def __init__(self, cost: CostModel, estimator: str = "elapsed", chunk_fill: bool = True,
-                 swap: bool = True, pipelined: bool = True, preserve: bool = True) -> None:
-        if estimator not in ("elapsed", "oracle"):
-            raise ValueError(f"policy option estimator={estimator!r}: expected 'elapsed' or 'oracle'")
+    def __init__(self, cost: CostModel, tool_means_s: Mapping[str, float] | None = None,
+                 estimator: str = "paper", budget: str = "step", chunk_fill: bool = True, swap: bool = True,
+                 pipelined: bool = True, preserve: bool = True, skip_short_pauses: bool = False) -> None:
+        if budget not in BUDGETS:
+            raise ValueError(f"policy option budget={budget!r}: expected one of {BUDGETS}")
+        flags = {"chunk_fill": chunk_fill, "swap": swap, "pipelined": pipelined, "preserve": preserve,
+                 "skip_short_pauses": skip_short_pauses}
+        for key, value in flags.items():
+            if not isinstance(value, bool):
+                raise ValueError(f"policy option {key}={value!r}: expected true or false")  # noqa: TRY004
         self.cost = cost
-        self.estimator = estimator
-        self.chunk_fill, self.swap, self.preserve = chunk_fill, swap, preserve
-        self.traits = PolicyTraits(resume_to_front=True, chunk_fill=chunk_fill, pipelined_swap=pipelined)
-        self.budget_blocks = swap_budget_tokens(cost) // cost.block_size_tokens
+        self.est = Estimator(estimator, tool_means_s)
+        self.estimator, self.budget = estimator, budget
+        self.chunk_fill, self.swap, self.pipelined, self.preserve = chunk_fill, swap, pipelined, preserve
+        self.skip_short = skip_short_pauses
+        self.traits = PolicyTraits(resume_to_front=True, chunk_fill=True, pipelined_swap=pipelined,
+                                   chunk_recompute=chunk_fill)
+        self.saturated_blocks = swap_budget_tokens(cost) // cost.block_size_tokens
 
-    def t_int_s(self, req: ReqView, now_s: float) -> float:
-        """The interception time that Eq. 2 charges: elapsed so far, or the oracle's remaining time."""
-        elapsed = max(now_s - req.paused_at_s, 0.0)
-        return elapsed if self.estimator == "elapsed" else max(req.tool_s - elapsed, 0.0)
+    # ---------- the quantities of the equations ----------
+    def budget_blocks(self, state: EngineState) -> int:
+        """N of this step in blocks (0 without a pipelined swap): sized to T_fwd(B), B = the query tokens
+        the step is expected to carry (running ones plus what waiting requests could add, capped at S)."""
+        if not (self.swap and self.pipelined):
+            return 0
+        if self.budget == "saturated":
+            return self.saturated_blocks
+        b = min(state.running_query_tokens + state.waiting_query_tokens, self.cost.saturation_tokens)
+        return swap_budget_tokens(self.cost, b) // self.cost.block_size_tokens
 
     def gpu_tokens(self, req: ReqView) -> int:
         """Tokens of ``req``'s KV that sit on the GPU (a partial swap-out leaves the first blocks)."""
         return min(req.computed_tokens, req.gpu_blocks * self.cost.block_size_tokens)
 
     def wastes(self, req: ReqView, state: EngineState) -> tuple[float, float]:
-        """(WastePreserve, WasteDiscard) of ``req`` now, token-seconds."""
-        c = self.gpu_tokens(req)
-        wp = preserve_waste(self.t_int_s(req, state.now_s), c) if self.preserve else math.inf
+        """(WastePreserve, WasteDiscard) of ``req`` now, token-seconds. Preserving idles the GPU part; a
+        discard drops the whole computed context, CPU part included, so WD is over all of it."""
+        wp = preserve_waste(self.est.t_int_s(req, state.now_s), self.gpu_tokens(req)) if self.preserve else math.inf
+        c = req.computed_tokens
         if self.chunk_fill:
             wd = chunked_discard_waste(self.cost, c, state.running_query_tokens, state.running_gpu_tokens)
         else:
             wd = discard_waste(self.cost, c, state.running_gpu_tokens)
         return wp, wd
 
+    def round_trip_s(self, req: ReqView) -> float:
+        """Link time to swap ``req``'s whole context out and back."""
+        return 2 * self.cost.swap_s(req.computed_tokens)
+
+    def skips(self, req: ReqView, state: EngineState) -> bool:
+        """skip_short_pauses: a pause not yet swapped that is expected back before its swap round trip."""
+        return (self.skip_short and not req.cpu_blocks
+                and self.est.t_int_s(req, state.now_s) < self.round_trip_s(req))
+
+    # ---------- decisions ----------
     def on_pause(self, req: ReqView, state: EngineState) -> KvAction:
         """Keep the KV for now; plan_step decides every step from then on."""
         return KvAction.PRESERVE
 
     def plan_step(self, state: EngineState) -> StepPlan:
-        """Swap-in resumed requests, then rank paused GPU requests by min(WP, WD) descending: the head gets
-        the swap-out budget, the rest is discarded if WD < WP, else kept; under memory pressure preserved
-        requests are discarded, cheapest WD first, until the shortage is covered."""
-        budget = self.budget_blocks if self.swap else 0
+        """Swap in resumed requests (oldest first, within the budget and the GPU blocks the running requests
+        do not need next step), then rank paused GPU requests by min(WP, WD) descending: the head gets the
+        swap-out budget (CPU blocks freed by this step's swap-ins count), the rest is discarded if WD < WP,
+        else kept; under memory pressure kept requests are discarded, cheapest WD first, until the shortage
+        is covered. Unpipelined: whole swaps, for requests whose Eq. 3 waste is the smallest."""
+        budget = self.budget_blocks(state)
+        room = max(state.free_gpu_blocks - state.running_blocks_needed, 0)
         ins: list[tuple[str, int]] = []
-        if state.swapped and budget:
-            free_gpu = state.free_gpu_blocks
+        if self.swap:
             for r in sorted(state.swapped, key=_by_ticket):
-                n = min(r.cpu_blocks, budget, free_gpu)
-                if n <= 0:
+                n = min(r.cpu_blocks, budget, room) if self.pipelined else r.cpu_blocks
+                if n <= 0 or n > room:
                     break
                 ins.append((r.rid, n))
-                budget, free_gpu = budget - n, free_gpu - n
-        scored = sorted(((self.wastes(r, state), r) for r in state.paused if r.gpu_blocks), key=_by_waste)
+                budget, room = budget - n, room - n
         free_cpu = state.free_cpu_blocks + sum(n for _, n in ins)
         short = state.gpu_blocks_short
         outs, discards, kept = [], [], []
-        for (wp, wd), r in scored:
-            n = min(r.gpu_blocks, budget, free_cpu)
+        for (wp, wd), r in sorted(((self.wastes(r, state), r) for r in state.paused if r.gpu_blocks),
+                                  key=_by_waste):
+            n = 0
+            if self.pipelined and not self.skips(r, state):
+                n = min(r.gpu_blocks, budget, free_cpu)
+            elif self.swap and not self.pipelined and r.gpu_blocks <= free_cpu:
+                ws = blocking_swap_waste(self.cost, r.computed_tokens, state.running_gpu_tokens)
+                n = r.gpu_blocks if ws < min(wp, wd) else 0
             if n > 0:
                 outs.append((r.rid, n))
                 budget, free_cpu, short = budget - n, free_cpu - n, short - n
@@ -119,27 +135,29 @@ class MinWaste:
                 short -= r.gpu_blocks
             else:
                 kept.append((wd, r))
-        if short > 0:
-            for _, r in sorted(kept, key=_by_cost):
-                if short <= 0:
-                    break
-                discards.append(r.rid)
-                short -= r.gpu_blocks
+        for wd, r in sorted(kept, key=_by_cost):
+            if short <= 0:
+                break
+            discards.append(r.rid)
+            short -= r.gpu_blocks
         if not (ins or outs or discards):
             return EMPTY_PLAN
         return StepPlan(swap_out=tuple(outs), swap_in=tuple(ins), discard=tuple(discards))
 
     def next_decision_at(self, state: EngineState) -> float:
-        """After an empty plan: the earliest time a kept request's WP reaches its WD (closed form under the
-        elapsed estimator: WP grows linearly, WD only grows with the running context); inf for the oracle
-        (the remaining time only shrinks)."""
-        if self.estimator == "oracle" or not self.preserve:
-            return math.inf
+        """After an empty plan: the earliest time a kept request's decision can change by time alone — its
+        WP reaching its WD, or (skip_short_pauses) its elapsed time reaching its swap round trip — for the
+        requests whose estimate grows with time (the elapsed rule; WD only grows with the running context).
+        Estimates that only shrink (profiled means, the oracle) never turn a kept request into a discard."""
         t = math.inf
         for r in state.paused:
             c = self.gpu_tokens(r)
-            if c:
+            if not c or not self.est.grows(r):
+                continue
+            if self.preserve:
                 t = min(t, r.paused_at_s + self.wastes(r, state)[1] / c)
+            if self.skip_short and not r.cpu_blocks:
+                t = min(t, r.paused_at_s + self.round_trip_s(r))
         return t
 
 

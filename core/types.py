@@ -103,6 +103,7 @@ class EngineState:
     paused: tuple[ReqView, ...] = ()  # requests inside an interception
     swapped: tuple[ReqView, ...] = ()  # resumed requests waiting for their KV to come back
     running_blocks_needed: int = 0  # new GPU blocks the running requests take next step (part of them free)
+    waiting_query_tokens: int = 0  # tokens waiting requests still have to compute (summed; may stop past S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,4 +129,5 @@ class PolicyTraits:
 
     resume_to_front: bool = True  # a discarded request keeps its arrival order when it resumes
     chunk_fill: bool = False  # chunk-and-fill up to the saturation point S, whatever the run's batching
+    chunk_recompute: bool = True  # recomputation is chunked like any prefill; False: a recompute runs whole
     pipelined_swap: bool = False  # swaps overlap the forward pass; only the excess stalls

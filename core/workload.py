@@ -191,3 +191,19 @@ def make_workload(workload: str, rate_rps: float, duration_s: float, seed: int,
 
 def _plain(row: tuple[int, int]) -> tuple[int, tuple[Segment, ...], str]:
     return row[0], (Segment(row[1]),), "plain"
+
+
+def tool_means_s(workload: str, specs: list[RequestSpec]) -> dict[str, float]:
+    """Mean interception time per tool label (augmentation kind), for estimators that use profiled
+    durations: the generator's per-type statistics for "mixed" and the six kinds (a tool call's mean; the
+    human turns of image/tts are labelled with the request's kind too, but those kinds use the elapsed time),
+    otherwise the workload's own per-kind means over its interceptions."""
+    if workload == "mixed" or workload in KINDS:
+        return {k: KIND_STATS[k].tool_s.mean for k in KINDS}
+    sums: dict[str, list[float]] = {}
+    for spec in specs:
+        for seg in spec.segments[:-1]:
+            acc = sums.setdefault(seg.kind or spec.kind, [0.0, 0.0])
+            acc[0] += seg.tool_s
+            acc[1] += 1
+    return {k: total / n for k, (total, n) in sorted(sums.items())}

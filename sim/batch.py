@@ -38,10 +38,10 @@ class BatchForming(EngineQueues):
     mode: str
     budget: int
 
-    def _short_blocks(self) -> int:
-        need = self.group.blocks_needed_now() + sum(
+    def _blocks_needed(self) -> int:
+        """New GPU blocks the running requests take next step (decoders, and partials' whole pendings)."""
+        return self.group.blocks_needed_now() + sum(
             r.blocks_for(r.computed + r.pending, self.bs) for r in self.partials)
-        return max(need - self.pool.gpu_free, 0)
 
     def _form(self, now: float) -> Step:
         step = Step()
@@ -61,18 +61,21 @@ class BatchForming(EngineQueues):
         left = self.budget - len(self.group.members)
         if self.mode == "fill":
             left = max(left, self.bs)
-        step.chunks = self._fit([(r, r.pending) for r in partials], left, whole=False)
+        step.chunks = self._fit([(r, r.pending) for r in partials], left, whole=False,
+                                whole_redo=self.mode == "fill" and not self.policy.traits.chunk_recompute)
         self._make_room(step, now)
         if not step.preempted:  # vLLM v1 admits no waiting request in a step that preempted one
             self._admit(step, left - _tokens(step.chunks), now, whole=False)
         return step
 
     @staticmethod
-    def _fit(cands: list[tuple[Req, int]], left: int, whole: bool) -> list[tuple[Req, int]]:
-        """Chunks that fit the token budget in order; ``whole``: only whole pendings (v0)."""
+    def _fit(cands: list[tuple[Req, int]], left: int, whole: bool, whole_redo: bool = False,
+             ) -> list[tuple[Req, int]]:
+        """Chunks that fit the token budget in order; ``whole``: only whole pendings (v0); ``whole_redo``:
+        a recomputing request runs its whole pending in one pass while any budget is left (Eq. 1)."""
         out: list[tuple[Req, int]] = []
         for r, q in cands:
-            q = min(q, left)
+            q = q if whole_redo and left > 0 and r.ever_computed > r.computed else min(q, left)
             if q <= 0 or (whole and q < r.pending):
                 continue
             out.append((r, q))
@@ -128,9 +131,10 @@ class BatchForming(EngineQueues):
             left -= q
         if self.holding:
             return
+        whole_redo = self.mode == "fill" and not self.policy.traits.chunk_recompute
         while self.waiting and left > 0 and len(self.running) < self.cost.max_num_seqs:
             r = self.waiting[0][1]
-            q = min(r.pending, left)
+            q = r.pending if whole_redo and r.ever_computed > r.computed else min(r.pending, left)
             if whole and q < r.pending:
                 break
             need = r.blocks_for(r.computed + q, self.bs)

@@ -47,12 +47,15 @@ class Engine(BatchForming):
         self.duration_s, self.drain, self.jump, self.check_blocks = duration_s, drain, jump, check
         self.a_ctx = cost.per_decode_ctx_token_s
         self.warned = False
+        self.num_generated = 0  # tokens sampled so far (the invariant: every one is credited to a request)
 
     # ---------- the process ----------
     def run(self) -> Generator[simpy.events.Event, Any, None]:
         """The SimPy process: loops until every request is done (drain) or the window closes."""
         env, policy, cost = self.env, self.policy, self.cost
-        plans, pipelined, n_specs = policy.plans_steps, policy.traits.pipelined_swap, len(self.specs)
+        plans, n_specs = policy.plans_steps, len(self.specs)
+        # a pipelined swap hides behind the forward pass only where the link copies beside it
+        pipelined = policy.traits.pipelined_swap and cost.swap_overlap
         n_iter, replanned_at = 0, -1.0
         while True:
             now = env.now
@@ -66,7 +69,7 @@ class Engine(BatchForming):
             self.pending_swap_tokens = 0
             state, acted = None, False
             if plans and (self.paused_gpu or self.swapped):
-                state = self.state(now, self._short_blocks())
+                state = self.state(now, self._blocks_needed(), cost.saturation_tokens)
                 plan = policy.plan_step(state)
                 if not plan.empty:
                     moved += self.apply(plan, now)
@@ -147,6 +150,7 @@ class Engine(BatchForming):
     # ---------- after the step ----------
     def _complete(self, step: Step, k: int, t: float) -> None:
         if step.decode:
+            self.num_generated += k * len(self.group.members)
             self.group.advance(k)
         for r, n in step.redo:
             self.m.recompute(t, r.rid, n)
@@ -156,6 +160,7 @@ class Engine(BatchForming):
             if r.computed == r.num_tokens:
                 r.num_tokens += 1
                 r.gen_in_seg += 1
+                self.num_generated += 1
                 self.m.token(t, r.rid)
                 if r.gen_in_seg >= r.segment.gen_tokens:
                     self.end_segment(r, t)
@@ -194,8 +199,11 @@ class Engine(BatchForming):
                     redo_s, waste, 0.0)
 
     def _close(self) -> None:
-        """End of the run: write in-flight requests' partial progress into the metrics."""
+        """End of the run: credit the tokens of every unfinished request's segment in progress, wherever it
+        sits (running, waiting after a preemption, resumed and holding its KV, swapped); a paused request's
+        were credited at its pause."""
         for r in list(self.group.members.values()):
             self.group.leave(r)
-        for r in self.running:
-            self.m.progress(r.rid, r.gen_in_seg)
+        for r in self.running + self.holding + [r for _, r in self.waiting] + list(self.swapped.values()):
+            if r.gen_in_seg:
+                self.m.progress(r.rid, r.gen_in_seg)

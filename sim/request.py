@@ -72,5 +72,5 @@ class Req:
         if self.view is None:
             seg = self.segment
             self.view = ReqView(self.rid, self.ticket, self.kind, self.status, self.num_tokens, self.computed,
-                                self.gpu_blocks, self.cpu_blocks, self.paused_at, seg.tool_s)
+                                self.gpu_blocks, self.cpu_blocks, self.paused_at, seg.tool_s, seg.kind)
         return self.view

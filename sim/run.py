@@ -12,7 +12,7 @@ from core.cost import FittedCostModel, profile_path
 from core.metrics import Metrics
 from core.policy import make_policy
 from core.types import RequestSpec
-from core.workload import make_workload
+from core.workload import make_workload, tool_means_s
 from sim.engine import Engine
 
 
@@ -36,7 +36,7 @@ def simulate(cfg: RunConfig, specs: list[RequestSpec] | None = None, cost: Fitte
     notes: dict[str, int] = {}
     if specs is None:
         specs, notes = build_workload(cfg, cost)
-    policy = make_policy(cfg.policy, cost, **cfg.policy_options)
+    policy = make_policy(cfg.policy, cost, tool_means_s(cfg.workload, specs), **cfg.policy_options)
     metrics = Metrics(cfg.duration_s, cost.gpu_kv_blocks)
     metrics.notes.update(notes)
     env = simpy.Environment()

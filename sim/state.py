@@ -198,23 +198,27 @@ class EngineQueues:
         return moved
 
     def apply(self, plan: StepPlan, t: float) -> int:
-        """Apply a policy's plan; return the tokens it moves over the link. Bad entries raise ValueError."""
+        """Apply a policy's plan — discards, then swap-ins, then swap-outs (a step's swap-outs may use the
+        CPU blocks its swap-ins free, §2.5) — and return the tokens it moves over the link. An entry that
+        the pools or the request cannot honour raises ValueError naming the policy, request and counts."""
         moved = 0
         for rid in plan.discard:
             r = self.paused.get(rid)
             if r is None:
                 raise ValueError(f"policy {self.policy.name}: discard of {rid!r}, which is not paused")
             self.discard(r, t)
-        for rid, n in plan.swap_out:
-            r = self.paused.get(rid)
-            if r is None or not 0 < n <= r.gpu_blocks or not self.pool.can_allocate_cpu(n):
-                raise ValueError(f"policy {self.policy.name}: cannot swap out {n} blocks of {rid!r}")
-            moved += self.swap_out(r, n, t)
         for rid, n in plan.swap_in:
             r = self.swapped.get(rid) or self.paused.get(rid)
             if r is None or not 0 < n <= r.cpu_blocks or not self.pool.can_allocate_gpu(n):
-                raise ValueError(f"policy {self.policy.name}: cannot swap in {n} blocks of {rid!r}")
+                raise ValueError(f"policy {self.policy.name}: cannot swap in {n} blocks of {rid!r} "
+                                 f"({self.pool.gpu_free} GPU blocks free)")
             moved += self.swap_in(r, n, t)
+        for rid, n in plan.swap_out:
+            r = self.paused.get(rid)
+            if r is None or not 0 < n <= r.gpu_blocks or not self.pool.can_allocate_cpu(n):
+                raise ValueError(f"policy {self.policy.name}: cannot swap out {n} blocks of {rid!r} "
+                                 f"({self.pool.cpu_free} CPU blocks free)")
+            moved += self.swap_out(r, n, t)
         return moved
 
     def preempt(self, r: Req, t: float) -> None:
@@ -235,17 +239,26 @@ class EngineQueues:
         bisect.insort(self.waiting, (r.ticket, r))
 
     # ---------- what the policy sees ----------
-    def state(self, t: float, short_blocks: int = 0) -> EngineState:
-        """A snapshot for the policy (views of paused-on-GPU and swapped requests, cached per request)."""
+    def state(self, t: float, blocks_needed: int = 0, waiting_cap_tokens: int = 0) -> EngineState:
+        """A snapshot for the policy (views of paused-on-GPU and swapped requests, cached per request).
+        ``blocks_needed``: new blocks the running requests take next step; the waiting requests' pending
+        tokens are summed until they reach ``waiting_cap_tokens``."""
         tokens = computed = 0
         for r in self.partials:
             tokens += r.num_tokens
             computed += r.computed
-        group = self.group
-        # fields in EngineState's order: now, block size, free GPU / CPU blocks, R, Rb, short, paused, swapped
-        return EngineState(t, self.bs, self.pool.gpu_free, self.pool.cpu_free,
-                           len(group.members) + tokens - computed, group.ctx_tokens + computed, short_blocks,
-                           tuple(self.paused_views.values()), tuple(self.swapped_views.values()))
+        waiting = 0
+        for _, r in self.waiting:
+            if waiting >= waiting_cap_tokens:
+                break
+            waiting += r.pending
+        group, free = self.group, self.pool.gpu_free
+        # fields in EngineState's order: now, block size, free GPU / CPU blocks, R, Rb, short, paused, swapped,
+        # running blocks needed, waiting query tokens
+        return EngineState(t, self.bs, free, self.pool.cpu_free,
+                           len(group.members) + tokens - computed, group.ctx_tokens + computed,
+                           max(blocks_needed - free, 0), tuple(self.paused_views.values()),
+                           tuple(self.swapped_views.values()), blocks_needed, waiting)
 
     def next_return_at(self) -> float:
         """When the next interception returns (inf if none is running)."""

@@ -17,7 +17,7 @@ from core.types import RequestSpec, Segment
 from sim.decoders import DecodeGroup
 from sim.engine import Engine
 from sim.request import Req
-from sim.run import simulate
+from sim.run import load_cost, simulate
 
 
 def run(specs, policy: str, batching: str = "v1", cost=None, jump: bool = True, **opts) -> Metrics:
@@ -64,14 +64,21 @@ def test_discard_recomputes_the_whole_context(policy: str) -> None:
     assert rec.finish_s == pytest.approx(1.0402 + 0.0213 + 0.0101)
 
 
-def test_swap_moves_the_context_out_and_back_unoverlapped() -> None:
-    m = run(TOOL, "swap")
+@pytest.mark.parametrize(("policy", "resume_s"), [("swap", 0.102), ("swap_blocking", 0.102 + 0.0111)])
+def test_swap_moves_the_context_out_and_back(policy: str, resume_s: float) -> None:
+    m = run(TOOL, policy)
     rec = m.requests["a"]
     assert rec.swapped_tokens == 102 and rec.recomputed_tokens == 0
-    # swap-in of 102 tokens (0.102 s) stalls the resume step (0.0111 s of compute)
-    assert rec.resume_latency_s == [pytest.approx(0.102 + 0.0111)]
+    # the swap-in of 102 tokens (0.102 s) rides the resume step (0.0111 s of compute): the paper's swap
+    # copies layer by layer beside it (max of the two), swap_blocking waits for the copy, then computes
+    assert rec.resume_latency_s == [pytest.approx(resume_s)]
     kinds = [e for _, rid, e, v in m.events if e.startswith("swap")]
     assert kinds == ["swap_out", "swap_in"]
+
+
+def test_without_overlap_the_link_adds_to_the_step() -> None:
+    m = run(TOOL, "swap", cost=make_cost(swap_overlap=False))  # engine.swap_overlap = false (the CPU build)
+    assert m.requests["a"].resume_latency_s == [pytest.approx(0.102 + 0.0111)]
 
 
 def test_preemption_under_memory_pressure_takes_the_newest() -> None:
@@ -133,8 +140,11 @@ def test_infercept_options_are_the_ablation() -> None:
     no_swap = summarize(simulate(RunConfig(**{**base.to_dict(), "policy_options": {"swap": False}})))["overall"]
     assert full["swapped_tokens"] > 0 and no_swap["swapped_tokens"] == 0
     no_chunk = simulate(RunConfig(**{**base.to_dict(), "policy_options": {"chunk_fill": False}}))
-    # without chunk-and-fill the run's batching (v0) applies: steps either prefill or decode
-    assert all(not (n and p) for n, p in zip(no_chunk.steps["num_decode"], no_chunk.steps["prefill_tokens"]))
+    s = 384  # GPT-J profile's saturation point
+    # chunked recomputation off changes only that: a recompute runs whole (steps past S), and the batching
+    # stays chunk-and-fill (decodes and prefill chunks in one step), unlike the run's v0 batching
+    assert max(no_chunk.steps["prefill_tokens"]) > s >= max(simulate(base).steps["prefill_tokens"])
+    assert any(n and p for n, p in zip(no_chunk.steps["num_decode"], no_chunk.steps["prefill_tokens"]))
     oracle = summarize(simulate(RunConfig(**{**base.to_dict(), "policy_options": {"estimator": "oracle"}})))
     assert oracle["overall"] != full
 
@@ -232,3 +242,15 @@ def test_v1_admits_nothing_in_a_step_that_preempts() -> None:
     assert step.preempted and [(r.rid, q) for r, q in step.chunks] == []  # b went; its 3 blocks freed 2 spare
     assert [r.rid for _, r in eng.waiting] == ["r", "b"] and eng.pool.gpu_free == 2
     assert [(r.rid, q) for r, q in eng._form(0.06).chunks] == [("r", 10)]  # admitted in the next step
+
+
+@pytest.mark.parametrize("budget", ["step", "saturated"])
+def test_swap_outs_use_the_cpu_blocks_swap_ins_free_when_the_host_is_full(budget: str) -> None:
+    # ~3 GB of host swap (a few hundred blocks) and a multi-block budget: the host fills up, and a step's
+    # swap-outs then rely on the blocks its swap-ins free (the plan counts them; apply must honour it)
+    cfg = RunConfig(policy="infercept", rate_rps=4.0, duration_s=60.0, seed=0,
+                    policy_options={"budget": budget}, engine={"cpu_swap_bytes": 3_000_000_000})
+    m = simulate(cfg)
+    cpu = m.steps["cpu_used_blocks"]
+    assert max(cpu) == load_cost(cfg).cpu_kv_blocks  # the host pool was full
+    assert summarize(m)["overall"]["swapped_tokens"] > 0

@@ -7,7 +7,17 @@ import math
 import pytest
 from conftest import make_cost
 
-from core.policy import POLICIES, Discard, ImprovedDiscard, Preserve, Swap, make_policy
+from core.policy import (
+    PAPER_POLICIES,
+    POLICIES,
+    Discard,
+    ImprovedDiscard,
+    Preserve,
+    Swap,
+    SwapBlocking,
+    check_options,
+    make_policy,
+)
 from core.types import EngineState, KvAction, ReqView, Status
 
 
@@ -25,7 +35,9 @@ def test_fixed_policies() -> None:
     assert Discard().on_pause(v, st) is KvAction.DISCARD and not Discard().traits.resume_to_front
     assert ImprovedDiscard().on_pause(v, st) is KvAction.DISCARD and ImprovedDiscard().traits.resume_to_front
     assert Preserve().on_pause(v, st) is KvAction.PRESERVE
-    assert Swap().on_pause(v, st) is KvAction.SWAP and not Swap().traits.pipelined_swap
+    # the paper's swap copies beside the forward pass (per-layer pipeline); swap_blocking does not
+    assert Swap().on_pause(v, st) is KvAction.SWAP and Swap().traits.pipelined_swap
+    assert SwapBlocking().on_pause(v, st) is KvAction.SWAP and not SwapBlocking().traits.pipelined_swap
     for p in (Discard(), ImprovedDiscard(), Preserve()):
         assert p.plan_step(st).empty and math.isinf(p.next_decision_at(st))
 
@@ -39,7 +51,12 @@ def test_swap_brings_back_whole_requests_in_fcfs_order() -> None:
 
 
 def test_registry() -> None:
-    assert set(POLICIES) == {"discard", "improved_discard", "preserve", "swap", "infercept"}
+    assert set(POLICIES) == {"discard", "improved_discard", "preserve", "swap", "swap_blocking", "infercept"}
+    assert PAPER_POLICIES == ("discard", "improved_discard", "preserve", "swap", "infercept")
     assert make_policy("infercept", make_cost(), estimator="oracle").estimator == "oracle"
     with pytest.raises(ValueError, match="unknown policy 'lru'"):
         make_policy("lru", make_cost())
+    with pytest.raises(ValueError, match="policy_options.estimtor: policy 'infercept' has no option"):
+        make_policy("infercept", make_cost(), estimtor="oracle")
+    with pytest.raises(ValueError, match="policy 'preserve' has no option 'swap'"):
+        check_options("preserve", {"swap": False})
