@@ -20,8 +20,9 @@ import numpy as np
 
 from core.cost import FittedCostModel
 from core.trace_io import read_jsonl
+from experiments.ensemble import simulate_ensemble
+from experiments.fidelity import STEP_KINDS, compare_rows, median_by_kind, plain, step_time_errors
 from real.collect import read_engine_log
-from real.validate import STEP_KINDS, compare_rows, median_by_kind, plain, simulate_ensemble, step_time_errors
 
 LABELS = ("discard", "improved_discard", "preserve", "swap", "infercept", "plain")
 

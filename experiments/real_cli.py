@@ -32,6 +32,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
     """Real vs simulated, every policy and the plain trace; report, validation.csv, scatter plot."""
     from core.trace_io import write_jsonl
     from experiments.cli import _policies, git_revision
+    from experiments.fidelity import TraceScale
     from experiments.validation import (
         MODELS_DIR,
         load_trace,
@@ -41,7 +42,6 @@ def cmd_validate(args: argparse.Namespace) -> None:
         settings_for,
     )
     from real.driver import check_trace
-    from real.validate import TraceScale
 
     _need_vllm()
     if args.repeats < 1:

@@ -18,7 +18,8 @@ import numpy as np
 from core.cost import FittedCostModel
 from core.trace_io import atomic_write_text, read_jsonl
 from core.types import RequestSpec
-from real.validate import SPEED_SCALES, STEP_KINDS
+from experiments.ensemble import SPEED_SCALES
+from experiments.fidelity import STEP_KINDS
 
 MODELS_DIR = Path("results/models")
 """Where the random-weight checkpoints are written (once per size)."""
@@ -81,12 +82,12 @@ def _real_run(settings: Any, policy: str, specs: list[RequestSpec], window_s: fl
 def run_validation(trace: list[RequestSpec], trace_note: str, profile: Path, out: Path, repeats: int,
                    policies: tuple[str, ...], settings: Any, vocab: int, window_s: float) -> list[dict[str, Any]]:
     """Every policy and the plain trace, real (``repeats`` times) and simulated; writes the report files."""
-    from real.validate import (
+    from experiments.ensemble import simulate_ensemble
+    from experiments.fidelity import (
         compare_rows,
         median_by_kind,
         plain,
         request_latency_s,
-        simulate_ensemble,
         step_time_errors,
         summary_of,
     )
@@ -195,7 +196,7 @@ def _scatter_plot(path: Path, scatter: dict[str, tuple[list[float], list[float]]
 
 def load_trace(path: str | None, scale: Any, max_context_tokens: int) -> tuple[list[RequestSpec], str]:
     """The trace to validate on, and a sentence describing it."""
-    from real.validate import default_trace
+    from experiments.fidelity import default_trace
 
     if path:
         return read_jsonl(path), f"`{path}`"

@@ -10,7 +10,8 @@ import pytest
 from conftest import make_cost
 
 from core.types import RequestSpec, Segment
-from real.validate import SPEED_SCALES, simulate_ensemble, simulate_trace, step_time_errors, summary_of
+from experiments.ensemble import SPEED_SCALES, simulate_ensemble, simulate_trace
+from experiments.fidelity import step_time_errors, summary_of
 
 
 def _step(num_decode: int, prefill_tokens: int, dur_s: float) -> dict[str, float]:
