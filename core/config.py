@@ -8,11 +8,20 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 BATCHING = ("v0", "v1")
+
+OPTION_VALUES: dict[str, dict[str, tuple[str, ...] | type[bool]]] = {
+    "infercept": {"estimator": ("paper", "elapsed", "oracle"), "budget": ("step", "saturated"),
+                  "chunk_fill": bool, "swap": bool, "pipelined": bool, "preserve": bool,
+                  "skip_short_pauses": bool},
+}
+"""Policy -> option -> the strings it takes, or ``bool`` (true or false). Which options a policy accepts is
+core.policy.POLICY_OPTIONS; this table only checks their values before a run starts."""
 
 
 class ConfigError(ValueError):
@@ -41,8 +50,10 @@ class RunConfig:
     policy_options: dict[str, Any] = field(default_factory=dict)
     engine: dict[str, Any] = field(default_factory=dict)
 
-    def validate(self) -> RunConfig:
-        """Raise ConfigError naming the first bad value; return self."""
+    def validate(self, *, policy_options: bool = True) -> RunConfig:
+        """Raise ConfigError naming the first bad value; return self. ``policy_options=False`` leaves the
+        options unchecked against ``policy`` (compare hands each policy its own share of them)."""
+        from core.cost import engine_problem
         from core.policy import POLICIES
 
         if self.policy not in POLICIES:
@@ -53,8 +64,14 @@ class RunConfig:
             raise ConfigError(f"rate_rps = {self.rate_rps}: must be a positive number")
         if not (self.duration_s > 0 and math.isfinite(self.duration_s)):
             raise ConfigError(f"duration_s = {self.duration_s}: must be a positive number")
-        if self.tp < 1 or self.max_requests < 0 or self.seed < 0:
-            raise ConfigError("tp must be >= 1, max_requests >= 0 and seed >= 0")
+        for key, low in (("tp", 1), ("max_requests", 0), ("seed", 0)):
+            if getattr(self, key) < low:
+                raise ConfigError(f"{key} = {getattr(self, key)}: must be >= {low}")
+        problem = engine_problem(self.engine)
+        if problem:
+            raise ConfigError(problem)
+        if policy_options:
+            check_policy_options(self.policy, self.policy_options)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -63,6 +80,52 @@ class RunConfig:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
+def _option_value_problem(policy: str, key: str, value: Any) -> str | None:
+    allowed = OPTION_VALUES.get(policy, {}).get(key)
+    if allowed is None:
+        return None
+    if allowed is bool:
+        ok, expected = isinstance(value, bool), "true or false"
+    else:
+        ok, expected = isinstance(value, str) and value in allowed, f"one of {list(allowed)}"
+    return None if ok else f"policy_options.{key} = {value!r}: policy {policy!r} expects {expected}"
+
+
+def check_policy_options(policy: str, options: Mapping[str, Any]) -> None:
+    """Raise ConfigError naming the first ``policy_options`` key that ``policy`` does not accept, or whose
+    value is not one it takes (OPTION_VALUES)."""
+    from core.policy import check_options
+
+    try:
+        check_options(policy, options)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    for key, value in options.items():
+        problem = _option_value_problem(policy, key, value)
+        if problem:
+            raise ConfigError(problem)
+
+
+def options_by_policy(policies: Sequence[str], options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each of ``policies`` with its share of ``options`` (the keys it accepts, values checked).
+
+    Raises ConfigError naming a key that none of ``policies`` accepts."""
+    from core.policy import POLICIES, POLICY_OPTIONS
+
+    unknown = [p for p in policies if p not in POLICIES]
+    if unknown:
+        raise ConfigError(f"policies {unknown}: unknown; expected names from {sorted(POLICIES)}")
+    for key in options:
+        if not any(key in POLICY_OPTIONS[p] for p in policies):
+            takers = sorted(p for p, keys in POLICY_OPTIONS.items() if key in keys)
+            raise ConfigError(f"policy_options.{key}: no selected policy ({', '.join(policies)}) accepts it"
+                              + (f"; accepted by {', '.join(takers)}" if takers else ""))
+    shares = {p: {k: v for k, v in options.items() if k in POLICY_OPTIONS[p]} for p in policies}
+    for p, share in shares.items():
+        check_policy_options(p, share)
+    return shares
 
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
@@ -91,10 +154,12 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def build_config(base: dict[str, Any] | None = None, overrides: list[str] | None = None) -> RunConfig:
+def build_config(base: dict[str, Any] | None = None, overrides: list[str] | None = None, *,
+                 policy_options: bool = True) -> RunConfig:
     """A validated RunConfig from a dict (e.g. a parsed TOML file) and ``key=value`` overrides.
 
     Dotted keys reach into tables: ``policy_options.estimator=oracle``, ``engine.token_budget_tokens=4096``.
+    ``policy_options=False``: the options are not checked against ``policy`` (see RunConfig.validate).
     """
     values: dict[str, Any] = {}
     for key, value in (base or {}).items():
@@ -117,7 +182,7 @@ def build_config(base: dict[str, Any] | None = None, overrides: list[str] | None
             default = getattr(RunConfig(), top)
             raw = parse_value(text) if not isinstance(default, str) else text
             values[top] = _coerce(top, raw, default)
-    return RunConfig(**values).validate()
+    return RunConfig(**values).validate(policy_options=policy_options)
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:

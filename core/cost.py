@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -60,6 +61,47 @@ class CostModel(Protocol):
     def swap_tokens_in(self, seconds: float) -> int:
         """How many tokens of KV the link moves in ``seconds`` (the inverse of swap_s)."""
         ...
+
+
+ENGINE_KEYS: dict[str, tuple[str, str]] = {
+    "gpu_memory_utilization": ("fraction", "share of GPU memory the engine may use (0 < x <= 1)"),
+    "activation_reserve_bytes": ("count", "GPU memory per GPU kept for activations, not KV, bytes"),
+    "block_size_tokens": ("positive", "tokens per KV block"),
+    "token_budget_tokens": ("positive", "the baselines' query tokens per step (vLLM max_num_batched_tokens)"),
+    "max_num_seqs": ("positive", "most requests in one batch"),
+    "saturation_tokens": ("positive", "S: query tokens that saturate the GPU; InferCept's step budget"),
+    "cpu_swap_bytes": ("count", "CPU memory for swapped KV, bytes (read when cpu_kv_blocks is absent)"),
+    "gpu_kv_blocks": ("positive", "GPU KV blocks, given directly instead of derived from memory sizes"),
+    "cpu_kv_blocks": ("count", "CPU KV blocks, given directly instead of derived from cpu_swap_bytes"),
+    "swap_overlap": ("bool", "KV copies run beside the forward pass (default true); false: added to it"),
+}
+"""The keys of a profile's ``engine`` table, which are also the accepted ``engine.*`` overrides:
+key -> (kind of value, meaning). Kinds: positive (integer > 0), count (integer >= 0), fraction, bool."""
+
+_EXPECTED = {"positive": "an integer > 0", "count": "an integer >= 0", "fraction": "a number in (0, 1]",
+             "bool": "true or false"}
+
+
+def _engine_value_ok(kind: str, value: Any) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if kind == "fraction":
+        return 0 < value <= 1
+    return isinstance(value, int) and value >= (1 if kind == "positive" else 0)
+
+
+def engine_problem(values: Mapping[str, Any]) -> str | None:
+    """What is wrong with ``values`` as ``engine`` settings (the first unknown key or bad value, named as
+    ``engine.<key>``), or None if every key is in ENGINE_KEYS with a value of its kind."""
+    for key, value in values.items():
+        if key not in ENGINE_KEYS:
+            return f"engine.{key}: unknown engine key; accepted: {', '.join(ENGINE_KEYS)}"
+        kind = ENGINE_KEYS[key][0]
+        if not _engine_value_ok(kind, value):
+            return f"engine.{key} = {value!r}: expected {_EXPECTED[kind]}"
+    return None
 
 
 def _get(d: dict[str, Any], key: str, where: str) -> Any:
@@ -135,14 +177,21 @@ class FittedCostModel:
         tp = int(_get(p, "tp", w))
         kv_bytes = (2 * _get(m, "num_layers", w) * _get(m, "num_kv_heads", w) * _get(m, "head_dim", w)
                     * _get(m, "dtype_bytes", w) / tp)
-        eng = dict(_get(p, "engine", w))
-        eng.update(overrides or {})
-        usable = (_get(p, "gpu.memory_bytes", w) * eng["gpu_memory_utilization"]
-                  - _get(m, "weight_bytes", w) / tp - eng["activation_reserve_bytes"])
-        bs = int(eng["block_size_tokens"])
-        gpu_blocks = int(eng["gpu_kv_blocks"]) if "gpu_kv_blocks" in eng else math.floor(usable / (kv_bytes * bs))
-        if gpu_blocks < 1:
-            raise ProfileError(f"{w}: the model does not fit: {usable / 2**30:.2f} GiB left for KV per GPU")
+        eng = _engine_settings(_get(p, "engine", w), overrides or {}, w)
+
+        def e(key: str) -> Any:  # an engine setting, ProfileError naming engine.<key> if missing
+            return _get({"engine": eng}, f"engine.{key}", w)
+
+        bs = int(e("block_size_tokens"))
+        if "gpu_kv_blocks" in eng:
+            gpu_blocks = int(eng["gpu_kv_blocks"])
+        else:
+            usable = (_get(p, "gpu.memory_bytes", w) * e("gpu_memory_utilization")
+                      - _get(m, "weight_bytes", w) / tp - e("activation_reserve_bytes"))
+            gpu_blocks = math.floor(usable / (kv_bytes * bs))
+            if gpu_blocks < 1:
+                raise ProfileError(f"{w}: the model does not fit: {usable / 2**30:.2f} GiB left for KV "
+                                   "per GPU")
         st = _get(p, "step", w)
         return cls(
             name=str(p.get("name", path.stem)),
@@ -154,16 +203,28 @@ class FittedCostModel:
             kv_bytes_per_token=kv_bytes,
             gpu_kv_blocks=gpu_blocks,
             cpu_kv_blocks=(int(eng["cpu_kv_blocks"]) if "cpu_kv_blocks" in eng
-                           else math.floor(eng["cpu_swap_bytes"] / (kv_bytes * bs))),
+                           else math.floor(e("cpu_swap_bytes") / (kv_bytes * bs))),
             block_size_tokens=bs,
-            token_budget_tokens=int(eng["token_budget_tokens"]),
-            max_num_seqs=int(eng["max_num_seqs"]),
-            saturation_tokens=int(eng["saturation_tokens"]),
+            token_budget_tokens=int(e("token_budget_tokens")),
+            max_num_seqs=int(e("max_num_seqs")),
+            saturation_tokens=int(e("saturation_tokens")),
             max_context_tokens=int(_get(m, "max_context_tokens", w)),
             fit_max_query_tokens=int(_get(p, "fit_range.max_query_tokens", w)),
             fit_max_decode_ctx_tokens=int(_get(p, "fit_range.max_decode_ctx_tokens", w)),
             swap_overlap=bool(eng.get("swap_overlap", True)),
         )
+
+
+def _engine_settings(table: Any, overrides: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The profile's ``engine`` table updated by ``overrides``; ProfileError naming the file and the first
+    unknown key or bad value of either."""
+    if not isinstance(table, dict):
+        raise ProfileError(f"{where}: engine: expected a table of engine settings")
+    for values, source in ((table, where), (overrides, f"{where} (overrides)")):
+        problem = engine_problem(values)
+        if problem:
+            raise ProfileError(f"{source}: {problem}")
+    return {**table, **overrides}
 
 
 def profile_path(model: str, gpu: str, tp: int) -> Path:

@@ -11,10 +11,9 @@ from pathlib import Path
 
 from core.config import ConfigError, build_config, load_config
 from core.cost import ProfileError
-from core.policy import POLICIES
+from core.policy import PAPER_POLICIES, POLICIES
 from core.trace_io import WorkloadError, write_jsonl
 
-POLICY_ORDER = ("discard", "improved_discard", "preserve", "swap", "infercept")
 DEFAULT_RATES = "1,1.5,2,2.5,3,3.5,4,4.5"
 
 
@@ -42,10 +41,13 @@ def _floats(text: str, name: str) -> list[float]:
 
 
 def _policies(text: str) -> list[str]:
-    names = list(POLICY_ORDER) if text == "all" else [p.strip() for p in text.split(",") if p.strip()]
+    """``--policies``: "all" (the paper's five, PAPER_POLICIES) or comma-separated registered names."""
+    names = (list(PAPER_POLICIES) if text.strip() == "all"
+             else list(dict.fromkeys(p.strip() for p in text.split(",") if p.strip())))
     bad = [p for p in names if p not in POLICIES]
     if bad or not names:
-        raise ConfigError(f"--policies {text!r}: unknown {bad}; expected 'all' or names from {list(POLICY_ORDER)}")
+        raise ConfigError(f"--policies {text!r}: unknown {bad}; expected 'all' ({','.join(PAPER_POLICIES)}) "
+                          f"or names from {sorted(POLICIES)}")
     return names
 
 
@@ -83,18 +85,20 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    """Every policy at every rate over seeds."""
+    """Every policy at every rate over seeds; each policy gets the ``policy_options`` it accepts."""
+    from core.config import options_by_policy
     from experiments.compare import compare
 
+    policies, rates = _policies(args.policies), _floats(args.rates, "rates")
     base = build_config({"workload": args.workload, "duration_s": args.duration_s, "model": args.model,
                          "gpu": args.gpu, "tp": args.tp, "profile": args.profile or "", "batching": args.batching,
-                         "drain": args.drain, "seed": args.seed}, args.set)
+                         "drain": args.drain, "seed": args.seed}, args.set, policy_options=False)
+    options_by_policy(policies, base.policy_options)  # fail early on an option no selected policy takes
     from sim.run import load_cost
 
     load_cost(base)  # fail early on a bad profile
     jobs = args.jobs or max(1, min(os.cpu_count() or 1, 8))
-    compare(base, _policies(args.policies), _floats(args.rates, "rates"), args.seeds, Path(args.out), jobs,
-            args.target_ms)
+    compare(base, policies, rates, args.seeds, Path(args.out), jobs, args.target_ms)
 
 
 def cmd_trace(args: argparse.Namespace) -> None:

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from core.config import RunConfig
+from core.config import RunConfig, options_by_policy
 from core.summary import METRICS, summarize
 from core.trace_io import atomic_write_text
 from sim.run import simulate
@@ -82,14 +82,18 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def compare(base: RunConfig, policies: list[str], rates: list[float], seeds: int, out: Path,
             jobs: int = 1, target_ms: float = 100.0) -> list[dict[str, Any]]:
-    """Run the grid, print the table, write summary.csv, summary_by_kind.csv and latency_vs_rate.png."""
+    """Run the grid, print the table, write summary.csv, summary_by_kind.csv and latency_vs_rate.png.
+
+    Each policy runs with the share of ``base.policy_options`` it accepts; ConfigError names an option that
+    none of ``policies`` accepts."""
     from concurrent.futures import (
         ProcessPoolExecutor,  # here: `infercept run` imports this module for table()
     )
 
     from analysis.figures import latency_vs_rate  # here: matplotlib only when plotting
 
-    cfgs = [replace(base, policy=p, rate_rps=r, seed=base.seed + s).validate()
+    shares = options_by_policy(policies, base.policy_options)
+    cfgs = [replace(base, policy=p, policy_options=shares[p], rate_rps=r, seed=base.seed + s).validate()
             for p in policies for r in rates for s in range(seeds)]
     results: list[tuple[RunConfig, dict[str, Any]]] = []
     t0 = time.perf_counter()

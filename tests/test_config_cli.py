@@ -11,13 +11,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from core.config import ConfigError, build_config, load_config
+from core.config import ConfigError, build_config, load_config, options_by_policy
+from core.policy import PAPER_POLICIES
 from core.summary import METRICS
-from experiments.cli import main
+from experiments.cli import _policies, main
 
 
 def test_overrides_and_errors(tmp_path: Path) -> None:
-    cfg = build_config({"policy": "swap"}, ["rate_rps=2", "policy_options.estimator=oracle", "workload=qa"])
+    cfg = build_config({"policy": "infercept"}, ["rate_rps=2", "policy_options.estimator=oracle", "workload=qa"])
     assert (cfg.rate_rps, cfg.policy_options, cfg.workload) == (2.0, {"estimator": "oracle"}, "qa")
     with pytest.raises(ConfigError, match="unknown config key 'ratee'"):
         build_config({"ratee": 1})
@@ -29,6 +30,47 @@ def test_overrides_and_errors(tmp_path: Path) -> None:
     p.write_text("policy = 'preserve'\nrate_rps = -1\n")
     with pytest.raises(ConfigError, match=r"c.toml: rate_rps = -1.0: must be a positive number"):
         load_config(p)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["engine.gpu_kv_blok=100"], "engine.gpu_kv_blok: unknown engine key; accepted: gpu_memory_utilization"),
+    (["engine.swap_overlap=yes"], "engine.swap_overlap = 'yes': expected true or false"),
+    (["engine.token_budget_tokens=0"], "engine.token_budget_tokens = 0: expected an integer > 0"),
+    (["policy_options.estimatr=oracle"], "policy_options.estimatr: policy 'infercept' has no option 'estimatr'"),
+    (["policy=discard", "policy_options.swap=false"], "policy_options.swap: policy 'discard' has no option"),
+    (["policy_options.swap=yes"], "policy_options.swap = 'yes': policy 'infercept' expects true or false"),
+    (["policy_options.estimator=Oracle"], "policy_options.estimator = 'Oracle': policy 'infercept' expects one of"),
+    (["policy_options.budget=3"], "policy_options.budget = 3"),
+    (["tp=0"], "tp = 0: must be >= 1"),
+])
+def test_bad_engine_keys_and_policy_options_are_named(overrides, message) -> None:
+    with pytest.raises(ConfigError) as err:
+        build_config(None, overrides)
+    assert message in str(err.value)
+
+
+def test_good_engine_keys_and_options_pass() -> None:
+    cfg = build_config(None, ["engine.swap_overlap=false", "engine.gpu_kv_blocks=100", "policy_options.swap=false",
+                              "policy_options.budget=saturated", "policy_options.estimator=elapsed"])
+    assert cfg.engine == {"swap_overlap": False, "gpu_kv_blocks": 100}
+
+
+def test_compare_options_go_to_the_policies_that_accept_them() -> None:
+    assert _policies("all") == list(PAPER_POLICIES)
+    assert _policies("swap_blocking,infercept,swap_blocking") == ["swap_blocking", "infercept"]
+    shares = options_by_policy(["discard", "infercept"], {"estimator": "oracle"})
+    assert shares == {"discard": {}, "infercept": {"estimator": "oracle"}}
+    with pytest.raises(ConfigError, match=r"policy_options.estimator: no selected policy \(discard, swap\)"):
+        options_by_policy(["discard", "swap"], {"estimator": "oracle"})
+    with pytest.raises(ConfigError, match=r"policy_options.swap = 'yes'"):
+        options_by_policy(["discard", "infercept"], {"swap": "yes"})
+
+
+def test_compare_runs_baselines_beside_an_infercept_option(tmp_path: Path) -> None:
+    assert main(["compare", "--policies", "discard,swap_blocking,infercept", "--set", "policy_options.estimator=oracle",
+                 "--rates", "1", "--duration-s", "10", "--jobs", "1", "--out", str(tmp_path / "c")]) == 0
+    rows = list(csv.DictReader((tmp_path / "c" / "summary.csv").open()))
+    assert [r["policy"] for r in rows] == ["discard", "swap_blocking", "infercept"]
 
 
 def test_compare_is_byte_identical_and_has_the_columns(tmp_path: Path) -> None:
@@ -77,10 +119,18 @@ def test_trace_then_replay(tmp_path: Path) -> None:
     (["compare", "--workload", "nope.txt", "--rates", "1"], "workload 'nope.txt'"),
     (["run", "--set", "policy=lru"], "policy = 'lru'"),
     (["run", "--set", "policy=discard", "--set", "engine.token_budget_tokens=512"], "token_budget_tokens = 512"),
+    (["run", "--set", "duration_s=5", "--set", "engine.gpu_kv_blok=10"], "engine.gpu_kv_blok: unknown engine key"),
+    (["run", "--set", "duration_s=5", "--set", "policy_options.swap=yes"], "policy_options.swap = 'yes'"),
+    (["run", "--set", "duration_s=5", "--set", "policy_options.estimatr=oracle"], "policy_options.estimatr"),
+    (["compare", "--rates", "1", "--duration-s", "5", "--set", "engine.swap_overlap=2"], "engine.swap_overlap = 2"),
+    (["compare", "--rates", "1", "--duration-s", "5", "--policies", "discard,preserve", "--set",
+      "policy_options.estimator=oracle"], "policy_options.estimator: no selected policy (discard, preserve)"),
 ])
 def test_bad_arguments_exit_2_with_a_clear_message(args, message, capsys, tmp_path: Path) -> None:
     assert main(args + ["--out", str(tmp_path / "o")]) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # (after `run`'s progress line, if any)
+    assert last.startswith("infercept: error: ") and message in last and "Traceback" not in err
     assert not (tmp_path / "o").exists()
 
 

@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 from conftest import make_cost
 
-from core.cost import PROFILE_DIR, BatchShape, FittedCostModel, ProfileError, profile_path, warn_out_of_range
+from core.cost import (
+    ENGINE_KEYS,
+    PROFILE_DIR,
+    BatchShape,
+    FittedCostModel,
+    ProfileError,
+    profile_path,
+    warn_out_of_range,
+)
 
 
 def test_every_shipped_profile_loads_and_states_its_provenance() -> None:
@@ -62,3 +70,50 @@ def test_bad_profiles_are_named(tmp_path: Path) -> None:
     p.write_text(json.dumps(prof))
     with pytest.raises(ProfileError, match="does not fit"):
         FittedCostModel.from_profile(p)
+
+
+def _gptj_with(tmp_path: Path, **engine: object) -> Path:
+    """The shipped GPT-J profile with its engine table changed (a key set to None is removed)."""
+    prof = json.loads(profile_path("gptj-6b", "a100", 1).read_text())
+    prof["engine"] = {k: v for k, v in {**prof["engine"], **engine}.items() if v is not None}
+    p = tmp_path / "p.json"
+    p.write_text(json.dumps(prof))
+    return p
+
+
+@pytest.mark.parametrize("key", ["gpu_memory_utilization", "activation_reserve_bytes", "block_size_tokens",
+                                 "token_budget_tokens", "max_num_seqs", "saturation_tokens", "cpu_swap_bytes"])
+def test_a_missing_engine_key_is_named(key: str, tmp_path: Path) -> None:
+    p = _gptj_with(tmp_path, **{key: None})
+    with pytest.raises(ProfileError, match=rf"p.json: missing key 'engine.{key}'"):
+        FittedCostModel.from_profile(p)
+
+
+def test_direct_block_counts_need_no_memory_sizes(tmp_path: Path) -> None:
+    p = _gptj_with(tmp_path, gpu_memory_utilization=None, cpu_swap_bytes=None, gpu_kv_blocks=50, cpu_kv_blocks=0)
+    m = FittedCostModel.from_profile(p)
+    assert (m.gpu_kv_blocks, m.cpu_kv_blocks) == (50, 0)
+
+
+@pytest.mark.parametrize("engine, message", [
+    ({"gpu_kv_blok": 10}, "engine.gpu_kv_blok: unknown engine key"),
+    ({"swap_overlap": "no"}, "engine.swap_overlap = 'no': expected true or false"),
+    ({"gpu_kv_blocks": 0}, "engine.gpu_kv_blocks = 0: expected an integer > 0"),
+    ({"token_budget_tokens": 512.5}, "engine.token_budget_tokens = 512.5"),
+    ({"cpu_kv_blocks": -1}, "engine.cpu_kv_blocks = -1: expected an integer >= 0"),
+    ({"gpu_memory_utilization": 1.5}, "engine.gpu_memory_utilization = 1.5"),
+])
+def test_bad_engine_keys_are_named_in_the_profile_and_in_overrides(engine, message, tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match=r"p.json: " + message.replace(".", r"\.")):
+        FittedCostModel.from_profile(_gptj_with(tmp_path, **engine))
+    with pytest.raises(ProfileError, match=r"\(overrides\): " + message.replace(".", r"\.")):
+        FittedCostModel.from_profile(profile_path("gptj-6b", "a100", 1), engine)
+
+
+def test_engine_keys_cover_every_shipped_profile_and_the_overrides() -> None:
+    for path in PROFILE_DIR.glob("*.json"):
+        assert set(json.loads(path.read_text())["engine"]) <= set(ENGINE_KEYS), path.name
+    m = FittedCostModel.from_profile(profile_path("gptj-6b", "a100", 1),
+                                     {"gpu_kv_blocks": 40, "cpu_kv_blocks": 8, "token_budget_tokens": 4096,
+                                      "cpu_swap_bytes": 2**30, "swap_overlap": False})
+    assert (m.gpu_kv_blocks, m.cpu_kv_blocks, m.token_budget_tokens, m.swap_overlap) == (40, 8, 4096, False)

@@ -77,7 +77,7 @@ def test_loader_handles_artifacts_and_names_bad_fields(tmp_path: Path) -> None:
     assert t.segments[0] == Segment(5, 0.0, 0, "math") and art == {"negative_api_token_length": 1,
                                                                      "zero_api_time": 1}
     p.write_text(json.dumps({"x": [{"prompt_tokens": 10, "api_time": 1}, {"completion_tokens": 1}]}))
-    with pytest.raises(WorkloadError, match=r"request 'x', segment 0: missing or bad field 'completion_tokens'"):
+    with pytest.raises(WorkloadError, match=r"request 'x', segment 0: missing field 'completion_tokens'"):
         load_templates(p)
     p.write_text("{not json")
     with pytest.raises(WorkloadError, match="w.json"):
@@ -107,7 +107,7 @@ def test_jsonl_roundtrip_and_errors(tmp_path: Path) -> None:
     bad = json.loads(lines[1])
     bad["prompt_tokens"] = 0
     path.write_text("\n".join([lines[0], json.dumps(bad)]) + "\n")
-    with pytest.raises(WorkloadError, match=r"t.jsonl:2: prompt_tokens must be >= 1"):
+    with pytest.raises(WorkloadError, match=r"t.jsonl:2: prompt_tokens = 0: must be >= 1"):
         read_jsonl(path)
     path.write_text(lines[0] + "\n{oops\n")
     with pytest.raises(WorkloadError, match=r"t.jsonl:2: not JSON"):
@@ -123,11 +123,72 @@ def test_plain_csv(tmp_path: Path) -> None:
     specs, notes = make_workload(str(p), 5.0, 10.0, seed=0, max_context_tokens=2048)
     assert specs[0].prompt_tokens == 100 and specs[1].prompt_tokens == 2047 and notes["capped_requests"] >= 1
     p.write_text("arrived_at,num_prefill_tokens,num_decode_tokens\n0,100,0\n")
-    with pytest.raises(WorkloadError, match=r"c.csv:2: token counts must be positive"):
+    with pytest.raises(WorkloadError, match=r"c.csv:2: num_decode_tokens = '0'"):
         load_plain_csv(p)
     p.write_text("a,b\n1,2\n")
     with pytest.raises(WorkloadError, match="missing column"):
         load_plain_csv(p)
+
+
+@pytest.mark.parametrize("segment, message", [
+    ({"prompt_tokens": 10, "completion_tokens": "abc", "api_time": 1, "api_token_length": 2},
+     "segment 0: completion_tokens = 'abc': expected a whole number"),
+    ({"prompt_tokens": 10.5, "completion_tokens": 3, "api_time": 1, "api_token_length": 2},
+     "segment 0: prompt_tokens = 10.5"),
+    ({"prompt_tokens": 10, "completion_tokens": 3, "api_time": "slow", "api_token_length": 2},
+     "segment 0: api_time = 'slow': expected a finite number"),
+    ({"prompt_tokens": 10, "completion_tokens": 3, "api_time": 1, "api_token_length": None},
+     "segment 0: api_token_length = None"),
+    ({"prompt": "hi", "completion": 7, "api_time": 1, "api_token": "x"}, "segment 0: completion = 7"),
+    ({"prompt": "hi", "completion": "ok", "api_time": 1}, "segment 0: missing field 'api_token'"),
+])
+def test_infercept_json_bad_field_is_named(segment, message, tmp_path: Path) -> None:
+    p = tmp_path / "w.json"
+    p.write_text(json.dumps({"x": [segment, {"prompt_tokens": 1, "completion_tokens": 1}]}))
+    with pytest.raises(WorkloadError) as err:
+        load_templates(p)
+    assert f"request 'x', {message}" in str(err.value)
+
+
+_ROW = {"rid": "a", "arrival_s": 0.5, "kind": "plain", "prompt_tokens": 10,
+        "segments": [{"gen_tokens": 3, "tool_s": 1.0, "tool_tokens": 2, "kind": ""}, {"gen_tokens": 4}]}
+_DROP = object()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"prompt_tokens": "ten"}, "t.jsonl:1: prompt_tokens = 'ten': expected a whole number"),
+    ({"arrival_s": None}, "t.jsonl:1: arrival_s = None: expected a finite number"),
+    ({"rid": None}, "t.jsonl:1: rid = None"),
+    ({"rid": _DROP}, "t.jsonl:1: missing field 'rid'"),
+    ({"segments": [{"gen_tokens": 2.5}]}, "t.jsonl:1, segment 0: gen_tokens = 2.5"),
+    ({"segments": [{"gen_tokens": 2, "tool_s": "x", "tool_tokens": 1}, {"gen_tokens": 1}]},
+     "t.jsonl:1, segment 0: tool_s = 'x'"),
+    ({"segments": [{"gen_tokens": 2, "tool_tokens": -1}, {"gen_tokens": 1}]},
+     "t.jsonl:1, segment 0: tool_tokens = -1: must be >= 0"),
+    ({"segments": [{"gen_tokens": 2, "tool_s": 1.0}]}, "t.jsonl:1, segment 0: tool_s = 1.0, tool_tokens = 0"),
+    ({"segments": "none"}, "t.jsonl:1: segments: expected a list"),
+    ({"kind": "poetry"}, "t.jsonl:1: kind = 'poetry'"),
+])
+def test_jsonl_bad_field_is_named(change, message, tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps({k: v for k, v in {**_ROW, **change}.items() if v is not _DROP}) + "\n")
+    with pytest.raises(WorkloadError) as err:
+        read_jsonl(path)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("row, message", [
+    ("0,abc,10", "c.csv:2: num_prefill_tokens = 'abc': expected a whole number >= 1"),
+    ("0,100,inf", "c.csv:2: num_decode_tokens = 'inf'"),
+    ("0,100,2.5", "c.csv:2: num_decode_tokens = '2.5'"),
+    ("0,100", "c.csv:2: num_decode_tokens = None"),
+])
+def test_plain_csv_bad_cell_names_the_column(row, message, tmp_path: Path) -> None:
+    p = tmp_path / "c.csv"
+    p.write_text(f"arrived_at,num_prefill_tokens,num_decode_tokens\n{row}\n")
+    with pytest.raises(WorkloadError) as err:
+        load_plain_csv(p)
+    assert message in str(err.value)
 
 
 @pytest.mark.skipif(not SPLITWISE.exists(), reason="../shared/workloads not present")
