@@ -18,7 +18,7 @@ from core.types import RequestSpec, Segment
 from core.workload import make_workload
 
 VALIDATED = ("completed_rps", "norm_latency_ms", "norm_latency_p50_ms", "ttft_p50_s", "recomputed_tokens",
-             "swapped_tokens")
+             "swapped_tokens", "gpu_waste_pct", "recompute_share_pct")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

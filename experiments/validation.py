@@ -70,7 +70,8 @@ def _real_run(settings: Any, policy: str, specs: list[RequestSpec], window_s: fl
                             host_blocks=settings.host_blocks if policy in ("swap", "infercept") else 0,
                             log_path=str(folder.parent / f".{folder.name}.engine.jsonl"))
     t0, client = replay(s, specs, window_s, vocab)
-    m, steps = build_metrics(specs, t0, client, s.log_path, window_s, settings.kv_blocks)
+    m, steps = build_metrics(specs, t0, client, s.log_path, window_s, settings.kv_blocks,
+                             FittedCostModel.from_profile(profile, engine))
     save_run(folder, m, {"policy": policy, "backend": "vllm", "window_s": window_s, "profile": profile,
                          "engine": engine, "kv_blocks": settings.kv_blocks}, summarize(m))
     logs = folder.parent.parent / "engine-logs"

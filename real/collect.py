@@ -2,16 +2,25 @@
 
 Times become seconds from the run's start. Pauses take the engine's instant and action, resumes, first
 tokens and finishes the client's; events after the window are dropped.
+
+Every step row is the simulator's (``sim/engine.py``, ``_record``), from measured durations: ``stall_s`` is the
+swap connector's copy time inside the step (the CPU build copies synchronously), ``fwd_s`` the rest;
+``recompute_s`` is the recomputed tokens' share of the step by the cost model applied to its shape (step time
+less that of the same step without them), times the measured ``fwd_s``; ``waste_block_s`` charges the blocks
+held by paused requests for the step, the blocks of recomputing requests for the step, the other running
+blocks for the recompute time, and the running blocks for the copy stall.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.metrics import Metrics
+from core.cost import BatchShape, CostModel
+from core.metrics import SWAP_STALL, Metrics
 from core.types import RequestSpec
 from real.driver import ClientLog
 
@@ -25,20 +34,54 @@ def read_engine_log(path: str | Path) -> tuple[list[dict[str, Any]], list[dict[s
     return steps, events
 
 
-def step_row(s: dict[str, Any], t0: float) -> tuple[float, ...]:
-    """One STEP_COLUMNS row of an engine step record."""
+@dataclass(frozen=True, slots=True)
+class StepWaste:
+    """One step's stall, recompute time and wasted block-seconds, and who caused them."""
+
+    stall_s: float
+    recompute_s: float
+    waste_block_s: float
+    paused_by_kind: dict[str, float]  # block-seconds of paused requests, by their kind
+    recompute_by_rid: dict[str, tuple[float, float]]  # rid -> (recompute s, block-seconds) it caused
+
+
+def step_waste(s: dict[str, Any], cost: CostModel) -> StepWaste:
+    """Stall, recompute time and waste of one engine step record, as the simulator records a step."""
     dur = s["t_end"] - s["t0"]
-    fwd = s["t_out"] - s["t_exec"]
-    q = s["num_decode"] + s["prefill_tokens"]
-    return (s["t0"] - t0, 1, dur, fwd, s["num_decode"], s["decode_ctx_tokens"], s["prefill_tokens"],
+    stall = s.get("copy_s", 0.0)
+    fwd = dur - stall
+    redo = s["recompute_tokens"]
+    redo_s = 0.0
+    if redo:
+        shape = BatchShape(s["num_decode"], s["decode_ctx_tokens"], s["prefill_tokens"], s["prefill_attn_pairs"])
+        without = BatchShape(s["num_decode"], s["decode_ctx_tokens"], s["prefill_tokens"] - redo,
+                             s["prefill_attn_pairs"] - s["recompute_attn_pairs"])
+        full = cost.step_s(shape)
+        redo_s = fwd * (full - (cost.step_s(without) if without.query_tokens else 0.0)) / full
+    paused = {k: b * dur for k, b in s.get("gpu_paused_blocks_by_kind", {}).items()}
+    waste = s["gpu_paused_blocks"] * dur
+    by_rid: dict[str, tuple[float, float]] = {}
+    if redo or stall:
+        running = s["gpu_used_blocks"] - s["gpu_paused_blocks"] - s.get("gpu_loading_blocks", 0)
+        redo_blocks = s.get("recompute_blocks", 0)
+        redo_waste = (running - redo_blocks) * redo_s + redo_blocks * dur
+        by_rid = {rid: (redo_s * n / redo, redo_waste * n / redo) for rid, n in s.get("recompute", {}).items()}
+        waste += redo_waste + (running - redo_blocks) * stall
+    return StepWaste(stall, redo_s, waste, paused, by_rid)
+
+
+def step_row(s: dict[str, Any], t0: float, w: StepWaste) -> tuple[float, ...]:
+    """One STEP_COLUMNS row of an engine step record and its waste."""
+    dur = s["t_end"] - s["t0"]
+    return (s["t0"] - t0, 1, dur, dur - w.stall_s, s["num_decode"], s["decode_ctx_tokens"], s["prefill_tokens"],
             s["recompute_tokens"], s["swap_tokens"], s["gpu_used_blocks"], s["gpu_paused_blocks"],
-            s["cpu_used_blocks"], 0.0, fwd * s["recompute_tokens"] / q if q else 0.0,
-            s["gpu_paused_blocks"] * dur, s["t_sched"] - s["t0"])
+            s["cpu_used_blocks"], w.stall_s, w.recompute_s, w.waste_block_s, s["t_sched"] - s["t0"])
 
 
 def build_metrics(specs: list[RequestSpec], t0: float, client: ClientLog, engine_log: str | Path,
-                  window_s: float, total_gpu_blocks: int) -> tuple[Metrics, list[dict[str, Any]]]:
-    """The run's Metrics and its raw step records (for the step-time comparison)."""
+                  window_s: float, total_gpu_blocks: int, cost: CostModel) -> tuple[Metrics, list[dict[str, Any]]]:
+    """The run's Metrics and its raw step records (for the step-time comparison). ``cost`` is the cost
+    model the simulator would use (for the recomputed tokens' share of a step)."""
     steps, kv_events = read_engine_log(engine_log)
     by_rid = {s.rid: s for s in specs}
     end = window_s if math.isfinite(window_s) else max(
@@ -75,9 +118,16 @@ def build_metrics(specs: list[RequestSpec], t0: float, client: ClientLog, engine
         elif name == "admit":
             m.admit(t, rid, v)
     for s in steps:
-        if s["t0"] - t0 <= end:
-            m.step(*step_row(s, t0))
-    waste = float(m.steps["waste_block_s"].sum()) if m.step_rows else 0.0
-    m.attribute("_paused", waste_block_s=waste)
+        if s["t0"] - t0 > end:
+            continue
+        w = step_waste(s, cost)
+        m.step(*step_row(s, t0, w))
+        for kind, block_s in w.paused_by_kind.items():
+            m.attribute(kind, waste_block_s=block_s)
+        for rid, (redo_s, block_s) in w.recompute_by_rid.items():
+            m.attribute(by_rid[rid].kind if rid in by_rid else "", waste_block_s=block_s, recompute_s=redo_s)
+        if w.stall_s:
+            running = s["gpu_used_blocks"] - s["gpu_paused_blocks"] - s.get("gpu_loading_blocks", 0)
+            m.attribute(SWAP_STALL, waste_block_s=(running - s.get("recompute_blocks", 0)) * w.stall_s)
     m.notes["steps"] = len(m.step_rows)
     return m, steps

@@ -12,7 +12,7 @@ import asyncio
 import gc
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import numpy as np
 
 from core.trace_io import WorkloadError, validate_spec
 from core.types import RequestSpec
+from core.workload import tool_means_s
 from real.engine import EngineSettings, start_engine, stop_engine
 from real.views import HINT_KEY
 
@@ -55,7 +56,8 @@ def _params(spec: RequestSpec, ticket: int, i: int) -> Any:
     from vllm.sampling_params import RequestOutputKind
 
     seg = spec.segments[i]
-    hint = {"rid": spec.rid, "ticket": ticket, "kind": seg.kind or spec.kind, "tool_s": seg.tool_s}
+    hint = {"rid": spec.rid, "ticket": ticket, "kind": seg.kind or spec.kind, "req_kind": spec.kind,
+            "tool_s": seg.tool_s}
     return SamplingParams(max_tokens=seg.gen_tokens, ignore_eos=True, detokenize=False, temperature=0.0,
                           output_kind=RequestOutputKind.DELTA, extra_args={HINT_KEY: hint})
 
@@ -129,9 +131,12 @@ def replay(settings: EngineSettings, specs: list[RequestSpec], window_s: float, 
     """Run ``specs`` for ``window_s`` seconds of wall time (inf: until every request ends).
 
     Returns the start instant (monotonic) and the client's log; the engine log is at ``settings.log_path``.
-    Raises RealRunError if the engine dies.
+    Raises RealRunError if the engine dies. Unless ``settings`` names them, the policy is given the trace's
+    own mean interception time per kind (as the simulator is, for a replayed trace).
     """
     check_trace(specs, settings.max_context_tokens)
+    if not settings.tool_means_s:
+        settings = replace(settings, tool_means_s=tool_means_s("trace", specs))
     Path(settings.log_path).parent.mkdir(parents=True, exist_ok=True)
     Path(settings.log_path).unlink(missing_ok=True)
     log = ClientLog()

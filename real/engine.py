@@ -23,6 +23,8 @@ class EngineSettings:
     profile_overrides: dict[str, Any] = field(default_factory=dict)  # engine.* keys of the profile
     kv_blocks: int = 0  # device KV blocks (0: whatever the engine's memory setting gives)
     host_blocks: int = 0  # host swap slots (0: no swap connector)
+    link_bytes_per_s: float = 0.0  # throttle of the swap connector's copies (0: as fast as they go)
+    tool_means_s: dict[str, float] = field(default_factory=dict)  # per interception kind, for InferCept
     token_budget_tokens: int = 512  # max_num_batched_tokens (chunked prefill chunk size)
     block_size_tokens: int = 32
     dtype: str = "float32"  # "auto": the checkpoint's own
@@ -56,7 +58,8 @@ def engine_args(s: EngineSettings) -> Any:
     kv = None
     if s.host_blocks:
         kv = KVTransferConfig(kv_connector="InterceptSwapConnector", kv_connector_module_path="real.swap",
-                              kv_role="kv_both", kv_connector_extra_config={"host_blocks": s.host_blocks})
+                              kv_role="kv_both", kv_connector_extra_config={
+                                  "host_blocks": s.host_blocks, "link_bytes_per_s": s.link_bytes_per_s})
     sched = "InterceptAsyncScheduler" if s.async_scheduling else "InterceptScheduler"
     return AsyncEngineArgs(
         model=s.model_dir, skip_tokenizer_init=True, dtype=s.dtype, max_model_len=s.max_context_tokens,
@@ -66,7 +69,7 @@ def engine_args(s: EngineSettings) -> Any:
         scheduler_cls=f"real.scheduler.{sched}", kv_transfer_config=kv, disable_log_stats=True,
         additional_config={"infercept": {"policy": s.policy, "policy_options": dict(s.policy_options),
                                          "profile": s.profile, "engine": dict(s.profile_overrides),
-                                         "log": s.log_path}},
+                                         "tool_means_s": dict(s.tool_means_s), "log": s.log_path}},
     )
 
 

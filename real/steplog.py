@@ -2,9 +2,11 @@
 
 Times are ``time.monotonic()`` (shared by the processes of one host); the driver subtracts its start.
 A step line (``"e": "step"``) holds its shape in the cost model's terms (``BatchShape``), the tokens
-scheduled per request, the admissions with their computed tokens, KV blocks (used, held by paused
-requests, on the host) and its timing: ``t0`` hook start, ``t_sched`` schedule start (after the policy
-hook), ``t_exec`` schedule end, ``t_out`` output processing start, ``t_end`` output processing end.
+scheduled per request, the admissions with their computed tokens, the recomputed tokens (per request, their
+attention pairs and the blocks of the requests recomputing), KV blocks (used, held by paused requests,
+allocated to swap-ins in progress, on the host) and its timing: ``t0`` hook start, ``t_sched`` schedule
+start (after the policy hook), ``t_exec`` schedule end, ``t_out`` output processing start, ``t_end`` output
+processing end, ``copy_s`` the swap connector's copy time inside the step.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ class StepLog:
     def shape(self, sched: Any, out: Any, t0: float, t_sched: float, t_exec: float, redo: dict[str, int],
               paused: dict[str, Any]) -> dict[str, Any]:
         """The record of a step just scheduled (before it runs); counts recomputed tokens below ``redo``."""
-        num_decode = ctx = prefill = recompute = 0
-        pairs = 0.0
+        num_decode = ctx = prefill = recompute = redo_blocks = 0
+        pairs = redo_pairs = 0.0
         per_req: dict[str, int] = {}
+        redo_req: dict[str, int] = {}
         for req_id, n in out.num_scheduled_tokens.items():
             req = sched.requests[req_id]
             rid = trace_rid(req)
@@ -48,8 +51,11 @@ class StepLog:
             until = redo.get(req_id)
             if until is not None:
                 again = max(min(before + n, until) - before, 0)
-                if again:
+                if again:  # the first ``again`` tokens of the chunk had been computed before
                     recompute += again
+                    redo_req[rid] = again
+                    redo_pairs += again * (before + (again + 1) / 2)
+                    redo_blocks += blocks_of(sched, req_id)
                     self.event(t_exec, rid, "recompute", again)
                 if before + n >= until:
                     del redo[req_id]
@@ -60,14 +66,21 @@ class StepLog:
             self.event(t_exec, rid, "admit", sched.requests[r.req_id].num_tokens - r.num_computed_tokens)
         pool = sched.kv_cache_manager.block_pool
         used = pool.num_gpu_blocks - 1 - pool.get_num_free_blocks()
-        held = sum(blocks_of(sched, k) for k, p in paused.items() if p.place in ("new", "gpu"))
+        held_by_kind: dict[str, int] = {}
+        for k, p in paused.items():
+            if p.place in ("new", "gpu"):
+                held_by_kind[p.kind] = held_by_kind.get(p.kind, 0) + blocks_of(sched, k)
+        held = sum(held_by_kind.values())
         host = sched.ic_swapper
         host_used = host.num_host_blocks - host.host_free_blocks() if host is not None else 0
+        loading = sum(blocks_of(sched, k) for k in paused if host is not None and host.load_progress(k))
         swap, self._swap_tokens = self._swap_tokens, 0
         return {"e": "step", "t0": t0, "t_sched": t_sched, "t_exec": t_exec, "num_decode": num_decode,
                 "decode_ctx_tokens": ctx, "prefill_tokens": prefill, "prefill_attn_pairs": pairs,
-                "recompute_tokens": recompute, "swap_tokens": swap, "gpu_used_blocks": used,
-                "gpu_paused_blocks": held, "cpu_used_blocks": host_used, "sched": per_req, "new": new}
+                "recompute_tokens": recompute, "recompute_attn_pairs": redo_pairs, "recompute_blocks": redo_blocks,
+                "recompute": redo_req, "swap_tokens": swap, "gpu_used_blocks": used, "gpu_paused_blocks": held,
+                "gpu_paused_blocks_by_kind": held_by_kind, "gpu_loading_blocks": loading, "cpu_used_blocks": host_used, "copy_s": 0.0, "sched": per_req,
+                "new": new}
 
     def step(self, rec: dict[str, Any], t_out: float, t_end: float, sched: Any) -> None:
         """Complete a step's record with its execution and output-processing times; write it."""

@@ -1,18 +1,28 @@
 """A request-keyed KV swap connector: copies exactly the blocks the policy names, host <-> device.
 
 Scheduler side (in the engine-core process, driven by ``real.scheduler``): ``reserve`` host slots,
-``queue_out`` block copies into them; when a swapped request is admitted again, vLLM asks
-``get_num_new_matched_tokens`` and we claim its swapped tokens as a synchronous external hit, so the copy
-back lands before the forward pass reads it (``update_state_after_alloc`` maps slots onto the new blocks).
+``queue_out`` block copies into them. When a swapped request is admitted again, vLLM asks
+``get_num_new_matched_tokens`` and we claim its swapped tokens as an external hit:
+
+- whole (``chunked_in`` off: the swap baseline): a synchronous hit, so the copy back lands before the forward
+  pass of the admission step (``update_state_after_alloc`` maps the slots onto the new blocks);
+- budgeted (``chunked_in`` on: InferCept): an asynchronous load. vLLM allocates the blocks and parks the
+  request in WAITING_FOR_REMOTE_KVS; every step copies the blocks the policy's plan granted it (``grant``),
+  and the worker reports the load finished (``get_finished``) in the step that copied the last of them, so
+  the request computes from the next step on.
 
 Worker side: ``start_load_kv`` runs the step's copies with ``index_select``/``index_copy_`` on every layer's
-KV tensor (the block dimension is the one whose size is the number of blocks). On CUDA the copies go to a
-side stream from pinned host memory: swap-ins are waited for before the forward, swap-outs overlap it and
-are waited for in ``wait_for_save`` (before the scheduler may free the blocks). Only the CPU path is tested.
+KV tensor (the block dimension is the one whose size is the number of blocks). ``link_bytes_per_s`` throttles
+the copies: each copy is made to last at least its bytes / that rate (a sleep after it), so a fast host
+link can stand in for a GPU's slower one relative to its step time. The time spent copying in a step goes
+back to the scheduler in the worker metadata (``last_copy_s``). On CUDA the copies go to a side stream from
+pinned host memory: swap-ins are waited for before the forward, swap-outs overlap it and are waited for in
+``wait_for_save`` (before the scheduler may free the blocks). Only the CPU path is tested.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +30,7 @@ import torch
 from vllm.distributed.kv_transfer.kv_connector.v1.base import (
     KVConnectorBase_V1,
     KVConnectorMetadata,
+    KVConnectorWorkerMetadata,
 )
 
 
@@ -31,6 +42,28 @@ class SwapMeta(KVConnectorMetadata):
     out_host: list[int] = field(default_factory=list)
     in_dev: list[int] = field(default_factory=list)
     in_host: list[int] = field(default_factory=list)
+    loaded: list[str] = field(default_factory=list)  # budgeted loads whose last blocks this step copies
+
+
+@dataclass
+class SwapWorkerMeta(KVConnectorWorkerMetadata):
+    """Worker -> scheduler, per step: seconds spent copying (throttle included)."""
+
+    copy_s: float = 0.0
+
+    def aggregate(self, other: KVConnectorWorkerMetadata) -> KVConnectorWorkerMetadata:
+        """Workers copy in parallel: the step waits for the slowest."""
+        return SwapWorkerMeta(max(self.copy_s, getattr(other, "copy_s", 0.0)))
+
+
+@dataclass
+class Load:
+    """A budgeted swap-in in progress: device blocks in block order, their host slots, blocks copied."""
+
+    dev: list[int]
+    slots: list[int]
+    tokens: int
+    done: int = 0
 
 
 class InterceptSwapConnector(KVConnectorBase_V1):
@@ -40,17 +73,26 @@ class InterceptSwapConnector(KVConnectorBase_V1):
         super().__init__(vllm_config=vllm_config, role=role, kv_cache_config=kv_cache_config)
         extra = vllm_config.kv_transfer_config.kv_connector_extra_config
         self.num_host_blocks = int(extra["host_blocks"])
+        self.link_bytes_per_s = float(extra.get("link_bytes_per_s", 0.0))  # 0: as fast as the copy path
         self.block_size = vllm_config.cache_config.block_size
+        self.chunked_in = False  # set by the scheduler: budgeted swap-ins (async loads) instead of whole ones
         # scheduler side
         self._free_slots = list(range(self.num_host_blocks - 1, -1, -1))
         self._swapped: dict[str, tuple[list[int], int]] = {}  # rid -> (slots in block order, tokens)
         self._release: list[int] = []
         self._meta = SwapMeta()
         self.claimed: dict[str, int] = {}  # rid -> tokens loaded at its last admission (read by the scheduler)
+        self._loading: dict[str, Load] = {}
+        self._grants: dict[str, int] = {}
+        self.moved_in: dict[str, tuple[int, int]] = {}  # rid -> (blocks before, after) copied in by this step
+        self.last_copy_s = 0.0  # seconds the worker spent copying in the last step (read by the scheduler)
         # worker side
         self._layers: list[tuple[torch.Tensor, int]] = []
         self._host: list[torch.Tensor] = []
         self._stream: Any = None
+        self._block_bytes = 0
+        self._copy_s = 0.0
+        self._finished_in: set[str] = set()
 
     # ---------------------------------------------------------------- scheduler side
     def host_free_blocks(self) -> int:
@@ -79,36 +121,75 @@ class InterceptSwapConnector(KVConnectorBase_V1):
         if ent:
             self._free_slots.extend(ent[0])
 
+    def grant(self, rid: str, num_blocks: int) -> None:
+        """Budgeted swap-in: copy up to ``num_blocks`` more blocks of ``rid`` in the step being scheduled
+        (if vLLM admits it in that step, or has already)."""
+        self._grants[rid] = self._grants.get(rid, 0) + num_blocks
+
+    def load_progress(self, rid: str) -> tuple[int, int] | None:
+        """(blocks copied back, blocks to copy) of a budgeted swap-in in progress, else None."""
+        ld = self._loading.get(rid)
+        return None if ld is None else (ld.done, len(ld.dev))
+
     def get_num_new_matched_tokens(self, request: Any, num_computed_tokens: int) -> tuple[int, bool]:
-        """A swapped request's tokens are an external, synchronous hit (never the whole request)."""
+        """A swapped request's tokens are an external hit (never the whole request): loaded synchronously,
+        or asynchronously in budgeted chunks with ``chunked_in``."""
         ent = self._swapped.get(request.request_id)
         if ent is None:
             return 0, False
-        return max(min(ent[1], request.num_tokens - 1) - num_computed_tokens, 0), False
+        tokens = max(min(ent[1], request.num_tokens - 1) - num_computed_tokens, 0)
+        return tokens, self.chunked_in and tokens > 0
 
     def update_state_after_alloc(self, request: Any, blocks: Any, num_external_tokens: int) -> None:
-        """Map the host slots onto the blocks vLLM just allocated; the slots free after this step."""
+        """Map the host slots onto the blocks vLLM just allocated: copied back in this step (whole), or over
+        the steps that grant them (budgeted). Slots free after the step that reads them."""
         ent = self._swapped.pop(request.request_id, None)
         if ent is None:
             return
         slots, _ = ent
-        self._release.extend(slots)
         n = -(-num_external_tokens // self.block_size)
-        if n:
-            self._meta.in_dev.extend(blocks.get_block_ids()[0][:n])
-            self._meta.in_host.extend(slots[:n])
+        self._release.extend(slots[n:])
+        dev = list(blocks.get_block_ids()[0][:n])
         self.claimed[request.request_id] = num_external_tokens
+        if self.chunked_in and n:
+            self._loading[request.request_id] = Load(dev, slots[:n], num_external_tokens)
+            return
+        self._release.extend(slots[:n])
+        self._meta.in_dev.extend(dev)
+        self._meta.in_host.extend(slots[:n])
 
     def build_connector_meta(self, scheduler_output: Any) -> SwapMeta:
-        """Hand this step's copies to the worker; slots read by its swap-ins are reusable afterwards."""
+        """Hand this step's copies to the worker (budgeted swap-ins: the granted blocks); slots read by its
+        swap-ins are reusable afterwards."""
         meta, self._meta = self._meta, SwapMeta()
+        self.moved_in = {}
+        for rid, ld in list(self._loading.items()):
+            k = min(self._grants.get(rid, 0), len(ld.dev) - ld.done)
+            if k:
+                meta.in_dev.extend(ld.dev[ld.done:ld.done + k])
+                meta.in_host.extend(ld.slots[ld.done:ld.done + k])
+                self.moved_in[rid] = (ld.done, ld.done + k)
+                ld.done += k
+            if ld.done == len(ld.dev):
+                meta.loaded.append(rid)
+                self._release.extend(ld.slots)
+                del self._loading[rid]
+        self._grants = {}
         self._free_slots.extend(self._release)
         self._release = []
         return meta
 
+    def update_connector_output(self, connector_output: Any) -> None:
+        """The worker's copy time of the step just run."""
+        meta = connector_output.kv_connector_worker_meta
+        self.last_copy_s = meta.copy_s if isinstance(meta, SwapWorkerMeta) else 0.0
+
     def request_finished(self, request: Any, block_ids: Any) -> tuple[bool, None]:
         """A finished or aborted request gives its host slots back; vLLM frees its device blocks."""
         self.release(request.request_id)
+        ld = self._loading.pop(request.request_id, None)
+        if ld is not None:
+            self._free_slots.extend(ld.slots)
         return False, None
 
     def has_pending_push_work(self) -> bool:
@@ -129,10 +210,12 @@ class InterceptSwapConnector(KVConnectorBase_V1):
             shape[dims[0]] = self.num_host_blocks
             self._layers.append((t, dims[0]))
             self._host.append(torch.empty(shape, dtype=t.dtype, device="cpu", pin_memory=t.is_cuda))
+            self._block_bytes += t.numel() * t.element_size() // num_blocks
         if self._layers and self._layers[0][0].is_cuda:
             self._stream = torch.cuda.Stream()
 
     def _copy(self, dev_ids: list[int], host_ids: list[int], to_host: bool) -> None:
+        t0 = time.perf_counter()
         host = torch.tensor(host_ids)
         for (t, d), h in zip(self._layers, self._host):
             dev = torch.tensor(dev_ids, device=t.device)
@@ -140,11 +223,16 @@ class InterceptSwapConnector(KVConnectorBase_V1):
                 h.index_copy_(d, host, t.index_select(d, dev).to("cpu", non_blocking=t.is_cuda))
             else:
                 t.index_copy_(d, dev, h.index_select(d, host).to(t.device, non_blocking=t.is_cuda))
+        if self.link_bytes_per_s > 0:  # the throttle: the copy lasts at least bytes / rate
+            time.sleep(max(len(dev_ids) * self._block_bytes / self.link_bytes_per_s - (time.perf_counter() - t0),
+                           0.0))
+        self._copy_s += time.perf_counter() - t0
 
     def start_load_kv(self, forward_context: Any, **kwargs: Any) -> None:
         """Run this step's swap-outs and swap-ins (swap-ins complete before returning)."""
         meta = self._get_connector_metadata()
         assert isinstance(meta, SwapMeta)
+        self._finished_in.update(meta.loaded)
         if self._stream is None:
             if meta.out_dev:
                 self._copy(meta.out_dev, meta.out_host, True)
@@ -160,8 +248,18 @@ class InterceptSwapConnector(KVConnectorBase_V1):
         if meta.in_dev:
             torch.cuda.current_stream().wait_stream(self._stream)
 
+    def get_finished(self, finished_req_ids: set[str]) -> tuple[set[str] | None, set[str] | None]:
+        """Budgeted swap-ins whose last blocks this step copied: their requests may compute next step."""
+        done, self._finished_in = self._finished_in, set()
+        return None, done or None
+
+    def build_connector_worker_meta(self) -> SwapWorkerMeta:
+        """This step's copy time, for the scheduler's step log."""
+        meta, self._copy_s = SwapWorkerMeta(self._copy_s), 0.0
+        return meta
+
     def wait_for_layer_load(self, layer_name: str) -> None:
-        """Loads are whole-request and done in start_load_kv."""
+        """Loads are done in start_load_kv."""
 
     def save_kv_layer(self, layer_name: str, kv_layer: Any, attn_metadata: Any, **kwargs: Any) -> None:
         """Nothing is saved layer by layer."""

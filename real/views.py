@@ -1,7 +1,12 @@
 """What the policy sees of a vLLM scheduler: ReqView / EngineState built from its queues and KV manager.
 
 Also the engine-private bookkeeping of one paused request (``Paused``) and the hints a request carries
-(``hints``: rid, kind, ticket and true tool time, sent by the driver in ``SamplingParams.extra_args``).
+(``hints``: rid, the request's kind, the interception's kind, ticket and true tool time, sent by the driver in
+``SamplingParams.extra_args``).
+
+The policy is shown the state the simulator would be in: a partial swap-out's copied blocks count as moved
+(free on the GPU) although vLLM frees a request's blocks only all at once, and a budgeted swap-in holds the
+blocks copied back so far (vLLM allocated all of them at its admission).
 """
 
 from __future__ import annotations
@@ -11,6 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.types import EngineState, ReqView, Status
+
+# vLLM's RequestStatus values (imported lazily in the engine process; these names keep views importable)
+_WAITING_STATES = ("WAITING", "PREEMPTED")
 
 HINT_KEY = "infercept"
 """Key of ``SamplingParams.extra_args`` under which the driver sends a request's hints."""
@@ -23,7 +31,8 @@ class Paused:
     req_id: str  # vLLM's request id
     rid: str  # the trace's
     ticket: int
-    kind: str
+    kind: str  # the request's augmentation kind
+    tool_kind: str  # the current interception's
     tool_s: float
     paused_at_s: float
     ctx_tokens: int  # tokens whose KV existed at the pause (vLLM's safe frontier)
@@ -53,27 +62,54 @@ def blocks_of(sched: Any, req_id: str) -> int:
     return len(sched.kv_cache_manager.coordinator.get_blocks(req_id)[0])
 
 
+def load_progress(sched: Any, p: Paused) -> tuple[int, int] | None:
+    """(blocks copied back, blocks to copy) of ``p``'s budgeted swap-in, if one is in progress."""
+    swapper = sched.ic_swapper
+    return swapper.load_progress(p.req_id) if swapper is not None and p.resumed else None
+
+
 def req_view(sched: Any, p: Paused) -> ReqView:
     """The policy's view of one paused (or resumed-but-swapped) request."""
     gpu = 0 if p.place in ("cpu", "discarded") else blocks_of(sched, p.req_id) - p.copied_blocks
     cpu = p.copied_blocks
+    loading = load_progress(sched, p)
+    if loading is not None:
+        gpu, cpu = loading[0], loading[1] - loading[0]
     computed = 0 if p.place == "discarded" else p.ctx_tokens
     status = Status.SWAPPED if p.resumed else Status.PAUSED
     return ReqView(p.rid, p.ticket, p.kind, status, p.ctx_tokens, computed, gpu, cpu,
-                   p.paused_at_s if not p.resumed else math.nan, p.tool_s)
+                   p.paused_at_s if not p.resumed else math.nan, p.tool_s, tool_kind=p.tool_kind)
 
 
-def engine_state(sched: Any, now_s: float, paused: dict[str, Paused], host_free_blocks: int) -> EngineState:
-    """A snapshot of the scheduler for the policy (running = vLLM's ``running`` queue)."""
+def engine_state(sched: Any, now_s: float, paused: dict[str, Paused], host_free_blocks: int,
+                 waiting_cap_tokens: int) -> EngineState:
+    """A snapshot of the scheduler for the policy. Running = vLLM's ``running`` queue plus the resumed
+    requests that kept their KV (vLLM admits them ahead of everything else at this step); the waiting
+    requests' pending tokens are summed until they reach ``waiting_cap_tokens`` (swapped ones excluded)."""
     bs = sched.block_size
     pool = sched.kv_cache_manager.block_pool
     free = pool.get_num_free_blocks()
+    for p in paused.values():  # moved to the host (partial swap-out) or not yet copied back (swap-in)
+        loading = load_progress(sched, p)
+        if loading is not None:
+            free += blocks_of(sched, p.req_id) - loading[0]
+        elif p.place in ("new", "gpu"):
+            free += p.copied_blocks
+    holding = [r for r in sched.kv_holding_waiting if r.status.name in _WAITING_STATES]
     query = ctx = need = 0
-    for r in sched.running:
+    for r in [*sched.running, *holding]:
         query += max(r.num_tokens - r.num_computed_tokens, 1)
         ctx += r.num_computed_tokens
         need += max(-(-r.num_tokens // bs) - blocks_of(sched, r.request_id), 0)
+    waiting = 0
+    for r in sched.waiting:
+        if waiting >= waiting_cap_tokens:
+            break
+        p = paused.get(r.request_id)
+        if r.status.name in _WAITING_STATES and (p is None or not p.resumed):
+            waiting += r.num_tokens - r.num_computed_tokens
     views = [req_view(sched, p) for p in paused.values() if p.place != "discarded" or p.resumed]
     return EngineState(now_s, bs, free, host_free_blocks, query, ctx, max(need - free, 0),
                        tuple(v for v in views if v.status is Status.PAUSED and v.place.value != "none"),
-                       tuple(v for v in views if v.status is Status.SWAPPED and v.cpu_blocks))
+                       tuple(v for v in views if v.status is Status.SWAPPED and v.cpu_blocks),
+                       running_blocks_needed=need, waiting_query_tokens=waiting)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from core.cost import FittedCostModel
 from core.types import RequestSpec
 from real.collect import build_metrics, read_engine_log
 from real.driver import replay
@@ -21,7 +22,7 @@ def tiny_model(folder: Path) -> str:
     return str(write_model(folder / "llama-tiny", SIZES["tiny"]))
 
 
-def tiny_profile(folder: Path) -> str:
+def tiny_profile(folder: Path, link_bytes_per_s: float = 5e9, name: str = "tiny-profile.json") -> str:
     """A cost profile for the tiny model (round numbers: InferCept's policy input, not a measurement)."""
     size = SIZES["tiny"]
     prof = {
@@ -35,9 +36,9 @@ def tiny_profile(folder: Path) -> str:
                    "cpu_swap_bytes": 0, "gpu_kv_blocks": 128, "cpu_kv_blocks": 128},
         "step": {"const_s": 0.005, "per_query_token_s": 1e-4, "per_decode_ctx_token_s": 1e-6,
                  "per_prefill_attn_pair_s": 1e-7},
-        "link": {"bytes_per_s": 5e9}, "fit_range": {"max_query_tokens": 256, "max_decode_ctx_tokens": 10**6},
+        "link": {"bytes_per_s": link_bytes_per_s}, "fit_range": {"max_query_tokens": 256, "max_decode_ctx_tokens": 10**6},
     }
-    path = folder / "tiny-profile.json"
+    path = folder / name
     path.write_text(json.dumps(prof))
     return str(path)
 
@@ -53,13 +54,17 @@ class RealRun:
 
 
 def run_real(model_dir: str, profile: str, policy: str, specs: list[RequestSpec], log: Path,
-             kv_blocks: int = 128, budget: int = 256) -> RealRun:
-    """Replay ``specs`` to the end on the tiny model under ``policy``."""
+             kv_blocks: int = 128, budget: int = 256, host_blocks: int = 128, link_bytes_per_s: float = 0.0,
+             ) -> RealRun:
+    """Replay ``specs`` to the end on the tiny model under ``policy`` (swap connector for swap and infercept,
+    its copies throttled to ``link_bytes_per_s`` if given)."""
+    overrides = {"gpu_kv_blocks": kv_blocks, "cpu_kv_blocks": host_blocks, "swap_overlap": False}
     s = EngineSettings(model_dir, policy=policy, profile=profile, kv_blocks=kv_blocks,
-                       host_blocks=128 if policy in ("swap", "infercept") else 0, token_budget_tokens=budget,
+                       host_blocks=host_blocks if policy in ("swap", "infercept") else 0, token_budget_tokens=budget,
                        max_context_tokens=(kv_blocks - 1) * BLOCK_TOKENS, log_path=str(log),
-                       profile_overrides={"gpu_kv_blocks": kv_blocks})
+                       profile_overrides=overrides, link_bytes_per_s=link_bytes_per_s)
     t0, client = replay(s, specs, float("inf"), SIZES["tiny"].vocab)
-    m, steps = build_metrics(specs, t0, client, log, float("inf"), kv_blocks)
+    m, steps = build_metrics(specs, t0, client, log, float("inf"), kv_blocks,
+                             FittedCostModel.from_profile(profile, overrides))
     _, events = read_engine_log(log)
     return RealRun(client.tokens, m, steps, events)

@@ -50,7 +50,8 @@ def test_profile_then_validate_end_to_end(tmp_path: Path, monkeypatch: pytest.Mo
     rows = list(csv.DictReader(Path("val/validation.csv").read_text().splitlines()))
     assert {r["policy"] for r in rows} == {"discard", "swap", "plain"}
     assert {r["metric"] for r in rows} == {"completed_rps", "norm_latency_ms", "norm_latency_p50_ms", "ttft_p50_s",
-                                           "recomputed_tokens", "swapped_tokens"}
+                                           "recomputed_tokens", "swapped_tokens", "gpu_waste_pct",
+                                           "recompute_share_pct"}
     by = {(r["policy"], r["metric"]): r for r in rows}
     # every request finishes inside the window, in both worlds: 3 requests / 6 s
     assert float(by["discard", "completed_rps"]["real"]) == pytest.approx(0.5)
@@ -59,7 +60,7 @@ def test_profile_then_validate_end_to_end(tmp_path: Path, monkeypatch: pytest.Mo
     assert float(by["discard", "recomputed_tokens"]["real"]) == float(by["discard", "recomputed_tokens"]["sim"]) > 0
     assert float(by["swap", "swapped_tokens"]["real"]) == float(by["swap", "swapped_tokens"]["sim"]) > 0
     report = Path("val/report.md").read_text()
-    assert report.count("| discard |") == 8  # six metrics, the step-time row, the step-time-by-kind row
+    assert report.count("| discard |") == 10  # eight metrics, the step-time row, the step-time-by-kind row
     assert "| decode 1 |" in report
     assert Path("val/latency_scatter.png").stat().st_size > 1000
     assert (Path("val/runs/swap-0") / "steps.parquet").exists()

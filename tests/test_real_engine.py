@@ -130,3 +130,31 @@ def test_a_pause_on_an_idle_engine_is_still_decided(tmp_path: Path) -> None:
     moves = [(e["e"], e["v"]) for e in run.events if e["e"] in ("swap_out", "swap_in")]
     assert moves == [("swap_out", 607), ("swap_in", 607), ("swap_out", 645), ("swap_in", 645)]
     assert len(run.tokens["a"]) == 24
+
+
+def test_budgeted_swaps_over_a_throttled_link_and_a_full_host(runs: dict, tmp_path: Path) -> None:
+    """InferCept with a 100 MB/s link (its profile and the connector's throttle): a step's budget is a few
+    blocks, so a's 19-block context leaves, and comes back after the resume, in chunks over several steps;
+    every copy lasts at least its bytes / rate and is its step's stall. The swap baseline with 12 host
+    blocks drops what does not fit (a, 19 blocks) and swaps what does (b, 10), as the simulator does."""
+    model, link = tiny_model(tmp_path), 1e8
+    profile = tiny_profile(tmp_path, link_bytes_per_s=link, name="slow-link.json")
+    run = run_real(model, profile, "infercept", TRACE, tmp_path / "ic.jsonl", link_bytes_per_s=link)
+    outs = [e["v"] for e in run.events if e["e"] == "swap_out" and e["rid"] == "a"]
+    ins = [e["v"] for e in run.events if e["e"] == "swap_in" and e["rid"] == "a"]
+    assert len(outs) > 2 and sum(outs) >= 607 and len(ins) > 2 and sum(ins) >= 607, (outs, ins)
+    assert run.tokens["a"] == runs["preserve"].tokens["a"] and run.tokens["b"] == runs["preserve"].tokens["b"]
+    block_bytes = 8192 * BLOCK_TOKENS  # tiny: 2 * 4 layers * 4 KV heads * 64 * 4 bytes per token
+    copying = [s for s in run.steps if s["swap_tokens"]]
+    assert copying and all(s["copy_s"] >= math.ceil(s["swap_tokens"] / BLOCK_TOKENS) * block_bytes / link
+                           for s in copying)
+    rows = run.metrics.steps
+    assert rows["stall_s"].sum() == pytest.approx(sum(s["copy_s"] for s in run.steps))
+    assert rows["fwd_s"] == pytest.approx(rows["dur_s"] - rows["stall_s"])
+
+    full = run_real(model, profile, "swap", TRACE, tmp_path / "swap.jsonl", host_blocks=12)
+    a = [e["e"] for e in full.events if e["rid"] == "a" and e["e"] in ("pause:swap", "discard", "swap_out")]
+    assert a == ["pause:swap", "discard", "pause:swap", "discard"]
+    assert [e["v"] for e in full.events if e["rid"] == "b" and e["e"] == "swap_out"] == [315]
+    assert full.metrics.requests["a"].recomputed_tokens == 607 + 645
+    assert full.tokens["a"] == runs["preserve"].tokens["a"]

@@ -1,0 +1,54 @@
+"""A real step record becomes the simulator's step row: stall, recompute time and waste by the same formula
+as ``sim/engine.py``'s ``_record`` (worked by hand; no engine needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import make_cost
+
+from core.metrics import STEP_COLUMNS, SWAP_STALL
+from core.types import RequestSpec, Segment
+from real.collect import build_metrics, step_waste
+from real.driver import ClientLog
+
+STEP = {"e": "step", "t0": 100.0, "t_sched": 100.001, "t_exec": 100.002, "t_out": 100.02, "t_end": 100.025,
+        "num_decode": 2, "decode_ctx_tokens": 300, "prefill_tokens": 100, "prefill_attn_pairs": 0.0,
+        "recompute_tokens": 60, "recompute_attn_pairs": 0.0, "recompute_blocks": 8, "recompute": {"a": 60},
+        "swap_tokens": 32, "gpu_used_blocks": 40, "gpu_paused_blocks": 10,
+        "gpu_paused_blocks_by_kind": {"qa": 6, "math": 4}, "gpu_loading_blocks": 5, "cpu_used_blocks": 3,
+        "copy_s": 0.005, "sched": {}, "new": {}}
+# the cost model: 10 ms + 0.1 ms per query token; the step has 102 query tokens, 60 of them recomputed
+REDO_S = 0.020 * (0.0202 - 0.0142) / 0.0202  # the recomputed share of the measured 20 ms outside the copy
+RUNNING = 40 - 10 - 5  # used, less paused, less blocks allocated to a swap-in in progress
+WASTE = 10 * 0.025 + (RUNNING - 8) * REDO_S + 8 * 0.025 + (RUNNING - 8) * 0.005
+
+
+def test_step_waste_is_the_simulators_formula() -> None:
+    w = step_waste(STEP, make_cost())
+    assert w.stall_s == pytest.approx(0.005)
+    assert w.recompute_s == pytest.approx(REDO_S)
+    assert w.waste_block_s == pytest.approx(WASTE)
+    assert w.paused_by_kind == pytest.approx({"qa": 6 * 0.025, "math": 4 * 0.025})
+    # a step without recompute or copy: only the paused blocks
+    quiet = step_waste({**STEP, "recompute_tokens": 0, "recompute": {}, "copy_s": 0.0}, make_cost())
+    assert (quiet.recompute_s, quiet.waste_block_s) == (0.0, pytest.approx(10 * 0.025))
+
+
+def test_metrics_rows_and_attribution_add_up(tmp_path: Path) -> None:
+    log = tmp_path / "engine.jsonl"
+    log.write_text(json.dumps(STEP) + "\n")
+    specs = [RequestSpec("a", 0.0, 10, (Segment(5),), "qa")]
+    client = ClientLog(events=[(100.0, "arrive", "a", 10)])
+    m, _ = build_metrics(specs, 99.0, client, log, 10.0, 63, make_cost())
+    row = dict(zip(STEP_COLUMNS, m.step_rows[0]))
+    assert row["dur_s"] == pytest.approx(0.025) and row["stall_s"] == pytest.approx(0.005)
+    assert row["fwd_s"] == pytest.approx(0.020) and row["recompute_s"] == pytest.approx(REDO_S)
+    assert row["waste_block_s"] == pytest.approx(WASTE)
+    # by kind: the paused blocks to their kinds, the recompute to a's kind, the copy stall to no kind
+    assert sum(m.waste_by_kind.values()) == pytest.approx(WASTE)
+    assert m.waste_by_kind[SWAP_STALL] == pytest.approx((RUNNING - 8) * 0.005)
+    assert m.waste_by_kind["qa"] == pytest.approx(6 * 0.025 + (RUNNING - 8) * REDO_S + 8 * 0.025)
+    assert m.recompute_s_by_kind == pytest.approx({"qa": REDO_S})
