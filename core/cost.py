@@ -33,6 +33,12 @@ class BatchShape:
     decode_ctx_tokens: int = 0
     prefill_tokens: int = 0
     prefill_attn_pairs: float = 0.0
+    num_prefill_seqs: int = 0  # requests with a prefill/recompute chunk in the pass
+
+    @property
+    def num_seqs(self) -> int:
+        """Requests scheduled in the pass."""
+        return self.num_decode + self.num_prefill_seqs
 
     @property
     def query_tokens(self) -> int:
@@ -104,6 +110,14 @@ def engine_problem(values: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _optional(step: dict[str, Any], key: str, where: str) -> float:
+    """An optional non-negative step term (0 when absent); a bad value names the key."""
+    value = step.get(key, 0.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ProfileError(f"{where}: step.{key} = {value!r}: expected a number >= 0")
+    return float(value)
+
+
 def _get(d: dict[str, Any], key: str, where: str) -> Any:
     node: Any = d
     for part in key.split("."):
@@ -134,12 +148,27 @@ class FittedCostModel:
     fit_max_query_tokens: int
     fit_max_decode_ctx_tokens: int
     swap_overlap: bool = True  # the link copies beside the forward pass (GPU); False: copies add to the step
+    # optional terms (0 when a profile has none; measured profiles fold them into the fitted ones):
+    host_per_step_s: float = 0.0  # the engine's CPU time per step outside the forward pass
+    host_per_seq_s: float = 0.0  # ... and per scheduled request
+    excess_query_token_s: float = 0.0  # extra time per query token beyond saturation_tokens
 
     def step_s(self, batch: BatchShape) -> float:
-        """Duration of one forward pass (seconds) for ``batch``."""
-        return (self.const_s + self.per_query_token_s * (batch.num_decode + batch.prefill_tokens)
+        """Duration of one engine step (seconds) for ``batch``: the forward pass plus the host's work."""
+        return self.gpu_s(batch) + self.host_s(batch)
+
+    def gpu_s(self, batch: BatchShape) -> float:
+        """The forward pass alone (what a pipelined KV copy can hide behind), seconds."""
+        q = batch.num_decode + batch.prefill_tokens
+        return (self.const_s + self.per_query_token_s * q
+                + self.excess_query_token_s * max(q - self.saturation_tokens, 0)
                 + self.per_decode_ctx_token_s * batch.decode_ctx_tokens
                 + self.per_prefill_attn_pair_s * batch.prefill_attn_pairs)
+
+    def host_s(self, batch: BatchShape) -> float:
+        """The engine's CPU work of a step (scheduling, input preparation, sampling, output processing,
+        worker RPCs), serialised with the forward pass, seconds."""
+        return self.host_per_step_s + self.host_per_seq_s * batch.num_seqs
 
     def fwd_s(self, query_tokens: float) -> float:
         """T_fwd(x) = const + per_query_token * x, seconds."""
@@ -199,6 +228,9 @@ class FittedCostModel:
             per_query_token_s=float(_get(st, "per_query_token_s", w)),
             per_decode_ctx_token_s=float(_get(st, "per_decode_ctx_token_s", w)),
             per_prefill_attn_pair_s=float(_get(st, "per_prefill_attn_pair_s", w)),
+            host_per_step_s=_optional(st, "host_per_step_s", w),
+            host_per_seq_s=_optional(st, "host_per_seq_s", w),
+            excess_query_token_s=_optional(st, "excess_query_token_s", w),
             link_bytes_per_s=float(_get(p, "link.bytes_per_s", w)),
             kv_bytes_per_token=kv_bytes,
             gpu_kv_blocks=gpu_blocks,

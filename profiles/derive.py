@@ -32,7 +32,26 @@ SETUPS = [("a100", "gptj-6b", 1), ("a100", "vicuna-13b", 1), ("a100", "vicuna-13
           ("a100", "llama3-70b", 4), ("a100-80gb", "llama3-70b", 4)]
 MEM_EFF, MFU, ATTN_MFU = 0.8, 0.84, 0.5  # roofline efficiencies (assumed; MFU matches the GPT-J reference line)
 ALLREDUCE_S = 60e-6  # per all-reduce under TP (assumed; makes the 13B TP=2 constant match the reference's 15.4 ms)
-LINK_BYTES_PER_S = 10e9  # effective GPU-CPU swap rate implied by the reference's per-step swap budget (§2.10)
+# effective GPU-CPU swap rate of the whole engine implied by the reference's per-step swap budgets (§2.10):
+# 605 GPT-J tokens per 27.8 ms step on one GPU, and 319 Vicuna-13B tokens (0.78 MiB each) per 26.1 ms step at
+# TP=2 -- also 10 GB/s in total, so each of the tp shards moves its 1/tp of the KV at 10 GB/s / tp
+LINK_BYTES_PER_S = 10e9
+# The vLLM 0.2 engine's CPU work per step outside the forward pass (scheduler, per-sequence input tensors,
+# sampler, detokenisation, output objects; with TP > 1 also the Ray RPC that pickles every sequence's tokens to
+# each worker), serialised with the GPU in the reference's single-threaded loop. Not measured on the fork:
+# Vidur's published A100 CPU-overhead profile of a vLLM-era engine (data/profiling/a100/cpu_overheads.csv,
+# Llama-2-7B, batch 8-64: 2.1-8.1 ms per step) gives ~1.6 ms + 0.14 ms per scheduled sequence; its Ray
+# measurements 3.0-6.5 ms (TP=2) and 3.1-8.5 ms (TP=4) per step; vLLM PR #2221 (removing that pickling raised
+# Llama-70B throughput 3.01 -> 5.08 req/s) shows the size. (per step s, per scheduled sequence s) by TP:
+HOST_S = {1: (1.6e-3, 1.4e-4), 2: (3.9e-3, 1.7e-4), 4: (3.5e-3, 2.2e-4)}
+# The reference's linear step line is a chord fitted up to S = 384 query tokens (the 13B TP=2 slope would be
+# 466 TFLOPS per GPU, above the A100's 312 peak), but vLLM 0.2's baselines run prefill steps of up to the token
+# budget. Extra time per query token beyond S, from Vidur's A100 MLP profiles (compute/a100/*/mlp.csv: 66 us per
+# token for Llama-2-7B from 384 to 2048 tokens against the reference's 46.3 for GPT-J; 60-65 us scaled for
+# 13B at TP=2; 164 us for Llama-3-70B at TP=4 against a roofline of 135) and its all-reduce profile
+# (network/a100_dgx/all_reduce.csv: 169 us at 21 MB, 319 us at 33.5 MB, against the flat 60 us assumed):
+EXCESS_QUERY_S = {("gptj-6b", 1): 20e-6, ("vicuna-13b", 1): 21e-6, ("vicuna-13b", 2): 40e-6,
+                  ("llama3-70b", 4): 50e-6}
 CPU_SWAP = {1: 128 * GIB, 2: 64 * GIB, 4: 64 * GIB}  # --swap-space of the reference scripts (per GPU)
 
 
@@ -60,8 +79,11 @@ def derive(gpu: str, model: str, tp: int) -> dict[str, object]:
             "per_decode_ctx_token_s": kv_bytes / (g["hbm_bytes_per_s"] * MEM_EFF),
             "per_prefill_attn_pair_s": 4 * m["num_layers"] * m["num_heads"] * m["head_dim"] / tp
             / (g["dense_fp16_flops"] * ATTN_MFU),
+            "excess_query_token_s": EXCESS_QUERY_S[(model, tp)],
+            "host_per_step_s": HOST_S[tp][0],
+            "host_per_seq_s": HOST_S[tp][1],
         },
-        "link": {"bytes_per_s": LINK_BYTES_PER_S},
+        "link": {"bytes_per_s": LINK_BYTES_PER_S / tp},
         "fit_range": {"max_query_tokens": engine["token_budget_tokens"],
                       "max_decode_ctx_tokens": int(usable / kv_bytes)},
         "provenance": {
@@ -72,7 +94,14 @@ def derive(gpu: str, model: str, tp: int) -> dict[str, object]:
             "step.per_decode_ctx_token_s": f"KV bytes per token per GPU read at {MEM_EFF:.0%} of HBM bandwidth",
             "step.per_prefill_attn_pair_s": f"4*layers*heads*head_dim/tp FLOPs per query-key pair at "
             f"{ATTN_MFU:.0%} of peak",
-            "link.bytes_per_s": "reference per-step swap budget (605 GPT-J tokens per 27.8 ms step), §2.10",
+            "step.excess_query_token_s": "per query token beyond S: Vidur A100 MLP and all-reduce profiles of "
+            "Llama-2-7B / 34B / Llama-3-70B scaled to this model (not measured on it); see derive.py",
+            "step.host_per_step_s": "vLLM 0.2 engine CPU time per step (and Ray RPC at TP > 1): Vidur's A100 "
+            "cpu_overheads profile and Ray measurements, vLLM PR #2221 (not measured on the fork); see derive.py",
+            "step.host_per_seq_s": "per scheduled sequence, same sources as host_per_step_s",
+            "link.bytes_per_s": "per GPU: 10 GB/s for the engine (the reference's per-step swap budgets: 605 "
+            "GPT-J tokens per 27.8 ms step at TP=1, 319 Vicuna-13B tokens per 26.1 ms at TP=2), split over tp "
+            "shards, §2.10",
             "engine": "vLLM 0.2 defaults and reference scripts: utilisation 0.9, max_num_seqs 256, "
             "token budget max(2048, max_model_len), block 64, S = 384 (mlimit), swap space per script; "
             "1 GiB activation reserve assumed",

@@ -157,15 +157,16 @@ class BatchForming(EngineQueues):
     def _shape(self, step: Step) -> BatchShape:
         n_dec = len(self.group.members) if step.decode else 0
         ctx = self.group.ctx_tokens if step.decode else 0
-        pre = pairs = 0
+        pre = pairs = n_pre = 0
         for r, q in step.chunks:
             if q == 1 and r.pending == 1:
                 n_dec += 1
                 ctx += r.num_tokens
             else:
                 pre += q
+                n_pre += 1
                 pairs += q * (r.computed + (q + 1) / 2)
-        return BatchShape(n_dec, ctx, pre, pairs)
+        return BatchShape(n_dec, ctx, pre, pairs, n_pre)
 
 
 def _tokens(chunks: list[tuple[Req, int]]) -> int:

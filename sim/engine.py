@@ -97,7 +97,9 @@ class Engine(BatchForming):
             stall = 0.0
             if moved:
                 swap_s = cost.swap_s(moved)
-                stall = max(swap_s - fwd, 0.0) if pipelined else swap_s
+                # a pipelined copy hides behind the forward pass, not behind the host's work around it
+                hide = cost.gpu_s(shape) if shape.query_tokens else 0.0
+                stall = max(swap_s - hide, 0.0) if pipelined else swap_s
             k, dur = 1, fwd + stall
             if self.jump and step.decode and not (step.chunks or moved or step.preempted or acted):
                 k, dur = self._jump_length(now, fwd, len(self.group.members), state)
@@ -180,7 +182,7 @@ class Engine(BatchForming):
         if redo_tokens:  # the recomputed tokens are the first n of their chunk
             redo_pairs = sum(n * (r.computed + (n + 1) / 2) for r, n in redo)
             without = BatchShape(shape.num_decode, shape.decode_ctx_tokens, shape.prefill_tokens - redo_tokens,
-                                 shape.prefill_attn_pairs - redo_pairs)
+                                 shape.prefill_attn_pairs - redo_pairs, shape.num_prefill_seqs)
             redo_s = fwd - (self.cost.step_s(without) if without.query_tokens else 0.0)
         paused_blocks = self.paused_gpu_blocks  # charged per kind over time by EngineQueues._changed
         waste = paused_blocks * dur

@@ -117,3 +117,30 @@ def test_engine_keys_cover_every_shipped_profile_and_the_overrides() -> None:
                                      {"gpu_kv_blocks": 40, "cpu_kv_blocks": 8, "token_budget_tokens": 4096,
                                       "cpu_swap_bytes": 2**30, "swap_overlap": False})
     assert (m.gpu_kv_blocks, m.cpu_kv_blocks, m.token_budget_tokens, m.swap_overlap) == (40, 8, 4096, False)
+
+
+def test_host_terms_and_the_slope_beyond_s_by_hand() -> None:
+    from dataclasses import replace
+
+    from conftest import make_cost
+
+    from core.cost import BatchShape
+
+    cost = replace(make_cost(), host_per_step_s=2e-3, host_per_seq_s=1e-4, excess_query_token_s=5e-5)
+    # 3 decoders and 2 prefill chunks of 150 tokens: 303 query tokens, 203 of them beyond S = 100
+    b = BatchShape(3, 0, 300, 0.0, 2)
+    assert cost.gpu_s(b) == pytest.approx(0.01 + 1e-4 * 303 + 5e-5 * 203)
+    assert cost.host_s(b) == pytest.approx(2e-3 + 1e-4 * 5)
+    assert cost.step_s(b) == pytest.approx(cost.gpu_s(b) + cost.host_s(b))
+    assert cost.fwd_s(50) == pytest.approx(0.015)  # T_fwd of the policy: the reference's line, no host terms
+
+
+def test_derived_profiles_split_the_engines_link_over_tp_shards() -> None:
+    from core.cost import FittedCostModel, profile_path
+
+    one = FittedCostModel.from_profile(profile_path("vicuna-13b", "a100", 1))
+    two = FittedCostModel.from_profile(profile_path("vicuna-13b", "a100", 2))
+    # the same 10 GB/s for the engine: a token's KV takes as long to move whatever the TP degree
+    assert one.swap_s(1000) == pytest.approx(two.swap_s(1000))
+    # the reference's 13B TP=2 budget: ~319 tokens per 26.1 ms step (INFERCEPT.md §2.10)
+    assert two.swap_tokens_in(0.0261) == pytest.approx(319, abs=2)
