@@ -1,7 +1,9 @@
 """Re-simulate a finished `infercept validate` folder with other profiles, against the same real runs.
 
 Answers "which part of the model is wrong" without re-running the engine: the real runs (their summary.json
-files) stay as measured; only the simulator's inputs change.
+files) stay as measured; only the simulator's inputs change. The link is the runs' own where the connector was
+throttled (the constrained scenario); "calibrated" re-simulates each run with the profile's step times scaled
+to that run's own engine log.
 
     python benchmarks/resim.py results/validate --profile profiles/cpu2-llama-small-tp1.json
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -20,8 +23,16 @@ import numpy as np
 
 from core.cost import FittedCostModel
 from core.trace_io import read_jsonl
-from experiments.ensemble import simulate_ensemble
-from experiments.fidelity import STEP_KINDS, compare_rows, median_by_kind, plain, step_time_errors
+from experiments.ensemble import simulate_calibrated, simulate_ensemble
+from experiments.fidelity import (
+    STEP_KINDS,
+    compare_rows,
+    median_by_kind,
+    plain,
+    speed_scale,
+    step_time_errors,
+)
+from experiments.scenarios import with_link
 from real.collect import read_engine_log
 
 LABELS = ("discard", "improved_discard", "preserve", "swap", "infercept", "plain")
@@ -37,24 +48,32 @@ def main() -> None:
     args = ap.parse_args()
     folder = Path(args.folder)
     specs = read_jsonl(folder / "trace.jsonl")
-    print("| policy | completed_rps real / sim | error | norm_latency_ms real / sim | error |")
-    print("|---|---|---|---|---|")
+    print("| policy | completed_rps real / sim | error | calibrated | norm_latency_ms real / sim | error | calibrated |")
+    print("|---|---|---|---|---|---|---|")
     engine: dict[str, float] = {}
+    tmp = tempfile.TemporaryDirectory()
+    profile = args.profile
     for label in LABELS:
         runs = sorted((folder / "runs").glob(f"{label}-*"))
         if not runs:
             continue
         config = tomllib.loads((runs[0] / "config.toml").read_text())
         engine = config["engine"]
+        if config.get("link_bytes_per_s"):  # the connector was throttled: the simulator's link is the throttle
+            profile = str(with_link(args.profile, config["link_bytes_per_s"], Path(tmp.name) / "throttled.json"))
         reals = [json.loads((p / "summary.json").read_text())["overall"] for p in runs]
         trace = plain(specs) if label == "plain" else specs
-        sim, _, _ = simulate_ensemble("discard" if label == "plain" else label, trace, args.profile,
-                                      config["window_s"], engine)
-        rows = {r["metric"]: r for r in compare_rows(label, reals, sim)}
+        policy = "discard" if label == "plain" else label
+        sim, _, _ = simulate_ensemble(policy, trace, profile, config["window_s"], engine)
+        cost = FittedCostModel.from_profile(profile, engine)
+        scales = [speed_scale(read_engine_log(folder / "engine-logs" / f"{p.name}.jsonl")[0], cost) for p in runs]
+        cal = simulate_calibrated(policy, trace, [(profile, f) for f in scales], config["window_s"], engine)
+        rows = {r["metric"]: r for r in compare_rows(label, reals, sim, cal)}
         c, n = rows["completed_rps"], rows["norm_latency_ms"]
         print(f"| {label} | {c['real']:.3f} / {c['sim']:.3f} | {100 * c['rel_error']:+.1f} % | "
-              f"{n['real']:.1f} / {n['sim']:.1f} | {100 * n['rel_error']:+.1f} % |")
-    cost = FittedCostModel.from_profile(args.profile, engine)
+              f"{100 * c['rel_error_calibrated']:+.1f} % | {n['real']:.1f} / {n['sim']:.1f} | "
+              f"{100 * n['rel_error']:+.1f} % | {100 * n['rel_error_calibrated']:+.1f} % |")
+    cost = FittedCostModel.from_profile(profile, engine)
     print("\n| policy | " + " | ".join(STEP_KINDS) + " | all steps' summed time |")
     print("|---|" + "---|" * (len(STEP_KINDS) + 1))
     for label in LABELS:
@@ -64,7 +83,7 @@ def main() -> None:
             e, k = step_time_errors(steps, cost)
             err.append(e)
             kinds += k
-            measured = np.array([s["t_end"] - s["t0"] for s in steps])
+            measured = np.array([s["t_end"] - s["t0"] - s.get("copy_s", 0.0) for s in steps])
             real += float(measured.sum())
             pred += float(((1 + e) * measured).sum())
         if not kinds:

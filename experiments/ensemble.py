@@ -22,11 +22,12 @@ the ensemble is set against the median of the real repeats."""
 
 def simulate_trace(policy: str, specs: list[RequestSpec], profile: str, window_s: float,
                    engine: dict[str, Any], speed_scale: float = 1.0) -> Metrics:
-    """The simulator on ``specs`` with the real engine's settings, every step ``speed_scale`` times as long."""
+    """The simulator on ``specs`` with the real engine's settings, every step ``speed_scale`` times as long.
+    The policy's mean interception times per kind are the trace's own (``workload`` is not a generator's)."""
     from sim.run import load_cost, simulate
 
     cfg = build_config({"policy": policy, "profile": profile, "batching": "v1", "duration_s": window_s,
-                        "engine": engine})
+                        "engine": engine, "workload": "trace"})
     cost = load_cost(cfg)
     cost = dataclasses.replace(cost, **{k: getattr(cost, k) * speed_scale for k in
                                         ("const_s", "per_query_token_s", "per_decode_ctx_token_s",
@@ -34,10 +35,25 @@ def simulate_trace(policy: str, specs: list[RequestSpec], profile: str, window_s
     return simulate(cfg, specs=specs, cost=cost)
 
 
-def simulate_ensemble(policy: str, specs: list[RequestSpec], profile: str, window_s: float,
+def median_summary(sums: list[dict[str, float]]) -> dict[str, float]:
+    """Metric-wise median of several runs' summaries."""
+    return {k: float(np.median([x[k] for x in sums])) for k in sums[0]}
+
+
+def simulate_ensemble(policy: str, specs: list[RequestSpec], profile: str | list[str], window_s: float,
                       engine: dict[str, Any]) -> tuple[dict[str, float], Metrics, list[float]]:
-    """(metric-wise median summary over SPEED_SCALES, the unscaled run, every run's norm_latency_ms)."""
-    runs = [simulate_trace(policy, specs, profile, window_s, engine, f) for f in SPEED_SCALES]
+    """(metric-wise median summary over SPEED_SCALES, the unscaled run, every run's norm_latency_ms). Several
+    profiles (one measured before each round of real runs): the ensemble of each, pooled."""
+    profiles = [profile] if isinstance(profile, str) else profile
+    runs = [simulate_trace(policy, specs, p, window_s, engine, f) for p in profiles for f in SPEED_SCALES]
     sums = [summary_of(m) for m in runs]
-    median = {k: float(np.median([x[k] for x in sums])) for k in sums[0]}
-    return median, runs[SPEED_SCALES.index(1.0)], [x["norm_latency_ms"] for x in sums]
+    return median_summary(sums), runs[SPEED_SCALES.index(1.0)], [x["norm_latency_ms"] for x in sums]
+
+
+def simulate_calibrated(policy: str, specs: list[RequestSpec], runs: list[tuple[str, float]], window_s: float,
+                        engine: dict[str, Any]) -> dict[str, float]:
+    """The dynamics alone: each real run re-simulated with its profile and every step-time coefficient scaled
+    by the run's own fitted scale (``fidelity.speed_scale``: measured over predicted time of its steps), so
+    that the machine's speed during the run is the simulator's; the metric-wise median of those simulations.
+    ``runs``: (profile, scale) per real run."""
+    return median_summary([summary_of(simulate_trace(policy, specs, p, window_s, engine, f)) for p, f in runs])

@@ -18,7 +18,18 @@ from core.types import RequestSpec, Segment
 from core.workload import make_workload
 
 VALIDATED = ("completed_rps", "norm_latency_ms", "norm_latency_p50_ms", "ttft_p50_s", "recomputed_tokens",
-             "swapped_tokens", "gpu_waste_pct", "recompute_share_pct")
+             "swapped_tokens", "preserved_pauses", "discarded_pauses", "gpu_waste_pct", "recompute_share_pct")
+"""The metrics of validation.csv (besides ``step_time_error_median``)."""
+TARGET = 0.10
+"""The fidelity target: |relative error| of the VERDICT_METRICS."""
+VERDICT_METRICS = ("completed_rps", "norm_latency_ms", "preserved_pauses", "discarded_pauses", "swapped_tokens")
+"""The metrics the verdict holds to TARGET (counts of decisions only where a backend made >= MIN_DECISIONS)."""
+MIN_DECISIONS = 20
+"""Fewer pauses of a kind than this in both backends are too few to compare by a relative error; InferCept
+must make at least this many of each decision in the constrained scenario."""
+STEP_ERROR_GATE = 0.05
+"""rel_error (the uncalibrated comparison) enters the verdict for a policy whose cost model misses its steps by
+less than this (median); beyond it the machine's speed, not the simulator's dynamics, decides the error."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,18 +85,37 @@ def median_by_kind(errors: np.ndarray, kinds: list[str]) -> dict[str, float]:
     return {kind: float(np.median(errors[k == kind])) for kind in STEP_KINDS if (k == kind).any()}
 
 
-def step_time_errors(steps: list[dict[str, Any]], cost: FittedCostModel) -> tuple[np.ndarray, list[str]]:
-    """(predicted - measured) / measured for every real step with tokens, from the shapes the engine ran, and
-    each step's kind (``step_kind``)."""
+def measured_s(s: dict[str, Any]) -> float:
+    """A step's measured duration outside the swap connector's copies (what the cost model's step_s prices)."""
+    return float(s["t_end"] - s["t0"] - s.get("copy_s", 0.0))
+
+
+def predicted_s(s: dict[str, Any], cost: FittedCostModel) -> float:
+    """The cost model's step_s of the shape the engine ran (0 for a step without tokens)."""
+    shape = BatchShape(s["num_decode"], s["decode_ctx_tokens"], s["prefill_tokens"], s["prefill_attn_pairs"])
+    return cost.step_s(shape) if shape.query_tokens else 0.0
+
+
+def step_time_errors(steps: list[dict[str, Any]], cost: FittedCostModel,
+                     scale: float = 1.0) -> tuple[np.ndarray, list[str]]:
+    """(predicted * scale - measured) / measured for every real step with tokens, from the shapes the engine
+    ran, and each step's kind (``step_kind``)."""
     out, kinds = [], []
     for s in steps:
-        shape = BatchShape(s["num_decode"], s["decode_ctx_tokens"], s["prefill_tokens"], s["prefill_attn_pairs"])
-        if shape.query_tokens == 0:
+        if s["num_decode"] + s["prefill_tokens"] == 0:
             continue
-        real = s["t_end"] - s["t0"]
-        out.append((cost.step_s(shape) - real) / real)
+        real = measured_s(s)
+        out.append((scale * predicted_s(s, cost) - real) / real)
         kinds.append(step_kind(s))
     return np.asarray(out), kinds
+
+
+def speed_scale(steps: list[dict[str, Any]], cost: FittedCostModel) -> float:
+    """The step-time scale fitted to one run: its steps' summed measured time over the cost model's predicted
+    time for the same steps (1 for a run without steps)."""
+    pred = sum(predicted_s(s, cost) for s in steps)
+    real = sum(measured_s(s) for s in steps if s["num_decode"] + s["prefill_tokens"])
+    return real / pred if pred > 0 else 1.0
 
 
 def request_latency_s(m: Metrics) -> dict[str, float]:
@@ -93,17 +123,79 @@ def request_latency_s(m: Metrics) -> dict[str, float]:
     return {rid: r.finish_s - r.arrival_s - r.tool_s for rid, r in m.requests.items() if not math.isnan(r.finish_s)}
 
 
-def compare_rows(policy: str, real: list[dict[str, float]], sim: dict[str, float]) -> list[dict[str, Any]]:
-    """validation.csv rows: median of the real runs against the simulation, per metric."""
+def rel_error(sim: float, real: float) -> float:
+    """(sim - real) / real; 0 when both are 0, inf when only real is."""
+    return (sim - real) / real if real else (0.0 if sim == 0 else math.inf)
+
+
+def compare_rows(policy: str, real: list[dict[str, float]], sim: dict[str, float],
+                 calibrated: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """validation.csv rows: median of the real runs against the simulations' median, per metric, and against
+    the median of the runs re-simulated at their own fitted step-time scales (``calibrated``)."""
     rows = []
-    for metric in VALIDATED:
-        r = float(np.median([x[metric] for x in real]))
-        s = float(sim[metric])
-        err = (s - r) / r if r else (0.0 if s == 0 else math.inf)
-        rows.append({"policy": policy, "metric": metric, "real": r, "sim": s, "rel_error": err})
+    for metric in VALIDATED:  # a summary without the metric (an older run folder): NaN
+        r = float(np.median([x.get(metric, math.nan) for x in real]))
+        s = float(sim.get(metric, math.nan))
+        cal = rel_error(float(calibrated.get(metric, math.nan)), r) if calibrated else math.nan
+        rows.append({"policy": policy, "metric": metric, "real": r, "sim": s, "rel_error": rel_error(s, r),
+                     "rel_error_calibrated": cal})
     return rows
 
 
+def step_error_row(policy: str, errors: np.ndarray, calibrated: np.ndarray, measured: np.ndarray,
+                   predicted: np.ndarray) -> dict[str, Any]:
+    """The ``step_time_error_median`` row: median measured and predicted step time (s) of the runs' own steps,
+    the median absolute relative error of the cost model on them, and the same after each run's fitted scale."""
+    def med(x: np.ndarray) -> float:
+        return float(np.median(x)) if x.size else math.nan
+
+    return {"policy": policy, "metric": "step_time_error_median", "real": med(measured), "sim": med(predicted),
+            "rel_error": med(np.abs(errors)), "rel_error_calibrated": med(np.abs(calibrated))}
+
+
+def pause_decisions(m: Metrics) -> dict[str, float]:
+    """Pauses that ended in a resume, by what happened to their KV in between: ``preserved_pauses`` (it stayed
+    whole on the GPU), ``discarded_pauses`` (dropped, whatever was swapped first), ``swapped_pauses`` (some of it
+    moved to the host, none dropped). From the event log, so the same for both backends."""
+    out = dict.fromkeys(("preserved_pauses", "discarded_pauses", "swapped_pauses"), 0.0)
+    seen: dict[str, set[str]] = {}
+    for _, rid, event, _ in m.events:
+        if event.startswith("pause:"):
+            seen[rid] = set()
+        elif event in ("discard", "swap_out") and rid in seen:
+            seen[rid].add(event)
+        elif event == "resume" and rid in seen:
+            moved = seen.pop(rid)
+            key = "discarded" if "discard" in moved else "swapped" if moved else "preserved"
+            out[f"{key}_pauses"] += 1
+    return out
+
+
 def summary_of(m: Metrics) -> dict[str, float]:
-    """The overall summary row of a run."""
-    return summarize(m)["overall"]
+    """The overall summary row of a run, with the pause decisions (``pause_decisions``) where the summary does not
+    count them itself."""
+    return {**pause_decisions(m), **summarize(m)["overall"]}
+
+
+def verdict(rows: list[dict[str, Any]], decisions: dict[str, float] | None = None) -> list[str]:
+    """What misses the fidelity target (empty: the validation passes): every VERDICT_METRICS row must be within
+    TARGET by ``rel_error_calibrated``, and by ``rel_error`` where the policy's cost model misses its steps by
+    less than STEP_ERROR_GATE; decision counts below MIN_DECISIONS in both backends are not held to it.
+    ``decisions``: InferCept's real pause decisions, each of which must reach MIN_DECISIONS (constrained)."""
+    step_err = {r["policy"]: r["rel_error"] for r in rows if r["metric"] == "step_time_error_median"}
+    misses = []
+    for r in rows:
+        if r["metric"] not in VERDICT_METRICS:
+            continue
+        if r["metric"].endswith("_pauses") and max(r["real"], r["sim"]) < MIN_DECISIONS:
+            continue
+        checks = [("rel_error_calibrated", r["rel_error_calibrated"])]
+        if step_err.get(r["policy"], math.inf) < STEP_ERROR_GATE:
+            checks.append(("rel_error", r["rel_error"]))
+        for name, err in checks:
+            if not abs(err) <= TARGET:  # NaN misses too
+                misses.append(f"{r['policy']} {r['metric']}: {name} {100 * err:+.1f} %")
+    for key, n in (decisions or {}).items():
+        if n < MIN_DECISIONS:
+            misses.append(f"infercept made {n:g} {key} (fewer than {MIN_DECISIONS})")
+    return misses

@@ -1,25 +1,27 @@
-"""Orchestration of `infercept profile` and `infercept validate` (the real executor against the simulator)."""
+"""Orchestration of `infercept profile` and `infercept validate` (the real executor against the simulator).
+
+validate runs ``repeats`` rounds; each round measures a profile first (unless one is given), so that the
+profile and the runs see the same machine, then runs every policy and the plain trace once on the engine
+(round-robin, so that a drift of the machine's speed is shared). Each round's runs are simulated with that
+round's profile: an ensemble over SPEED_SCALES (``sim``), and each run at its own fitted step-time scale
+(``rel_error_calibrated``: the dynamics alone). The simulator charges swap copies in full
+(``engine.swap_overlap = false``): the CPU build copies synchronously inside the step.
+"""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import json
 import math
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from core.cost import FittedCostModel
-from core.trace_io import atomic_write_text, read_jsonl
+from core.trace_io import read_jsonl
 from core.types import RequestSpec
-from experiments.ensemble import SPEED_SCALES
-from experiments.fidelity import STEP_KINDS
+from experiments.scenarios import Scenario, gpu_ratio_link, with_link
 
 MODELS_DIR = Path("results/models")
 """Where the random-weight checkpoints are written (once per size)."""
@@ -59,140 +61,147 @@ def run_profile(model: str, out_dir: Path, kv_blocks: int, budget: int, git_rev:
     return write_profile(prof, out_dir)
 
 
-def _real_run(settings: Any, policy: str, specs: list[RequestSpec], window_s: float, vocab: int, folder: Path,
-              profile: str, engine: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
+@dataclasses.dataclass(frozen=True)
+class Validation:
+    """What `infercept validate` runs: the trace, the engine settings (host blocks from the scenario) and how."""
+
+    trace: list[RequestSpec]
+    trace_note: str
+    out: Path
+    repeats: int
+    policies: tuple[str, ...]
+    settings: Any  # real.engine.EngineSettings
+    vocab: int
+    window_s: float
+    scenario: Scenario
+    model: str  # for the profiles measured between rounds
+    token_scale: float  # the trace's token counts against the paper's (for the constrained link)
+    profile: Path | None = None  # fixed for every round; None: measured before each round
+    git_rev: str = "unknown"
+
+    @property
+    def engine(self) -> dict[str, Any]:
+        """The simulator's engine settings: the real engine's (vLLM keeps one of its num_gpu_blocks as the null
+        block: the simulator gets the blocks requests can use); copies charged in full."""
+        s = self.settings
+        return {"gpu_kv_blocks": s.kv_blocks - 1, "cpu_kv_blocks": s.host_blocks,
+                "token_budget_tokens": s.token_budget_tokens, "saturation_tokens": s.token_budget_tokens,
+                "swap_overlap": False}
+
+
+def _real_run(v: Validation, policy: str, specs: list[RequestSpec], folder: Path, profile: Path, link: float,
+              rnd: int) -> tuple[Any, list[dict[str, Any]]]:
     from core.runfolder import save_run
     from core.summary import summarize
     from real.collect import build_metrics
     from real.driver import replay
 
-    s = dataclasses.replace(settings, policy=policy, profile=profile, profile_overrides=engine,
-                            host_blocks=settings.host_blocks if policy in ("swap", "infercept") else 0,
+    swaps = policy in ("swap", "infercept")
+    s = dataclasses.replace(v.settings, policy=policy, profile=str(profile), profile_overrides=v.engine,
+                            host_blocks=v.settings.host_blocks if swaps else 0,
+                            link_bytes_per_s=link if swaps else 0.0,
                             log_path=str(folder.parent / f".{folder.name}.engine.jsonl"))
-    t0, client = replay(s, specs, window_s, vocab)
-    m, steps = build_metrics(specs, t0, client, s.log_path, window_s, settings.kv_blocks,
-                             FittedCostModel.from_profile(profile, engine))
-    save_run(folder, m, {"policy": policy, "backend": "vllm", "window_s": window_s, "profile": profile,
-                         "engine": engine, "kv_blocks": settings.kv_blocks}, summarize(m))
+    t0, client = replay(s, specs, v.window_s, v.vocab)
+    m, steps = build_metrics(specs, t0, client, s.log_path, v.window_s, v.settings.kv_blocks,
+                             FittedCostModel.from_profile(profile, v.engine))
+    save_run(folder, m, {"policy": policy, "backend": "vllm", "window_s": v.window_s, "profile": str(profile),
+                         "engine": v.engine, "kv_blocks": v.settings.kv_blocks, "scenario": v.scenario.name,
+                         "link_bytes_per_s": link, "round": rnd}, summarize(m))
     logs = folder.parent.parent / "engine-logs"
     logs.mkdir(exist_ok=True)
     Path(s.log_path).replace(logs / f"{folder.name}.jsonl")  # the raw engine log, for diagnosis
     return m, steps
 
 
-def run_validation(trace: list[RequestSpec], trace_note: str, profile: Path, out: Path, repeats: int,
-                   policies: tuple[str, ...], settings: Any, vocab: int, window_s: float) -> list[dict[str, Any]]:
-    """Every policy and the plain trace, real (``repeats`` times) and simulated; writes the report files."""
-    from experiments.ensemble import simulate_ensemble
+def _round_profile(v: Validation, rnd: int, link: float) -> tuple[Path, float]:
+    """The profile of round ``rnd`` (measured now unless fixed) and the constrained scenario's link (derived from
+    the first round's profile, then kept: the connector's throttle is the same for every run)."""
+    base = v.profile
+    if base is None:
+        print(f"  profile before round {rnd + 1}/{v.repeats} ...", file=sys.stderr, flush=True)
+        base = run_profile(v.model, v.out / "profiles" / f"round-{rnd}", v.settings.kv_blocks,
+                           v.settings.token_budget_tokens, v.git_rev)
+    if not v.scenario.throttled:
+        return base, 0.0
+    if not link:
+        link = gpu_ratio_link(FittedCostModel.from_profile(base, v.engine), v.token_scale)
+    return with_link(base, link, v.out / "profiles" / f"round-{rnd}-{v.scenario.name}.json"), link
+
+
+def run_validation(v: Validation) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every policy and the plain trace, real (``repeats`` rounds) and simulated; writes the report files.
+    Returns the validation.csv rows and what misses the target (``fidelity.verdict``; empty: it passes)."""
+    from experiments.ensemble import simulate_calibrated, simulate_ensemble
     from experiments.fidelity import (
         compare_rows,
         median_by_kind,
         plain,
+        predicted_s,
         request_latency_s,
+        speed_scale,
+        step_error_row,
         step_time_errors,
         summary_of,
+        verdict,
     )
+    from experiments.validation_report import ReportInputs, write_outputs
 
-    # vLLM keeps one of its num_gpu_blocks as the null block: the simulator gets the blocks requests can use
-    engine = {"gpu_kv_blocks": settings.kv_blocks - 1, "cpu_kv_blocks": settings.host_blocks,
-              "token_budget_tokens": settings.token_budget_tokens,
-              "saturation_tokens": settings.token_budget_tokens}
-    cost = FittedCostModel.from_profile(profile, engine)
+    cases = [(p, p, v.trace) for p in v.policies] + [("plain", "discard", plain(v.trace))]
+    runs: dict[str, list[tuple[int, Any, list[dict[str, Any]]]]] = {c[0]: [] for c in cases}
+    profiles: list[Path] = []
+    link = 0.0
+    for k in range(v.repeats):  # a profile, then every case once: the profile sees the machine the runs see
+        prof, link = _round_profile(v, k, link)
+        profiles.append(prof)
+        for label, policy, specs in cases:
+            print(f"  real {label} run {k + 1}/{v.repeats} ...", file=sys.stderr, flush=True)
+            m, steps = _real_run(v, policy, specs, v.out / "runs" / f"{label}-{k}", prof, link, k)
+            runs[label].append((k, m, steps))
+    costs = [FittedCostModel.from_profile(p, v.engine) for p in profiles]
     rows: list[dict[str, Any]] = []
     extra: dict[str, dict[str, Any]] = {}
     scatter: dict[str, tuple[list[float], list[float]]] = {}
-    cases = [(p, p, trace) for p in policies] + [("plain", "discard", plain(trace))]
-    runs: dict[str, list[tuple[Any, list[dict[str, Any]]]]] = {c[0]: [] for c in cases}
-    for k in range(repeats):  # round-robin, so that a drift of the machine's speed is shared by every policy
-        for label, policy, specs in cases:
-            print(f"  real {label} run {k + 1}/{repeats} ...", file=sys.stderr, flush=True)
-            runs[label].append(_real_run(settings, policy, specs, window_s, vocab, out / "runs" / f"{label}-{k}",
-                                         str(profile), engine))
-    full = 0.95 * engine["gpu_kv_blocks"]
+    decisions: dict[str, float] = {}
+    full = 0.95 * v.engine["gpu_kv_blocks"]
     for label, policy, specs in cases:
-        ms = [m for m, _ in runs[label]]
-        first = ms[0]
-        reals = [summary_of(m) for m in ms]
-        errs = [step_time_errors(steps, cost) for _, steps in runs[label]]
+        done = runs[label]
+        reals = [summary_of(m) for _, m, _ in done]
+        scales = [speed_scale(steps, costs[k]) for k, _, steps in done]
+        sim_median, sim, sim_norms = simulate_ensemble(policy, specs, [str(p) for p in profiles], v.window_s,
+                                                       v.engine)
+        cal = simulate_calibrated(policy, specs, [(str(profiles[k]), f) for (k, _, _), f in zip(done, scales)],
+                                  v.window_s, v.engine)
+        rows += compare_rows(label, reals, sim_median, cal)
+        errs = [step_time_errors(steps, costs[k]) for k, _, steps in done]
+        cal_errs = [step_time_errors(steps, costs[k], f)[0] for (k, _, steps), f in zip(done, scales)]
+        busy = [(k, s) for k, _, steps in done for s in steps if s["num_decode"] + s["prefill_tokens"]]
+        measured = np.array([s["t_end"] - s["t0"] - s.get("copy_s", 0.0) for _, s in busy])
+        predicted = np.array([predicted_s(s, costs[k]) for k, s in busy])
+        signed = np.concatenate([e for e, _ in errs])
+        rows.append(step_error_row(label, signed, np.concatenate(cal_errs), measured, predicted))
+        ms = [m for _, m, _ in done]
         hook = [float(m.steps["policy_s"].sum()) / max(float(m.steps["dur_s"].sum()), 1e-12) for m in ms]
         pressure = [float(np.mean(m.steps["gpu_used_blocks"] >= full)) if m.step_rows else 0.0 for m in ms]
-        sim_median, sim, sim_norms = simulate_ensemble(policy, specs, str(profile), window_s, engine)
-        rows += compare_rows(label, reals, sim_median)
-        signed = np.concatenate([e for e, _ in errs])
         e = np.abs(signed)
-        by_kind = median_by_kind(signed, [k for _, ks in errs for k in ks])
         extra[label] = {"step_err_median": float(np.median(e)) if e.size else math.nan,
                         "step_err_p90": float(np.percentile(e, 90)) if e.size else math.nan,
-                        "step_err_signed_by_kind": by_kind,
+                        "step_err_signed_by_kind": median_by_kind(signed, [k for _, ks in errs for k in ks]),
+                        "speed_scales": scales,
                         "hook_share": float(np.median(hook)), "steps_kv_full": float(np.median(pressure)),
                         "real_norm_min": min(x["norm_latency_ms"] for x in reals),
                         "real_norm_max": max(x["norm_latency_ms"] for x in reals),
                         "sim_norm_min": min(sim_norms), "sim_norm_max": max(sim_norms)}
-        rl, sl = request_latency_s(first), request_latency_s(sim)
+        if label == "infercept" and v.scenario.throttled:
+            decisions = {k: float(np.median([x[k] for x in reals]))
+                         for k in ("preserved_pauses", "discarded_pauses", "swapped_pauses")}
+        rl, sl = request_latency_s(ms[0]), request_latency_s(sim)
         both = sorted(set(rl) & set(sl))
         scatter[label] = ([rl[r] for r in both], [sl[r] for r in both])
-    _write_outputs(out, rows, extra, scatter, trace_note, profile, repeats, window_s, settings)
-    return rows
+    misses = verdict(rows, decisions if v.scenario.throttled else None)
+    all_steps = [(k, s) for done in runs.values() for k, _, steps in done for s in steps]
+    write_outputs(ReportInputs(v, rows, extra, scatter, profiles, costs, link, all_steps, decisions, misses))
+    return rows, misses
 
-
-def _write_outputs(out: Path, rows: list[dict[str, Any]], extra: dict[str, dict[str, Any]],
-                   scatter: dict[str, tuple[list[float], list[float]]], trace_note: str, profile: Path,
-                   repeats: int, window_s: float, settings: Any) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["policy", "metric", "real", "sim", "rel_error"], lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    atomic_write_text(out / "validation.csv", buf.getvalue())
-    atomic_write_text(out / "steps.json", json.dumps(extra, indent=2))
-    _scatter_plot(out / "latency_scatter.png", scatter)
-    lines = ["# Validation: real vLLM vs simulator\n", f"- trace: {trace_note}",
-             f"- profile: `{profile}`",
-             (f"- engine: {settings.kv_blocks} KV blocks of {settings.block_size_tokens} tokens, host swap "
-              f"{settings.host_blocks} blocks, token budget {settings.token_budget_tokens}, "
-              f"model `{settings.model_dir}`"),
-             (f"- window {window_s:g} s, real runs per policy {repeats} (median), simulator `v1` batching, "
-             f"{len(SPEED_SCALES)} runs with step times scaled by {', '.join(f'{x:g}' for x in SPEED_SCALES)} "
-             "(median; near memory pressure latency is chaotic in the step time)\n"),
-             "| policy | metric | real | sim | rel. error |", "|---|---|---|---|---|"]
-    lines += [f"| {r['policy']} | {r['metric']} | {r['real']:.4g} | {r['sim']:.4g} | {100 * r['rel_error']:+.1f} % |"
-              for r in rows]
-    lines += ["", ("| policy | step-time error median | p90 | policy hook share of step time | steps with KV >= 95 % "
-              "full | norm_latency_ms range: real runs | simulations |"), "|---|---|---|---|---|---|---|"]
-    lines += [f"| {p} | {100 * x['step_err_median']:.1f} % | {100 * x['step_err_p90']:.1f} % | "
-              f"{100 * x['hook_share']:.2f} % | {100 * x['steps_kv_full']:.1f} % | "
-              f"{x['real_norm_min']:.1f}-{x['real_norm_max']:.1f} | {x['sim_norm_min']:.1f}-{x['sim_norm_max']:.1f} |"
-              for p, x in extra.items()]
-    lines += ["", ("Signed step-time error (predicted - measured) / measured, median by kind of step (decode-only "
-              "steps by batch size; steps with a prefill, recompute or resume chunk by its tokens):"), "",
-              "| policy | " + " | ".join(STEP_KINDS) + " |", "|---|" + "---|" * len(STEP_KINDS)]
-    lines += [f"| {p} | " + " | ".join(f"{100 * x['step_err_signed_by_kind'][k]:+.1f} %"
-                                       if k in x["step_err_signed_by_kind"] else "-" for k in STEP_KINDS) + " |"
-              for p, x in extra.items()]
-    lines += ["", "![simulated vs real per-request latency](latency_scatter.png)", ""]
-    atomic_write_text(out / "report.md", "\n".join(lines))
-
-
-def _scatter_plot(path: Path, scatter: dict[str, tuple[list[float], list[float]]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 5))
-    top = 0.0
-    for label, (real, sim) in scatter.items():
-        ax.scatter(real, sim, s=10, label=label, alpha=0.7)
-        top = max([top, *real, *sim])
-    ax.plot([0, top], [0, top], color="grey", lw=0.8)
-    ax.set_xlabel("real latency outside interceptions (s)")
-    ax.set_ylabel("simulated (s)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    tmp = Path(tempfile.mkstemp(dir=path.parent, suffix=".png")[1])
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    shutil.move(tmp, path)
 
 
 def load_trace(path: str | None, scale: Any, max_context_tokens: int) -> tuple[list[RequestSpec], str]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.cost import BatchShape, CostModel
+from core.cost import BatchShape, FittedCostModel
 from core.metrics import SWAP_STALL, Metrics
 from core.types import RequestSpec
 from real.driver import ClientLog
@@ -45,7 +45,7 @@ class StepWaste:
     recompute_by_rid: dict[str, tuple[float, float]]  # rid -> (recompute s, block-seconds) it caused
 
 
-def step_waste(s: dict[str, Any], cost: CostModel) -> StepWaste:
+def step_waste(s: dict[str, Any], cost: FittedCostModel) -> StepWaste:
     """Stall, recompute time and waste of one engine step record, as the simulator records a step."""
     dur = s["t_end"] - s["t0"]
     stall = s.get("copy_s", 0.0)
@@ -79,7 +79,7 @@ def step_row(s: dict[str, Any], t0: float, w: StepWaste) -> tuple[float, ...]:
 
 
 def build_metrics(specs: list[RequestSpec], t0: float, client: ClientLog, engine_log: str | Path,
-                  window_s: float, total_gpu_blocks: int, cost: CostModel) -> tuple[Metrics, list[dict[str, Any]]]:
+                  window_s: float, total_gpu_blocks: int, cost: FittedCostModel) -> tuple[Metrics, list[dict[str, Any]]]:
     """The run's Metrics and its raw step records (for the step-time comparison). ``cost`` is the cost
     model the simulator would use (for the recomputed tokens' share of a step)."""
     steps, kv_events = read_engine_log(engine_log)

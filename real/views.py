@@ -105,8 +105,8 @@ def engine_state(sched: Any, now_s: float, paused: dict[str, Paused], host_free_
     for r in sched.waiting:
         if waiting >= waiting_cap_tokens:
             break
-        p = paused.get(r.request_id)
-        if r.status.name in _WAITING_STATES and (p is None or not p.resumed):
+        mine = paused.get(r.request_id)
+        if r.status.name in _WAITING_STATES and (mine is None or not mine.resumed):
             waiting += r.num_tokens - r.num_computed_tokens
     views = [req_view(sched, p) for p in paused.values() if p.place != "discarded" or p.resumed]
     return EngineState(now_s, bs, free, host_free_blocks, query, ctx, max(need - free, 0),

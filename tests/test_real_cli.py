@@ -1,4 +1,4 @@
-"""`infercept profile` and `infercept validate` on the real engine; bad traces and a dying engine."""
+"""`infercept validate` on the real engine (its profile measured between rounds); bad traces and a dying engine."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import csv
 import json
 import threading
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ from core.cost import FittedCostModel
 from core.trace_io import WorkloadError, write_jsonl
 from core.types import RequestSpec, Segment
 from experiments.cli import main
+from experiments.fidelity import VALIDATED, TraceScale
+from experiments.scenarios import gpu_ratio_link
 from real.driver import RealRunError, check_trace, replay
 from real.engine import EngineSettings
 from real.model import SIZES
@@ -30,40 +33,55 @@ SMALL = [
 ]
 
 
-def test_profile_then_validate_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_validate_end_to_end_profiles_each_round_and_throttles_the_link(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`infercept validate --scenario constrained` without a profile: it measures one before its round, derives
+    the throttled link from it, runs discard and InferCept (copies throttled) and the plain trace, and writes
+    the rows real vs simulated, calibrated, with the step-time errors and the verdict."""
     monkeypatch.chdir(tmp_path)  # the random-weight checkpoint goes to results/models here
-    assert main(["profile", "--model", "tiny", "--out", "prof", "--kv-blocks", "128", "--token-budget", "256"]) == 0
-    (path,) = Path("prof").glob("*.json")
+    write_jsonl(tmp_path / "small.jsonl", SMALL)
+    assert main(["validate", str(tmp_path / "small.jsonl"), "--model", "tiny", "--out", "val", "--scenario",
+                 "constrained", "--policies", "discard,infercept", "--window-s", "6", "--kv-blocks", "64",
+                 "--token-budget", "256"]) == 0
+    (path,) = Path("val/profiles/round-0").glob("*.json")
     prof = json.loads(path.read_text())
     cost = FittedCostModel.from_profile(path)
-    # vLLM keeps one of the 128 blocks as its null block
-    assert cost.gpu_kv_blocks == 127 and cost.block_size_tokens == 32 and cost.token_budget_tokens == 256
+    # vLLM keeps one of the 64 blocks as its null block
+    assert cost.gpu_kv_blocks == 63 and cost.block_size_tokens == 32 and cost.token_budget_tokens == 256
     assert prof["step"]["per_query_token_s"] > 0
     assert prof["provenance"]["vllm_version"] == "0.32.0" and prof["provenance"]["fit"]["num_steps"] > 50
-    pauses = [r for phase in grid(SIZES["tiny"], 128 * 32, 256) for r in phase if len(r.segments) > 1]
+    pauses = [r for phase in grid(SIZES["tiny"], 64 * 32, 256) for r in phase if len(r.segments) > 1]
     assert prof["provenance"]["client_engine_lag_s"]["samples"] == len(pauses) >= 18  # every resume phase ran
+    link = gpu_ratio_link(cost, TraceScale().token_scale)
+    throttled = FittedCostModel.from_profile("val/profiles/round-0-constrained.json")
+    assert throttled.link_bytes_per_s == pytest.approx(link) and link < cost.link_bytes_per_s
+    config = tomllib.loads(Path("val/runs/infercept-0/config.toml").read_text())
+    assert config["link_bytes_per_s"] == pytest.approx(link) and config["engine"]["swap_overlap"] is False
+    assert config["engine"]["cpu_kv_blocks"] == 16
+    steps = [json.loads(x) for x in Path("val/engine-logs/infercept-0.jsonl").read_text().splitlines()]
+    copying = [s for s in steps if s["e"] == "step" and s["swap_tokens"]]
+    assert copying and all(s["copy_s"] > 0 for s in copying)
 
-    write_jsonl(tmp_path / "small.jsonl", SMALL)
-    assert main(["validate", str(tmp_path / "small.jsonl"), "--model", "tiny", "--profile", str(path),
-                 "--out", "val", "--policies", "discard,swap", "--window-s", "6", "--kv-blocks", "64",
-                 "--token-budget", "256"]) == 0
     rows = list(csv.DictReader(Path("val/validation.csv").read_text().splitlines()))
-    assert {r["policy"] for r in rows} == {"discard", "swap", "plain"}
-    assert {r["metric"] for r in rows} == {"completed_rps", "norm_latency_ms", "norm_latency_p50_ms", "ttft_p50_s",
-                                           "recomputed_tokens", "swapped_tokens", "gpu_waste_pct",
-                                           "recompute_share_pct"}
+    assert list(rows[0]) == ["policy", "metric", "real", "sim", "rel_error", "rel_error_calibrated"]
+    assert {r["policy"] for r in rows} == {"discard", "infercept", "plain"}
+    assert {r["metric"] for r in rows} == {*VALIDATED, "step_time_error_median"}
     by = {(r["policy"], r["metric"]): r for r in rows}
     # every request finishes inside the window, in both worlds: 3 requests / 6 s
     assert float(by["discard", "completed_rps"]["real"]) == pytest.approx(0.5)
     assert float(by["discard", "completed_rps"]["sim"]) == pytest.approx(0.5)
-    # the same contexts are dropped and recomputed, or moved, in the engine and in the simulator
+    assert float(by["discard", "completed_rps"]["rel_error_calibrated"]) == pytest.approx(0.0)
+    # the same contexts are dropped and recomputed in the engine and in the simulator
     assert float(by["discard", "recomputed_tokens"]["real"]) == float(by["discard", "recomputed_tokens"]["sim"]) > 0
-    assert float(by["swap", "swapped_tokens"]["real"]) == float(by["swap", "swapped_tokens"]["sim"]) > 0
+    assert float(by["discard", "discarded_pauses"]["real"]) == float(by["discard", "discarded_pauses"]["sim"]) == 4
+    for policy in ("discard", "infercept", "plain"):
+        err = by[policy, "step_time_error_median"]
+        assert float(err["real"]) > 0 and float(err["sim"]) > 0 and 0 <= float(err["rel_error"]) < 1
     report = Path("val/report.md").read_text()
-    assert report.count("| discard |") == 10  # eight metrics, the step-time row, the step-time-by-kind row
-    assert "| decode 1 |" in report
+    assert "scenario `constrained`" in report and "verdict:" in report and "round-0" in report
+    assert report.count("| discard |") == len(VALIDATED) + 3  # metrics, step-time error, two step-time tables
     assert Path("val/latency_scatter.png").stat().st_size > 1000
-    assert (Path("val/runs/swap-0") / "steps.parquet").exists()
+    assert (Path("val/runs/infercept-0") / "steps.parquet").exists()
 
 
 def test_trace_beyond_context_or_with_bad_counts_is_rejected_before_the_engine(tmp_path: Path) -> None:

@@ -1,17 +1,34 @@
-"""The pure parts of `infercept validate`: step-time errors by kind and the simulator ensemble."""
+"""The pure parts of `infercept validate`: step-time errors by kind, the simulator ensemble, the calibration,
+pause decisions, the verdict and the constrained scenario's link."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 from conftest import make_cost
 
+from core.cost import PROFILE_DIR, FittedCostModel
+from core.metrics import Metrics
 from core.types import RequestSpec, Segment
+from core.waste import swap_budget_tokens
 from experiments.ensemble import SPEED_SCALES, simulate_ensemble, simulate_trace
-from experiments.fidelity import step_time_errors, summary_of
+from experiments.fidelity import (
+    MIN_DECISIONS,
+    TraceScale,
+    default_trace,
+    pause_decisions,
+    speed_scale,
+    step_time_errors,
+    summary_of,
+    verdict,
+)
+from experiments.scenarios import REFERENCE_GPU_PROFILE, SCENARIOS, gpu_ratio_link, with_link
 
 
 def _step(num_decode: int, prefill_tokens: int, dur_s: float) -> dict[str, float]:
@@ -57,3 +74,84 @@ def test_the_ensemble_scales_every_step(tmp_path: Path) -> None:
     assert norms == pytest.approx([f * base["norm_latency_ms"] for f in SPEED_SCALES])
     assert median["norm_latency_ms"] == pytest.approx(base["norm_latency_ms"])  # the middle scale is 1
     assert summary_of(unscaled) == base
+
+
+def test_calibration_scale_and_errors() -> None:
+    cost = make_cost()
+    steps = [_step(1, 0, 0.0101 * 1.1), _step(0, 30, 0.0130 * 1.1), _step(0, 0, 0.5)]  # 10 % slower machine
+    assert speed_scale(steps, cost) == pytest.approx(1.1)
+    err, _ = step_time_errors(steps, cost, scale=1.1)
+    assert err == pytest.approx([0.0, 0.0])
+    # the swap connector's copy time is not the cost model's: it is taken out of the measured step
+    copied = {**_step(1, 0, 0.0101 + 0.004), "copy_s": 0.004}
+    assert step_time_errors([copied], cost)[0] == pytest.approx([0.0])
+
+
+def test_pause_decisions_from_the_event_log() -> None:
+    m = Metrics(10.0, 63)
+    for rid in "abcd":
+        m.arrive(0.0, rid, "qa", 10)
+    m.discard(0.5, "a", 10)  # a preemption outside any pause is not a decision
+    for rid in "abcd":
+        m.pause(1.0, rid, 5, "preserve")
+    m.swap(1.1, "b", "swap_out", 32)
+    m.swap(1.2, "c", "swap_out", 32)
+    m.discard(1.3, "c", 64)  # swapped in part, then dropped: a discard
+    for rid in "abc":
+        m.resume(2.0, rid, 3)  # d is still paused at the end: not counted
+    assert pause_decisions(m) == {"preserved_pauses": 1, "discarded_pauses": 1, "swapped_pauses": 1}
+
+
+def _row(policy: str, metric: str, real: float, sim: float, cal: float) -> dict[str, object]:
+    return {"policy": policy, "metric": metric, "real": real, "sim": sim, "rel_error": (sim - real) / real,
+            "rel_error_calibrated": cal}
+
+
+def test_verdict_gates_rel_error_on_the_step_time_error() -> None:
+    rows = [_row("swap", "norm_latency_ms", 10.0, 12.0, 0.05), _row("swap", "step_time_error_median", 1, 1, 0)]
+    rows[1]["rel_error"] = 0.08  # the cost model misses the steps by 8 %: only the calibrated error counts
+    assert verdict(rows) == []
+    rows[1]["rel_error"] = 0.03  # by 3 %: the plain error must be within the target too
+    assert verdict(rows) == ["swap norm_latency_ms: rel_error +20.0 %"]
+    few = [_row("preserve", "discarded_pauses", 3.0, 6.0, 1.0)]  # too few pauses to compare by a ratio
+    assert verdict(few) == []
+    assert verdict([], {"preserved_pauses": 25, "discarded_pauses": 19, "swapped_pauses": 40}) == [
+        "infercept made 19 discarded_pauses (fewer than 20)"]
+    nan = [_row("discard", "completed_rps", 1.0, 1.0, math.nan)]
+    assert verdict(nan) == ["discard completed_rps: rel_error_calibrated +nan %"]
+
+
+def test_constrained_link_keeps_a_gpus_ratio_of_copy_to_step_time() -> None:
+    cpu = FittedCostModel.from_profile(PROFILE_DIR / "cpu2-llama-small-tp1.json")
+    gpu = FittedCostModel.from_profile(REFERENCE_GPU_PROFILE)
+    link = gpu_ratio_link(cpu, 0.25)
+    slow = dataclasses.replace(cpu, link_bytes_per_s=link)
+    # a 1000-token GPT-J context and its 250-token counterpart of the scaled trace: as many one-request steps
+    assert slow.swap_s(250) / slow.fwd_s(1) == pytest.approx(gpu.swap_s(1000) / gpu.fwd_s(1))
+    assert 50e6 < link < 80e6  # the README's ~66 MB/s
+    budget = swap_budget_tokens(slow, 64) // slow.block_size_tokens
+    assert 2 <= budget <= 10, budget  # a few blocks in a 64-token step
+
+
+def test_with_link_changes_only_the_link(tmp_path: Path) -> None:
+    src = PROFILE_DIR / "cpu2-llama-small-tp1.json"
+    out = with_link(src, 5e7, tmp_path / "p.json")
+    a, b = json.loads(src.read_text()), json.loads(out.read_text())
+    assert b["link"] == {"bytes_per_s": 5e7} and a["step"] == b["step"] and a["engine"] == b["engine"]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_infercept_must_choose_in_the_constrained_scenario(seed: int, tmp_path: Path) -> None:
+    """A short simulation of the constrained scenario (the default trace and the held-out one, the measured CPU
+    profile with the throttled link, 16 host blocks): InferCept preserves, discards and swaps, >= 20 each."""
+    base = PROFILE_DIR / "cpu2-llama-small-tp1.json"
+    scale = TraceScale(seed=seed)
+    link = gpu_ratio_link(FittedCostModel.from_profile(base), scale.token_scale)
+    profile = str(with_link(base, link, tmp_path / "constrained.json"))
+    engine = {"gpu_kv_blocks": 63, "cpu_kv_blocks": SCENARIOS["constrained"].host_blocks,
+              "token_budget_tokens": 512, "saturation_tokens": 512, "swap_overlap": False}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # contexts a little past the profile's fitted range
+        m = simulate_trace("infercept", default_trace(scale, 4096), profile, scale.window_s, engine)
+    counts = summary_of(m)
+    assert min(counts[k] for k in ("preserved_pauses", "discarded_pauses", "swapped_pauses")) >= MIN_DECISIONS, counts

@@ -1,0 +1,134 @@
+"""The files `infercept validate` writes: validation.csv, steps.json, report.md and the latency scatter plot."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from core.cost import FittedCostModel
+from core.trace_io import atomic_write_text
+from experiments.ensemble import SPEED_SCALES
+from experiments.fidelity import (
+    MIN_DECISIONS,
+    STEP_ERROR_GATE,
+    STEP_KINDS,
+    TARGET,
+    VERDICT_METRICS,
+    predicted_s,
+)
+
+COLUMNS = ("policy", "metric", "real", "sim", "rel_error", "rel_error_calibrated")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportInputs:
+    """Everything the report is written from."""
+
+    v: Any  # experiments.validation.Validation
+    rows: list[dict[str, Any]]
+    extra: dict[str, dict[str, Any]]  # per case: step-time errors, fitted scales, hook share, ranges
+    scatter: dict[str, tuple[list[float], list[float]]]
+    profiles: list[Path]  # one per round
+    costs: list[FittedCostModel]
+    link_bytes_per_s: float  # the connector's throttle (0: none)
+    steps: list[tuple[int, dict[str, Any]]]  # (round, engine step record) of every real run
+    decisions: dict[str, float]  # InferCept's real pause decisions (constrained scenario)
+    misses: list[str]
+
+
+def profile_drift(costs: list[FittedCostModel], steps: list[tuple[int, dict[str, Any]]]) -> list[float]:
+    """Per round's profile: its predicted time of every real step over the first round's profile's, less 1."""
+    first = sum(predicted_s(s, costs[0]) for _, s in steps)
+    return [sum(predicted_s(s, c) for _, s in steps) / first - 1 if first else 0.0 for c in costs]
+
+
+def write_outputs(r: ReportInputs) -> None:
+    """validation.csv, steps.json, latency_scatter.png and report.md into the validation's folder."""
+    out = r.v.out
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for row in r.rows:
+        w.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in COLUMNS})
+    atomic_write_text(out / "validation.csv", buf.getvalue())
+    drift = profile_drift(r.costs, r.steps)
+    atomic_write_text(out / "steps.json", json.dumps(
+        {**r.extra, "_profiles": {"paths": [str(p) for p in r.profiles], "drift": drift,
+                                  "link_bytes_per_s": r.link_bytes_per_s},
+         "_verdict": {"pass": not r.misses, "misses": r.misses, "infercept_decisions": r.decisions}}, indent=2))
+    _scatter_plot(out / "latency_scatter.png", r.scatter)
+    atomic_write_text(out / "report.md", "\n".join(_report_lines(r, drift)))
+
+
+def _report_lines(r: ReportInputs, drift: list[float]) -> list[str]:
+    v, s = r.v, r.v.settings
+    link = (f"throttled to {r.link_bytes_per_s / 1e6:.1f} MB/s (a GPU's ratio of copy time to step time)"
+            if r.link_bytes_per_s else "unthrottled")
+    lines = ["# Validation: real vLLM vs simulator\n", f"- scenario `{v.scenario.name}`: {v.scenario.note}",
+             f"- trace: {v.trace_note}",
+             (f"- engine: {s.kv_blocks} KV blocks of {s.block_size_tokens} tokens, host swap {s.host_blocks} "
+              f"blocks, link {link}, token budget {s.token_budget_tokens}, model `{s.model_dir}`"),
+             (f"- window {v.window_s:g} s, {v.repeats} rounds (median of the real runs); simulator `v1` batching, "
+              "swap copies charged in full (`engine.swap_overlap = false`: the CPU build copies inside the step)"),
+             (f"- sim: median of {len(SPEED_SCALES)} runs per round's profile with step times scaled by "
+              f"{', '.join(f'{x:g}' for x in SPEED_SCALES)}; calibrated: each real run re-simulated with its own "
+              "fitted scale (measured / predicted time of its steps), median")]
+    if v.profile is not None:
+        lines.append(f"- profile `{v.profile}` for every round (the machine's drift is not measured)")
+    else:
+        lines.append("- profiles, one measured before each round: " + ", ".join(
+            f"`{p}` (const {c.const_s * 1e3:.2f} ms, {c.per_query_token_s * 1e3:.3f} ms/token, "
+            f"{100 * d:+.1f} % on the runs' steps)" for p, c, d in zip(r.profiles, r.costs, drift)))
+    verdict = "PASS" if not r.misses else "FAIL: " + "; ".join(r.misses)
+    lines += [(f"- **verdict: {verdict}** (|rel_error_calibrated| <= {100 * TARGET:g} % for "
+               f"{', '.join(VERDICT_METRICS)}; rel_error too where the step-time error is under "
+               f"{100 * STEP_ERROR_GATE:g} %; pause counts under {MIN_DECISIONS} in both not held)"), ""]
+    if r.decisions:
+        lines[-1:-1] = ["- InferCept's real pause decisions (median): " + ", ".join(
+            f"{k} {x:g}" for k, x in r.decisions.items())]
+    lines += ["| policy | metric | real | sim | rel. error | calibrated |", "|---|---|---|---|---|---|"]
+    lines += [f"| {x['policy']} | {x['metric']} | {x['real']:.4g} | {x['sim']:.4g} | {100 * x['rel_error']:+.1f} % | "
+              f"{100 * x['rel_error_calibrated']:+.1f} % |" for x in r.rows]
+    lines += ["", ("| policy | step-time error median | p90 | fitted step-time scales | policy hook share of step "
+                   "time | steps with KV >= 95 % full | norm_latency_ms range: real runs | simulations |"),
+              "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {p} | {100 * x['step_err_median']:.1f} % | {100 * x['step_err_p90']:.1f} % | "
+              f"{', '.join(f'{f:.3f}' for f in x['speed_scales'])} | {100 * x['hook_share']:.2f} % | "
+              f"{100 * x['steps_kv_full']:.1f} % | {x['real_norm_min']:.1f}-{x['real_norm_max']:.1f} | "
+              f"{x['sim_norm_min']:.1f}-{x['sim_norm_max']:.1f} |" for p, x in r.extra.items()]
+    lines += ["", ("Signed step-time error (predicted - measured) / measured, median by kind of step (decode-only "
+                   "steps by batch size; steps with a prefill, recompute or resume chunk by its tokens):"), "",
+              "| policy | " + " | ".join(STEP_KINDS) + " |", "|---|" + "---|" * len(STEP_KINDS)]
+    lines += [f"| {p} | " + " | ".join(f"{100 * x['step_err_signed_by_kind'][k]:+.1f} %"
+                                       if k in x["step_err_signed_by_kind"] else "-" for k in STEP_KINDS) + " |"
+              for p, x in r.extra.items()]
+    lines += ["", "![simulated vs real per-request latency](latency_scatter.png)", ""]
+    return lines
+
+
+def _scatter_plot(path: Path, scatter: dict[str, tuple[list[float], list[float]]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    top = 0.0
+    for label, (real, sim) in scatter.items():
+        ax.scatter(real, sim, s=10, label=label, alpha=0.7)
+        top = max([top, *real, *sim])
+    ax.plot([0, top], [0, top], color="grey", lw=0.8)
+    ax.set_xlabel("real latency outside interceptions (s)")
+    ax.set_ylabel("simulated (s)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = Path(tempfile.mkstemp(dir=path.parent, suffix=".png")[1])
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    shutil.move(tmp, path)
