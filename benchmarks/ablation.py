@@ -17,9 +17,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.knee import KNEE_METRICS, RESULTS, SHORT, format_knee, knee, knee_bound, rows_to_csv
+from benchmarks.knee import (
+    KNEE_METRICS,
+    RESULTS,
+    SHORT,
+    format_knee,
+    knee,
+    knee_bound,
+    refined_grid,
+    rows_to_csv,
+)
 from core.config import build_config
-from experiments.compare import compare, to_csv
+from experiments.compare import to_csv, write_results
 
 # name -> (the options changed from full InferCept, what that means); each variant changes exactly one thing.
 VARIANTS: dict[str, tuple[list[str], str]] = {
@@ -49,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--target-ms", type=float, default=100.0)
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"subset of {','.join(VARIANTS)}")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--refine", type=int, default=2, help="bisections of each bracketing interval (knee.py)")
     ap.add_argument("--out", default=str(RESULTS / "ablation"))
     args = ap.parse_args(argv)
     rates = [float(r) for r in args.rates.split(",")]
@@ -63,8 +73,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         for name in names:
             sets, desc = VARIANTS[name]
             base = build_config({"policy": "infercept", "duration_s": args.duration_s}, sets)
-            rows = compare(base, ["infercept"], rates, args.seeds, Path(tmp) / name, args.jobs,
-                           args.target_ms)
+            results = refined_grid(base, ["infercept"], rates, args.seeds, args.jobs, args.target_ms, args.refine)
+            rows = write_results(results, base, args.seeds, Path(tmp) / name, args.target_ms)
             all_rows += [{"variant": name, **r} for r in rows]
             entry: dict[str, Any] = {"variant": name, "changed": " ".join(s.removeprefix("policy_options.")
                                                                           for s in sets) or "-",

@@ -8,9 +8,13 @@ interpolated between the two grid rates around the crossing. It is computed on f
   norm_latency_p50_ms        median request
   norm_latency_p90_ms        90th percentile
   norm_latency_corrected_ms  mean, each unfinished request's latency corrected (see README, metrics glossary)
+Each interval of the rate grid in which a curve crosses the target is bisected --refine times (default 2)
+with runs at its midpoint: linear interpolation between two coarse points would put the knee of a curve that
+explodes inside the interval too low, and that error is largest for the policies with the steepest curves.
 Usage:
   python benchmarks/knee.py [--model gptj-6b --gpu a100 --tp 1] [--batching v0] [--target-ms 100]
-                            [--rates 1,1.5,...] [--seeds 3] [--duration-s 1800] [--out docs/results/knee-...]
+                            [--rates 1,1.5,...] [--seeds 3] [--duration-s 1800] [--refine 2]
+                            [--out docs/results/knee-...]
 Writes into --out (default docs/results/knee-<gpu>-<model>-tp<tp>-<batching>-<window>s):
   knees.csv (setup, policy, metric, target_ms, knee_rps, infercept_ratio, bound, duration_s, seeds),
   summary.csv, summary_by_kind.csv, latency_vs_rate.png and run.json (the arguments); prints the knee table.
@@ -29,13 +33,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from core.config import build_config
+from core.config import RunConfig, build_config
 from core.policy import PAPER_POLICIES
-from experiments.compare import compare
+from experiments.compare import aggregate, run_grid, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
-DEFAULT_RATES = "1,1.5,2,2.5,3,3.25,3.5,3.75,4,4.5,5"
+DEFAULT_RATES = "1,1.25,1.5,1.75,2,2.25,2.5,3,3.25,3.5,3.75,4,4.5,5"
 KNEE_METRICS = ("norm_latency_ms", "norm_latency_p50_ms", "norm_latency_p90_ms", "norm_latency_corrected_ms")
 SHORT = {"norm_latency_ms": "mean", "norm_latency_p50_ms": "p50", "norm_latency_p90_ms": "p90",
          "norm_latency_corrected_ms": "corrected"}
@@ -87,6 +91,35 @@ def knee_rows(rows: list[dict[str, Any]], policies: Sequence[str], target_ms: fl
                         "infercept_ratio": ref / k if ref is not None and k else None,
                         "bound": knee_bound(curves[p], target_ms), "duration_s": duration_s, "seeds": seeds})
     return out
+
+
+def brackets(rows: list[dict[str, Any]], policy: str, target_ms: float,
+             metrics: Sequence[str] = KNEE_METRICS) -> set[float]:
+    """Midpoints of the grid intervals in which ``policy``'s curves first cross the target, one per metric
+    (deduplicated): where a linear interpolation between coarse points would misplace a knee whose
+    latency explodes inside the interval."""
+    mids = set()
+    for metric in metrics:
+        pts = _clean([(r["rate"], float(r[metric])) for r in rows if r["policy"] == policy])
+        for (r0, l0), (r1, l1) in itertools.pairwise(pts):
+            if l1 > target_ms >= l0:
+                mids.add(round((r0 + r1) / 2, 6))
+                break
+    return mids
+
+
+def refined_grid(base: RunConfig, policies: list[str], rates: list[float], seeds: int, jobs: int,
+                 target_ms: float, refine: int) -> list[tuple[RunConfig, dict[str, Any]]]:
+    """The grid's runs, then ``refine`` rounds that add the midpoint of every interval in which a policy's
+    curve crosses the target (brackets) at every seed, so each knee is interpolated over a narrow interval."""
+    results = run_grid(base, policies, rates, seeds, jobs)
+    for _ in range(refine):
+        rows, _ = aggregate(results)
+        for p in policies:
+            mids = sorted(brackets(rows, p, target_ms))
+            if mids:
+                results += run_grid(base, [p], mids, seeds, jobs)
+    return results
 
 
 def rows_to_csv(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
@@ -149,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--policies", default=",".join(PAPER_POLICIES))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--refine", type=int, default=2,
+                    help="bisections of each interval where a curve crosses the target (default 2)")
     ap.add_argument("--out", default="", help="output folder (default docs/results/knee-<setup>)")
     args = ap.parse_args(argv)
     setup = default_name(args.gpu, args.model, args.tp, args.batching, args.duration_s, args.workload)
@@ -157,7 +192,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                          "batching": args.batching, "duration_s": args.duration_s}, args.set)
     rates = [float(r) for r in args.rates.split(",")]
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
-    rows = compare(base, policies, rates, args.seeds, out, args.jobs, args.target_ms)
+    results = refined_grid(base, policies, rates, args.seeds, args.jobs, args.target_ms, args.refine)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = write_results(results, base, args.seeds, out, args.target_ms)
     krows = knee_rows(rows, policies, args.target_ms, setup, args.duration_s, args.seeds)
     print(f"\nknee at {args.target_ms:g} ms/token ({args.seeds} seeds, {args.duration_s:g} s windows, "
           f"{setup}):")

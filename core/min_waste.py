@@ -110,12 +110,15 @@ class MinWaste:
         room = max(state.free_gpu_blocks - state.running_blocks_needed, 0)
         ins: list[tuple[str, int]] = []
         if self.swap:
+            bs = self.cost.block_size_tokens
             for r in sorted(state.swapped, key=_by_ticket):
-                n = min(r.cpu_blocks, budget, room) if self.pipelined else r.cpu_blocks
-                if n <= 0 or n > room:
+                # started only if the rest of its KV and the blocks of its own pending tokens fit
+                need = r.cpu_blocks + r.growth_blocks(bs)
+                n = min(r.cpu_blocks, budget) if self.pipelined else r.cpu_blocks
+                if n <= 0 or need > room:
                     break
                 ins.append((r.rid, n))
-                budget, room = budget - n, room - n
+                budget, room = budget - n, room - need
         free_cpu = state.free_cpu_blocks + sum(n for _, n in ins)
         short = state.gpu_blocks_short
         outs, discards, kept = [], [], []

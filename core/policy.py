@@ -92,14 +92,17 @@ class Swap(_Fixed):
     traits = PolicyTraits(pipelined_swap=True)
 
     def plan_step(self, state: EngineState) -> StepPlan:
-        """Swap in every resumed request that fits, in FCFS order, stopping at the first that does not."""
-        free = state.free_gpu_blocks
+        """Swap in every resumed request that fits, in FCFS order, stopping at the first that does not. As
+        vLLM 0.2's can_swap_in, a request fits if its blocks and those for its own pending tokens are free
+        after the running requests take theirs for the next step (else it would be preempted at once)."""
+        free = state.free_gpu_blocks - state.running_blocks_needed
+        bs = state.block_size_tokens
         ins = []
         for r in sorted(state.swapped, key=lambda v: v.ticket):
-            if r.cpu_blocks > free:
+            if r.cpu_blocks + r.growth_blocks(bs) > free:
                 break
             ins.append((r.rid, r.cpu_blocks))
-            free -= r.cpu_blocks
+            free -= r.cpu_blocks + r.growth_blocks(bs)
         return StepPlan(swap_in=tuple(ins)) if ins else EMPTY_PLAN
 
     def next_decision_at(self, state: EngineState) -> float:

@@ -81,6 +81,11 @@ class ReqView:
     tool_s: float  # true duration of the current interception (only oracle estimators may use it)
     tool_kind: str = ""  # label of the current interception's tool (its augmentation kind); "" if unknown
 
+    def growth_blocks(self, block_size_tokens: int) -> int:
+        """GPU blocks beyond those it holds on either side that the request needs to compute its pending
+        tokens (the returned tokens of a resume) once its KV is back: ceil(context / block) - held."""
+        return max(-(-self.context_tokens // block_size_tokens) - self.gpu_blocks - self.cpu_blocks, 0)
+
     @property
     def place(self) -> KvPlace:
         """GPU if any block is on the GPU, else CPU if any on the CPU, else NONE."""

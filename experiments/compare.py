@@ -86,11 +86,16 @@ def compare(base: RunConfig, policies: list[str], rates: list[float], seeds: int
 
     Each policy runs with the share of ``base.policy_options`` it accepts; ConfigError names an option that
     none of ``policies`` accepts."""
+    results = run_grid(base, policies, rates, seeds, jobs)
+    return write_results(results, base, seeds, out, target_ms)
+
+
+def run_grid(base: RunConfig, policies: list[str], rates: list[float], seeds: int,
+             jobs: int = 1) -> list[tuple[RunConfig, dict[str, Any]]]:
+    """Simulate policies x rates x seeds (``jobs`` processes); (config, summary) per run, in grid order."""
     from concurrent.futures import (
         ProcessPoolExecutor,  # here: `infercept run` imports this module for table()
     )
-
-    from analysis.figures import latency_vs_rate  # here: matplotlib only when plotting
 
     shares = options_by_policy(policies, base.policy_options)
     cfgs = [replace(base, policy=p, policy_options=shares[p], rate_rps=r, seed=base.seed + s).validate()
@@ -109,6 +114,17 @@ def compare(base: RunConfig, policies: list[str], rates: list[float], seeds: int
         if pool:
             pool.shutdown()
     print(f"\n{len(cfgs)} runs in {time.perf_counter() - t0:.1f}s wall", file=sys.stderr)
+    return results
+
+
+def write_results(results: list[tuple[RunConfig, dict[str, Any]]], base: RunConfig, seeds: int, out: Path,
+                  target_ms: float = 100.0) -> list[dict[str, Any]]:
+    """Aggregate runs over seeds (rows sorted by policy order of appearance, then rate), print the table,
+    write summary.csv, summary_by_kind.csv and latency_vs_rate.png into ``out``; return the rows."""
+    from analysis.figures import latency_vs_rate  # here: matplotlib only when plotting
+
+    order = {p: i for i, p in enumerate(dict.fromkeys(cfg.policy for cfg, _ in results))}
+    results = sorted(results, key=lambda x: (order[x[0].policy], x[0].rate_rps, x[0].seed))
     rows, kind_rows = aggregate(results)
     print(table(rows))
     atomic_write_text(out / "summary.csv", to_csv(rows))

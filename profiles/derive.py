@@ -32,9 +32,10 @@ SETUPS = [("a100", "gptj-6b", 1), ("a100", "vicuna-13b", 1), ("a100", "vicuna-13
           ("a100", "llama3-70b", 4), ("a100-80gb", "llama3-70b", 4)]
 MEM_EFF, MFU, ATTN_MFU = 0.8, 0.84, 0.5  # roofline efficiencies (assumed; MFU matches the GPT-J reference line)
 ALLREDUCE_S = 60e-6  # per all-reduce under TP (assumed; makes the 13B TP=2 constant match the reference's 15.4 ms)
-# effective GPU-CPU swap rate of the whole engine implied by the reference's per-step swap budgets (§2.10):
-# 605 GPT-J tokens per 27.8 ms step on one GPU, and 319 Vicuna-13B tokens (0.78 MiB each) per 26.1 ms step at
-# TP=2 -- also 10 GB/s in total, so each of the tp shards moves its 1/tp of the KV at 10 GB/s / tp
+# effective GPU-CPU swap rate per GPU implied by the reference's GPT-J swap budget (605 tokens per 27.8 ms
+# step, §2.10). Each GPU copies its 1/tp shard over its own PCIe link. (The reference's 13B TP=2 budget, 319
+# tokens per 26.1 ms step, is 10 GB/s for the whole engine, but it is InferCept's budget -- a choice of the
+# policy -- not a measurement of the link, so it is not used to derate the link.)
 LINK_BYTES_PER_S = 10e9
 # The vLLM 0.2 engine's CPU work per step outside the forward pass (scheduler, per-sequence input tensors,
 # sampler, detokenisation, output objects; with TP > 1 also the Ray RPC that pickles every sequence's tokens to
@@ -83,7 +84,7 @@ def derive(gpu: str, model: str, tp: int) -> dict[str, object]:
             "host_per_step_s": HOST_S[tp][0],
             "host_per_seq_s": HOST_S[tp][1],
         },
-        "link": {"bytes_per_s": LINK_BYTES_PER_S / tp},
+        "link": {"bytes_per_s": LINK_BYTES_PER_S},
         "fit_range": {"max_query_tokens": engine["token_budget_tokens"],
                       "max_decode_ctx_tokens": int(usable / kv_bytes)},
         "provenance": {
@@ -99,9 +100,8 @@ def derive(gpu: str, model: str, tp: int) -> dict[str, object]:
             "step.host_per_step_s": "vLLM 0.2 engine CPU time per step (and Ray RPC at TP > 1): Vidur's A100 "
             "cpu_overheads profile and Ray measurements, vLLM PR #2221 (not measured on the fork); see derive.py",
             "step.host_per_seq_s": "per scheduled sequence, same sources as host_per_step_s",
-            "link.bytes_per_s": "per GPU: 10 GB/s for the engine (the reference's per-step swap budgets: 605 "
-            "GPT-J tokens per 27.8 ms step at TP=1, 319 Vicuna-13B tokens per 26.1 ms at TP=2), split over tp "
-            "shards, §2.10",
+            "link.bytes_per_s": "per GPU (each copies its 1/tp shard over its own link): the reference's GPT-J "
+            "per-step swap budget, 605 tokens per 27.8 ms step, §2.10",
             "engine": "vLLM 0.2 defaults and reference scripts: utilisation 0.9, max_num_seqs 256, "
             "token budget max(2048, max_model_len), block 64, S = 384 (mlimit), swap space per script; "
             "1 GiB activation reserve assumed",

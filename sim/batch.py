@@ -128,6 +128,7 @@ class BatchForming(EngineQueues):
                 continue
             self.holding.pop(0)
             self._take(step, r, q, need)
+            self._changed(r, now)  # its KV is no longer idle
             left -= q
         if self.holding:
             return

@@ -114,6 +114,8 @@ class Engine(BatchForming):
                 self.check()
             else:
                 self.check_gpu_blocks()
+        if not self.drain:  # arrivals and tool returns inside the window that the last step overran
+            self._absorb(self.duration_s)
         self.m.end_s = env.now if self.drain else self.duration_s
         self.flush_waste(self.m.end_s)
         self._close()
@@ -184,10 +186,10 @@ class Engine(BatchForming):
             without = BatchShape(shape.num_decode, shape.decode_ctx_tokens, shape.prefill_tokens - redo_tokens,
                                  shape.prefill_attn_pairs - redo_pairs, shape.num_prefill_seqs)
             redo_s = fwd - (self.cost.step_s(without) if without.query_tokens else 0.0)
-        paused_blocks = self.paused_gpu_blocks  # charged per kind over time by EngineQueues._changed
+        paused_blocks = self.paused_gpu_blocks  # idle blocks, charged per kind over time by EngineQueues._changed
         waste = paused_blocks * dur
         if redo or stall:
-            running_blocks = self.pool.gpu_used - paused_blocks - sum(r.gpu_blocks for r in self.swapped.values())
+            running_blocks = self.pool.gpu_used - paused_blocks
             redo_blocks = sum(r.gpu_blocks for r, _ in redo)
             redo_waste = (running_blocks - redo_blocks) * redo_s + redo_blocks * dur
             for r, n in redo:

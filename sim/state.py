@@ -39,6 +39,8 @@ class EngineQueues:
         self.paused_gpu: dict[str, Req] = {}  # paused and holding GPU blocks (what policies act on)
         self.paused_views: dict[str, ReqView] = {}
         self.swapped_views: dict[str, ReqView] = {}
+        # GPU blocks that sit idle, by kind: held by paused requests, by resumed ones whose swap-in is not
+        # complete, and by resumed ones holding their KV while they wait for admission (v1)
         self.paused_blocks_by_kind: dict[str, int] = {}
         self.paused_gpu_blocks = 0  # their sum
         self._counted: dict[str, int] = {}
@@ -106,13 +108,16 @@ class EngineQueues:
         self._changed(r, now)
 
     def _changed(self, r: Req, t: float) -> None:
-        """Refresh what follows a paused or swapped request: its view, the policy's view dicts and the
-        tally of GPU blocks held by paused requests per kind, whose time integral is the paused part of the
-        memory waste. Called at time ``t`` after every change to such a request."""
+        """Refresh what follows a paused, swapped or holding request: its view, the policy's view dicts and
+        the tally of idle GPU blocks per kind (paused, half swapped-in, or holding their KV while waiting for
+        admission), whose time integral is that part of the memory waste. Called at time ``t`` after every
+        change to such a request."""
         r.view = None
         rid = r.rid
         paused_on_gpu = r.status is Status.PAUSED and r.gpu_blocks > 0
-        new = r.gpu_blocks if paused_on_gpu else 0
+        # only resumed requests in `holding` wait with GPU blocks
+        idle = r.status in (Status.PAUSED, Status.SWAPPED, Status.WAITING)
+        new = r.gpu_blocks if idle else 0
         old = self._counted.get(rid, 0)
         if new != old:
             self._integrate(r.kind, t)
@@ -237,6 +242,7 @@ class EngineQueues:
         r.gpu_blocks = r.computed = 0
         r.status = Status.WAITING
         bisect.insort(self.waiting, (r.ticket, r))
+        self._changed(r, t)  # a holding request's idle blocks are gone
 
     # ---------- what the policy sees ----------
     def state(self, t: float, blocks_needed: int = 0, waiting_cap_tokens: int = 0) -> EngineState:
@@ -266,12 +272,8 @@ class EngineQueues:
 
     def check_gpu_blocks(self) -> None:
         """Cheap per-step conservation check: the pool's used GPU blocks equal what the holders have."""
-        held = self.group.blocks + self.paused_gpu_blocks
+        held = self.group.blocks + self.paused_gpu_blocks  # the latter counts swapped and holding requests too
         for r in self.partials:
-            held += r.gpu_blocks
-        if self.swapped:
-            held += sum(r.gpu_blocks for r in self.swapped.values())
-        for r in self.holding:
             held += r.gpu_blocks
         assert held == self.pool.gpu_used, f"GPU blocks not conserved: {held} held, {self.pool.gpu_used} used"
 
@@ -283,7 +285,9 @@ class EngineQueues:
         gpu += sum(r.gpu_blocks for r in self.holding)
         cpu = sum(r.cpu_blocks for r in self.paused.values()) + sum(r.cpu_blocks for r in self.swapped.values())
         assert self.group.blocks == self.group.held_blocks_exact(), "decode group block count drifted"
-        assert self.paused_gpu_blocks == sum(r.gpu_blocks for r in self.paused.values())
+        assert self.paused_gpu_blocks == (sum(r.gpu_blocks for r in self.paused.values())
+                                          + sum(r.gpu_blocks for r in self.swapped.values())
+                                          + sum(r.gpu_blocks for r in self.holding))
         self.pool.check_conservation(gpu, cpu)
         for r in self.running:
             assert r.in_group or (r.computed >= 0 and r.pending >= 1), f"{r.rid}: bad token counts"

@@ -10,7 +10,7 @@ from conftest import make_cost
 from core.metrics import Metrics
 from core.policy import make_policy
 from core.summary import summarize
-from core.types import RequestSpec, Segment
+from core.types import RequestSpec, Segment, Status
 from sim.engine import Engine
 
 
@@ -62,3 +62,34 @@ def test_infercept_outcomes_follow_its_plan() -> None:
     env.run()
     s = summarize(m)["overall"]
     assert (s["preserved_pauses"], s["discarded_pauses"], s["swapped_pauses"]) == (0, 1, 0)
+
+
+def test_a_request_arriving_during_the_step_that_overruns_the_window_is_counted() -> None:
+    # a's prefill of 2000 tokens (0.21 s) would end past the 0.1 s window, so no step runs; b arrives at 0.05 s,
+    # inside the window: both count, unfinished, with the window end as their end
+    specs = [RequestSpec("a", 0.0, 2000, (Segment(5),), "plain"), RequestSpec("b", 0.05, 10, (Segment(5),), "plain")]
+    m, _ = run_window(specs, "discard", "v1", 0.1, gpu_kv_blocks=200)
+    s = summarize(m)["overall"]
+    assert (s["num_requests"], s["unfinished"]) == (2, 2)
+    assert s["norm_latency_ms"] == pytest.approx((100 + 50) / 2)
+
+
+def test_blocks_of_a_half_swapped_in_request_are_idle_memory() -> None:
+    # a resumed request with 3 blocks on the CPU gets 1 back at t = 1 s; that block holds KV that computes
+    # nothing until the other two arrive: 1 block x 1 s of waste by t = 2 s
+    cost = make_cost()
+    m = Metrics(10.0, cost.gpu_kv_blocks)
+    eng = Engine(simpy.Environment(), [], cost, make_policy("infercept", cost), m, "v1", 10.0, drain=True)
+    eng.arrive(RequestSpec("a", 0.0, 40, (Segment(2, 1.0, 5, "qa"), Segment(2)), "qa"), 0.0)
+    r = eng.waiting.pop()[1]
+    r.num_tokens, r.computed, r.status, r.paused_at = 42, 41, Status.PAUSED, 0.0
+    eng.pool.allocate_cpu(3)
+    r.cpu_blocks = 3
+    eng.paused["a"] = r
+    m.pause(0.0, "a", 2, "swap")
+    eng.resume(r, 1.0, 1.0)
+    eng.swap_in(r, 1, 1.0)
+    assert r.status is Status.SWAPPED and eng.paused_gpu_blocks == 1
+    eng.check()
+    eng.flush_waste(2.0)
+    assert m.waste_by_kind["qa"] == pytest.approx(1.0)

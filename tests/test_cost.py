@@ -133,14 +133,3 @@ def test_host_terms_and_the_slope_beyond_s_by_hand() -> None:
     assert cost.host_s(b) == pytest.approx(2e-3 + 1e-4 * 5)
     assert cost.step_s(b) == pytest.approx(cost.gpu_s(b) + cost.host_s(b))
     assert cost.fwd_s(50) == pytest.approx(0.015)  # T_fwd of the policy: the reference's line, no host terms
-
-
-def test_derived_profiles_split_the_engines_link_over_tp_shards() -> None:
-    from core.cost import FittedCostModel, profile_path
-
-    one = FittedCostModel.from_profile(profile_path("vicuna-13b", "a100", 1))
-    two = FittedCostModel.from_profile(profile_path("vicuna-13b", "a100", 2))
-    # the same 10 GB/s for the engine: a token's KV takes as long to move whatever the TP degree
-    assert one.swap_s(1000) == pytest.approx(two.swap_s(1000))
-    # the reference's 13B TP=2 budget: ~319 tokens per 26.1 ms step (INFERCEPT.md §2.10)
-    assert two.swap_tokens_in(0.0261) == pytest.approx(319, abs=2)

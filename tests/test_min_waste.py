@@ -189,3 +189,14 @@ def test_bad_option_is_named() -> None:
         MinWaste(make_cost(), budget="sometimes")
     with pytest.raises(ValueError, match="skip_short_pauses"):
         MinWaste(make_cost(), skip_short_pauses="yes")  # type: ignore[arg-type]
+
+
+def test_a_swap_in_starts_only_if_its_rest_and_its_returned_tokens_fit() -> None:
+    pol = MinWaste(make_cost(link_bytes_per_s=1e7), budget="saturated")  # 12 blocks a step
+    # 3 blocks on the CPU, 100 tokens of context (64 had KV + 36 returned): 7 blocks once back, 4 of them new
+    back = ReqView("s", 0, "qa", Status.SWAPPED, 100, 48, 0, 3, 1.0, 5.0, "qa")
+    assert back.growth_blocks(16) == 4
+    assert pol.plan_step(state(10.0, swapped=[back], free_gpu=6)).empty  # 3 + 4 > 6: it would be preempted
+    assert pol.plan_step(state(10.0, swapped=[back], free_gpu=7)).swap_in == (("s", 3),)
+    assert pol.plan_step(state(10.0, swapped=[back], free_gpu=9, needed=2)).swap_in == (("s", 3),)
+    assert pol.plan_step(state(10.0, swapped=[back], free_gpu=9, needed=3)).empty

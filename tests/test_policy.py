@@ -21,12 +21,13 @@ from core.policy import (
 from core.types import EngineState, KvAction, ReqView, Status
 
 
-def _view(rid: str, cpu: int, ticket: int) -> ReqView:
-    return ReqView(rid, ticket, "chatbot", Status.SWAPPED, 100, 99, 0, cpu, 1.0, 5.0)
+def _view(rid: str, cpu: int, ticket: int, ctx: int = 0) -> ReqView:
+    ctx = ctx or 16 * cpu  # by default the pending tokens fit the last block
+    return ReqView(rid, ticket, "chatbot", Status.SWAPPED, ctx, 16 * cpu - 1, 0, cpu, 1.0, 5.0)
 
 
-def _state(free_gpu: int, swapped=()) -> EngineState:
-    return EngineState(2.0, 16, free_gpu, 100, 10, 1000, 0, (), tuple(swapped))
+def _state(free_gpu: int, swapped=(), needed: int = 0) -> EngineState:
+    return EngineState(2.0, 16, free_gpu, 100, 10, 1000, 0, (), tuple(swapped), needed)
 
 
 def test_fixed_policies() -> None:
@@ -48,6 +49,10 @@ def test_swap_brings_back_whole_requests_in_fcfs_order() -> None:
     assert plan.swap_in == (("early", 4), ("mid", 5))  # 4 + 5 fit in 10; "late" (3) waits: FCFS stops
     assert Swap().plan_step(_state(3, sw)).empty  # nothing fits: only an event can free blocks
     assert Swap().next_decision_at(_state(3, sw)) == math.inf
+    # as vLLM 0.2's can_swap_in: the running requests' next blocks and the request's own returned tokens
+    assert Swap().plan_step(_state(10, sw, needed=2)).swap_in == (("early", 4),)  # 4 + 5 > 10 - 2
+    grows = [_view("g", 4, 1, ctx=100)]  # 100 tokens need 7 blocks: 3 more than its 4
+    assert Swap().plan_step(_state(6, grows)).empty and Swap().plan_step(_state(7, grows)).swap_in == (("g", 4),)
 
 
 def test_registry() -> None:

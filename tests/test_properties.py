@@ -75,6 +75,10 @@ def test_invariants(specs: list[RequestSpec], policy: str, batching: str, gpu_bl
     for t, rid, _, _ in m.events:  # each request's own events are in time order
         assert t >= per_request.get(rid, 0.0), f"{rid}: event at {t} before {per_request[rid]}"
         per_request[rid] = t
+    # a request swapped back in is never preempted in that same step (its blocks and its returned tokens'
+    # were left free by the plan)
+    swapped_in = {(rid, t) for t, rid, e, _ in m.events if e == "swap_in"}
+    assert not [(rid, t) for t, rid, e, _ in m.events if e == "discard" and (rid, t) in swapped_in]
     for col in ("gpu_used_blocks", "cpu_used_blocks", "gpu_paused_blocks"):
         assert min(m.steps[col], default=0) >= 0
     again, _ = simulate_specs(specs, policy, batching, gpu_blocks, cpu_blocks, link_bytes_per_s, window_s)
