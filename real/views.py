@@ -77,7 +77,10 @@ def req_view(sched: Any, p: Paused) -> ReqView:
         gpu, cpu = loading[0], loading[1] - loading[0]
     computed = 0 if p.place == "discarded" else p.ctx_tokens
     status = Status.SWAPPED if p.resumed else Status.PAUSED
-    return ReqView(p.rid, p.ticket, p.kind, status, p.ctx_tokens, computed, gpu, cpu,
+    # the tokens whose KV must exist before it decodes again: its context and the chunk's last sampled token
+    # (which vLLM drops from the context at the pause, the driver sends it back), then the returned tokens
+    context = sched.requests[p.req_id].num_tokens if p.resumed else p.ctx_tokens + 1
+    return ReqView(p.rid, p.ticket, p.kind, status, context, computed, gpu, cpu,
                    p.paused_at_s if not p.resumed else math.nan, p.tool_s, tool_kind=p.tool_kind)
 
 
