@@ -67,9 +67,10 @@ class MinWaste:
         if not (self.swap and self.pipelined):
             return 0
         if self.budget == "saturated":
-            return self.saturated_blocks
+            return max(self.saturated_blocks, 1)
         b = min(state.running_query_tokens + state.waiting_query_tokens, self.cost.saturation_tokens)
-        return swap_budget_tokens(self.cost, b) // self.cost.block_size_tokens
+        # at least one block, so a swapped request comes back even over a link slower than a block per step
+        return max(swap_budget_tokens(self.cost, b) // self.cost.block_size_tokens, 1)
 
     def gpu_tokens(self, req: ReqView) -> int:
         """Tokens of ``req``'s KV that sit on the GPU (a partial swap-out leaves the first blocks)."""

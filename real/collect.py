@@ -45,9 +45,12 @@ class StepWaste:
     recompute_by_rid: dict[str, tuple[float, float]]  # rid -> (recompute s, block-seconds) it caused
 
 
-def step_waste(s: dict[str, Any], cost: FittedCostModel) -> StepWaste:
-    """Stall, recompute time and waste of one engine step record, as the simulator records a step."""
+def step_waste(s: dict[str, Any], cost: FittedCostModel, span_s: float | None = None) -> StepWaste:
+    """Stall, recompute time and waste of one engine step record, as the simulator records a step.
+    ``span_s``: time from this step's start to the next one's (or the window end): idle blocks are charged
+    over it, so the engine's idle gaps count as the simulator's continuous integral does (default: the step)."""
     dur = s["t_end"] - s["t0"]
+    span = dur if span_s is None else max(span_s, dur)
     stall = s.get("copy_s", 0.0)
     fwd = dur - stall
     redo = s["recompute_tokens"]
@@ -58,11 +61,11 @@ def step_waste(s: dict[str, Any], cost: FittedCostModel) -> StepWaste:
                              s["prefill_attn_pairs"] - s["recompute_attn_pairs"])
         full = cost.step_s(shape)
         redo_s = fwd * (full - (cost.step_s(without) if without.query_tokens else 0.0)) / full
-    paused = {k: b * dur for k, b in s.get("gpu_paused_blocks_by_kind", {}).items()}
-    waste = s["gpu_paused_blocks"] * dur
+    paused = {k: b * span for k, b in s.get("gpu_paused_blocks_by_kind", {}).items()}
+    waste = s["gpu_paused_blocks"] * span
     by_rid: dict[str, tuple[float, float]] = {}
     if redo or stall:
-        running = s["gpu_used_blocks"] - s["gpu_paused_blocks"] - s.get("gpu_loading_blocks", 0)
+        running = s["gpu_used_blocks"] - s["gpu_paused_blocks"]
         redo_blocks = s.get("recompute_blocks", 0)
         redo_waste = (running - redo_blocks) * redo_s + redo_blocks * dur
         by_rid = {rid: (redo_s * n / redo, redo_waste * n / redo) for rid, n in s.get("recompute", {}).items()}
@@ -117,17 +120,18 @@ def build_metrics(specs: list[RequestSpec], t0: float, client: ClientLog, engine
             m.recompute(t, rid, v)
         elif name == "admit":
             m.admit(t, rid, v)
-    for s in steps:
+    starts = [s["t0"] - t0 for s in steps] + [math.inf]
+    for i, s in enumerate(steps):
         if s["t0"] - t0 > end:
             continue
-        w = step_waste(s, cost)
+        w = step_waste(s, cost, min(starts[i + 1], end) - (s["t0"] - t0))
         m.step(*step_row(s, t0, w))
         for kind, block_s in w.paused_by_kind.items():
             m.attribute(kind, waste_block_s=block_s)
         for rid, (redo_s, block_s) in w.recompute_by_rid.items():
             m.attribute(by_rid[rid].kind if rid in by_rid else "", waste_block_s=block_s, recompute_s=redo_s)
         if w.stall_s:
-            running = s["gpu_used_blocks"] - s["gpu_paused_blocks"] - s.get("gpu_loading_blocks", 0)
+            running = s["gpu_used_blocks"] - s["gpu_paused_blocks"]
             m.attribute(SWAP_STALL, waste_block_s=(running - s.get("recompute_blocks", 0)) * w.stall_s)
     m.notes["steps"] = len(m.step_rows)
     return m, steps

@@ -4,7 +4,8 @@ Times are ``time.monotonic()`` (shared by the processes of one host); the driver
 A step line (``"e": "step"``) holds its shape in the cost model's terms (``BatchShape``), the tokens
 scheduled per request, the admissions with their computed tokens, the recomputed tokens (per request, their
 attention pairs and the blocks of the requests recomputing), KV blocks (used, held by paused requests,
-allocated to swap-ins in progress, on the host) and its timing: ``t0`` hook start, ``t_sched`` schedule
+allocated to swap-ins in progress, on the host; ``gpu_paused_blocks`` counts every idle block: paused
+requests', swap-ins' in progress and resumed requests' holding their KV while they wait) and its timing: ``t0`` hook start, ``t_sched`` schedule
 start (after the policy hook), ``t_exec`` schedule end, ``t_out`` output processing start, ``t_end`` output
 processing end, ``copy_s`` the swap connector's copy time inside the step.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from real.views import blocks_of, trace_rid
+from real.views import blocks_of, hints, trace_rid
 
 
 class StepLog:
@@ -66,14 +67,22 @@ class StepLog:
             self.event(t_exec, rid, "admit", sched.requests[r.req_id].num_tokens - r.num_computed_tokens)
         pool = sched.kv_cache_manager.block_pool
         used = pool.num_gpu_blocks - 1 - pool.get_num_free_blocks()
-        held_by_kind: dict[str, int] = {}
-        for k, p in paused.items():
-            if p.place in ("new", "gpu"):
-                held_by_kind[p.kind] = held_by_kind.get(p.kind, 0) + blocks_of(sched, k)
-        held = sum(held_by_kind.values())
+        # idle GPU blocks, as the simulator counts them: held by paused requests, by resumed ones whose KV is
+        # still being loaded back, and by resumed ones holding their KV while waiting for admission
         host = sched.ic_swapper
+        held_by_kind: dict[str, int] = {}
+        loading = 0
+        for k, p in paused.items():
+            is_loading = host is not None and host.load_progress(k) is not None
+            if p.place in ("new", "gpu") or is_loading:
+                held_by_kind[p.kind] = held_by_kind.get(p.kind, 0) + blocks_of(sched, k)
+                loading += blocks_of(sched, k) if is_loading else 0
+        for r in sched.kv_holding_waiting:
+            if r.request_id not in paused:
+                kind = str(hints(r).get("kind", ""))
+                held_by_kind[kind] = held_by_kind.get(kind, 0) + blocks_of(sched, r.request_id)
+        held = sum(held_by_kind.values())
         host_used = host.num_host_blocks - host.host_free_blocks() if host is not None else 0
-        loading = sum(blocks_of(sched, k) for k in paused if host is not None and host.load_progress(k))
         swap, self._swap_tokens = self._swap_tokens, 0
         return {"e": "step", "t0": t0, "t_sched": t_sched, "t_exec": t_exec, "num_decode": num_decode,
                 "decode_ctx_tokens": ctx, "prefill_tokens": prefill, "prefill_attn_pairs": pairs,

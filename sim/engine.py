@@ -63,6 +63,8 @@ class Engine(BatchForming):
             if self.progress and n_iter % 4096 == 0:
                 self.progress(now)
             self._absorb(now)
+            if self.loaded:
+                self.start_loaded(now)
             if self.num_done == n_specs or (not self.drain and now >= self.duration_s):
                 break
             moved = self.pending_swap_tokens
@@ -208,6 +210,7 @@ class Engine(BatchForming):
         were credited at its pause."""
         for r in list(self.group.members.values()):
             self.group.leave(r)
-        for r in self.running + self.holding + [r for _, r in self.waiting] + list(self.swapped.values()):
+        for r in (self.running + self.holding + self.loaded + [r for _, r in self.waiting]
+                  + list(self.swapped.values())):
             if r.gen_in_seg:
                 self.m.progress(r.rid, r.gen_in_seg)

@@ -35,6 +35,7 @@ class EngineQueues:
         self.hold_resumes = False
         self.paused: dict[str, Req] = {}
         self.swapped: dict[str, Req] = {}  # resumed, some KV still on the CPU
+        self.loaded: list[Req] = []  # resumed, the last of its KV copied back in this step: runs from the next
         # caches that follow paused/swapped requests (see _changed): what policies see, and paused GPU blocks
         self.paused_gpu: dict[str, Req] = {}  # paused and holding GPU blocks (what policies act on)
         self.paused_views: dict[str, ReqView] = {}
@@ -133,7 +134,7 @@ class EngineQueues:
         else:
             self.paused_gpu.pop(rid, None)
             self.paused_views.pop(rid, None)
-        if r.status is Status.SWAPPED:
+        if r.status is Status.SWAPPED and r.cpu_blocks:
             self.swapped_views[rid] = r.make_view()
         else:
             self.swapped_views.pop(rid, None)
@@ -187,7 +188,10 @@ class EngineQueues:
         return moved
 
     def swap_in(self, r: Req, n: int, t: float) -> int:
-        """Bring ``n`` CPU blocks of ``r`` back to the GPU; a resumed request whose KV is all back runs."""
+        """Bring ``n`` CPU blocks of ``r`` back to the GPU; a resumed request whose KV is all back runs in
+        this step where the link copies layer by layer beside the forward pass (each layer waits for its
+        copy, as vLLM 0.2 and the reference did), else from the next step (vLLM 0.32's connector loads a
+        request asynchronously and schedules it once the load is done; engine.swap_overlap = false)."""
         assert 0 < n <= r.cpu_blocks
         before = self._gpu_tokens(r)
         self.pool.allocate_gpu(n)
@@ -198,9 +202,19 @@ class EngineQueues:
         self.m.swap(t, r.rid, "swap_in", moved)
         if r.status is Status.SWAPPED and not r.cpu_blocks:
             del self.swapped[r.rid]
-            self.start_running(r)
+            if self.cost.swap_overlap:
+                self.start_running(r)
+            else:
+                self.loaded.append(r)
         self._changed(r, t)
         return moved
+
+    def start_loaded(self, t: float) -> None:
+        """Requests whose swap-in completed on the last step take their running slots."""
+        for r in self.loaded:
+            self.start_running(r)
+            self._changed(r, t)
+        self.loaded.clear()
 
     def apply(self, plan: StepPlan, t: float) -> int:
         """Apply a policy's plan — discards, then swap-ins, then swap-outs (a step's swap-outs may use the
@@ -283,10 +297,12 @@ class EngineQueues:
         gpu = self.group.held_blocks_exact() + sum(r.gpu_blocks for r in self.partials)
         gpu += sum(r.gpu_blocks for r in self.paused.values()) + sum(r.gpu_blocks for r in self.swapped.values())
         gpu += sum(r.gpu_blocks for r in self.holding)
+        gpu += sum(r.gpu_blocks for r in self.loaded)
         cpu = sum(r.cpu_blocks for r in self.paused.values()) + sum(r.cpu_blocks for r in self.swapped.values())
         assert self.group.blocks == self.group.held_blocks_exact(), "decode group block count drifted"
         assert self.paused_gpu_blocks == (sum(r.gpu_blocks for r in self.paused.values())
                                           + sum(r.gpu_blocks for r in self.swapped.values())
+                                          + sum(r.gpu_blocks for r in self.loaded)
                                           + sum(r.gpu_blocks for r in self.holding))
         self.pool.check_conservation(gpu, cpu)
         for r in self.running:
