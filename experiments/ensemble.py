@@ -31,7 +31,8 @@ def simulate_trace(policy: str, specs: list[RequestSpec], profile: str, window_s
     cost = load_cost(cfg)
     cost = dataclasses.replace(cost, **{k: getattr(cost, k) * speed_scale for k in
                                         ("const_s", "per_query_token_s", "per_decode_ctx_token_s",
-                                         "per_prefill_attn_pair_s")})
+                                         "per_prefill_attn_pair_s", "excess_query_token_s", "host_per_step_s",
+                                         "host_per_seq_s")})
     return simulate(cfg, specs=specs, cost=cost)
 
 
