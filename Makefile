@@ -42,10 +42,10 @@ bench: install
 # The paper's own trace at its four setups (latency target 100 ms/token, 200 for Llama-70B)
 TRACE ?= ../shared/workloads/merged_exp_uniform.json
 bench-paper-trace: install
-	$(BIN)/python benchmarks/knee.py --workload $(TRACE) --out docs/results/paper-trace/a100-gptj-6b-tp1 --rates 1,1.25,1.5,1.75,2,2.5,3,3.5,4,4.5
-	$(BIN)/python benchmarks/knee.py --workload $(TRACE) --model vicuna-13b --tp 2 --out docs/results/paper-trace/a100-vicuna-13b-tp2 --rates 1,1.25,1.5,1.75,2,2.5,3,3.5,4,4.5
-	$(BIN)/python benchmarks/knee.py --workload $(TRACE) --model vicuna-13b --out docs/results/paper-trace/a100-vicuna-13b-tp1 --rates 0.25,0.5,0.75,1,1.25,1.5,1.75,2
-	$(BIN)/python benchmarks/knee.py --workload $(TRACE) --model llama3-70b --tp 4 --target-ms 200 --out docs/results/paper-trace/a100-llama3-70b-tp4 --rates 0.25,0.5,0.75,1,1.25,1.5,1.75,2
+	$(BIN)/python benchmarks/knee.py --seeds 2 --workload $(TRACE) --out docs/results/paper-trace/a100-gptj-6b-tp1 --rates 1,1.25,1.5,1.75,2,2.5,3,3.5,4,4.5
+	$(BIN)/python benchmarks/knee.py --seeds 2 --workload $(TRACE) --model vicuna-13b --tp 2 --out docs/results/paper-trace/a100-vicuna-13b-tp2 --rates 1,1.25,1.5,1.75,2,2.5,3,3.5,4,4.5
+	$(BIN)/python benchmarks/knee.py --seeds 2 --workload $(TRACE) --model vicuna-13b --out docs/results/paper-trace/a100-vicuna-13b-tp1 --rates 0.25,0.5,0.75,1,1.25,1.5,1.75,2
+	$(BIN)/python benchmarks/knee.py --seeds 2 --workload $(TRACE) --model llama3-70b --tp 4 --target-ms 200 --out docs/results/paper-trace/a100-llama3-70b-tp4 --rates 0.25,0.5,0.75,1,1.25,1.5,1.75,2
 
 clean:
 	rm -rf $(VENV) results build *.egg-info

@@ -3,7 +3,7 @@
 Runs InferCept with estimator = paper, elapsed and oracle at one rate (mixed workload, GPT-J-6B/A100-40GB,
 v0 baselines irrelevant: InferCept batches by chunk-and-fill) and prints, per kind, the pauses it kept,
 discarded and swapped, the tokens it recomputed and swapped, and the normalized latency, mean over seeds.
-Usage: python benchmarks/estimators.py [--rate 4] [--seeds 3] [--duration-s 1800] [--out DIR]
+Usage: python benchmarks/estimators.py [--rate 3.25] [--seeds 3] [--duration-s 1800] [--out DIR]
 Writes estimators.csv (estimator, kind, metric columns) into --out (default docs/results/estimators/).
 """
 
@@ -38,7 +38,7 @@ def one(args: tuple[str, int, float, float]) -> tuple[str, dict[str, Any]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rate", type=float, default=4.0)
+    ap.add_argument("--rate", type=float, default=3.25)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--duration-s", type=float, default=1800.0)
     ap.add_argument("--out", default=str(ROOT / "docs" / "results" / "estimators"))
