@@ -12,13 +12,14 @@ import math
 from core.cost import FittedCostModel
 from core.metrics import Metrics
 from core.policy import Policy
-from core.types import EngineState, KvAction, RequestSpec, ReqView, Status, StepPlan
+from core.types import EngineState, KvAction, RequestSpec, ReqView, Status
 from sim.decoders import DecodeGroup
 from sim.kv import KvPool
+from sim.moves import KvMoves
 from sim.request import Req
 
 
-class EngineQueues:
+class EngineQueues(KvMoves):
     """Requests by status, the KV pool, the decode group, and pending tool returns."""
 
     def __init__(self, cost: FittedCostModel, policy: Policy, metrics: Metrics) -> None:
@@ -161,102 +162,6 @@ class EngineQueues:
         """A partial caught up (one pending token): it decodes with the group from now on."""
         self.partials.remove(r)
         self.group.join(r)
-
-    # ---------- KV moves ----------
-    def discard(self, r: Req, t: float) -> None:
-        """Drop all of a paused request's KV (GPU and CPU)."""
-        self.m.discard(t, r.rid, r.computed)
-        self.pool.free_gpu(r.gpu_blocks)
-        self.pool.free_cpu(r.cpu_blocks)
-        r.gpu_blocks = r.cpu_blocks = r.computed = 0
-        self._changed(r, t)
-
-    def _gpu_tokens(self, r: Req) -> int:
-        return min(r.computed, r.gpu_blocks * self.bs)
-
-    def swap_out(self, r: Req, n: int, t: float) -> int:
-        """Move the last ``n`` GPU blocks of paused ``r`` to the CPU; return the tokens moved."""
-        assert 0 < n <= r.gpu_blocks and r.status is Status.PAUSED
-        before = self._gpu_tokens(r)
-        self.pool.allocate_cpu(n)
-        self.pool.free_gpu(n)
-        r.gpu_blocks -= n
-        r.cpu_blocks += n
-        self._changed(r, t)
-        moved = before - self._gpu_tokens(r)
-        self.m.swap(t, r.rid, "swap_out", moved)
-        return moved
-
-    def swap_in(self, r: Req, n: int, t: float) -> int:
-        """Bring ``n`` CPU blocks of ``r`` back to the GPU; a resumed request whose KV is all back runs in
-        this step where the link copies layer by layer beside the forward pass (each layer waits for its
-        copy, as vLLM 0.2 and the reference did), else from the next step (vLLM 0.32's connector loads a
-        request asynchronously and schedules it once the load is done; engine.swap_overlap = false)."""
-        assert 0 < n <= r.cpu_blocks
-        before = self._gpu_tokens(r)
-        self.pool.allocate_gpu(n)
-        self.pool.free_cpu(n)
-        r.gpu_blocks += n
-        r.cpu_blocks -= n
-        moved = self._gpu_tokens(r) - before
-        self.m.swap(t, r.rid, "swap_in", moved)
-        if r.status is Status.SWAPPED and not r.cpu_blocks:
-            del self.swapped[r.rid]
-            if self.cost.swap_overlap:
-                self.start_running(r)
-            else:
-                self.loaded.append(r)
-        self._changed(r, t)
-        return moved
-
-    def start_loaded(self, t: float) -> None:
-        """Requests whose swap-in completed on the last step take their running slots."""
-        for r in self.loaded:
-            self.start_running(r)
-            self._changed(r, t)
-        self.loaded.clear()
-
-    def apply(self, plan: StepPlan, t: float) -> int:
-        """Apply a policy's plan — discards, then swap-ins, then swap-outs (a step's swap-outs may use the
-        CPU blocks its swap-ins free, §2.5) — and return the tokens it moves over the link. An entry that
-        the pools or the request cannot honour raises ValueError naming the policy, request and counts."""
-        moved = 0
-        for rid in plan.discard:
-            r = self.paused.get(rid)
-            if r is None:
-                raise ValueError(f"policy {self.policy.name}: discard of {rid!r}, which is not paused")
-            self.discard(r, t)
-        for rid, n in plan.swap_in:
-            r = self.swapped.get(rid) or self.paused.get(rid)
-            if r is None or not 0 < n <= r.cpu_blocks or not self.pool.can_allocate_gpu(n):
-                raise ValueError(f"policy {self.policy.name}: cannot swap in {n} blocks of {rid!r} "
-                                 f"({self.pool.gpu_free} GPU blocks free)")
-            moved += self.swap_in(r, n, t)
-        for rid, n in plan.swap_out:
-            r = self.paused.get(rid)
-            if r is None or not 0 < n <= r.gpu_blocks or not self.pool.can_allocate_cpu(n):
-                raise ValueError(f"policy {self.policy.name}: cannot swap out {n} blocks of {rid!r} "
-                                 f"({self.pool.cpu_free} CPU blocks free)")
-            moved += self.swap_out(r, n, t)
-        return moved
-
-    def preempt(self, r: Req, t: float) -> None:
-        """Recompute-preemption: free a running (or KV-holding resumed) request's KV and put it back at its
-        place in the queue."""
-        if r in self.holding:
-            self.holding.remove(r)
-        elif r.in_group:
-            self.group.leave(r)
-            self.running.remove(r)
-        else:
-            self.partials.remove(r)
-            self.running.remove(r)
-        self.m.discard(t, r.rid, r.computed)
-        self.pool.free_gpu(r.gpu_blocks)
-        r.gpu_blocks = r.computed = 0
-        r.status = Status.WAITING
-        bisect.insort(self.waiting, (r.ticket, r))
-        self._changed(r, t)  # a holding request's idle blocks are gone
 
     # ---------- what the policy sees ----------
     def state(self, t: float, blocks_needed: int = 0, waiting_cap_tokens: int = 0) -> EngineState:
