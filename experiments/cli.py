@@ -150,9 +150,10 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--max-context-tokens", type=int, default=None, help="cap contexts like the served model")
     t.add_argument("--out", required=True, help="FILE.jsonl")
     t.set_defaults(fn=cmd_trace)
-    from experiments.real_cli import add_parsers
+    from experiments import real_cli, sweep_cli
 
-    add_parsers(sub)
+    sweep_cli.add_parsers(sub)
+    real_cli.add_parsers(sub)
     return p
 
 
@@ -168,11 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     from real.driver import RealRunError
 
     try:
-        args.fn(args)
+        status = args.fn(args)
     except (ConfigError, WorkloadError, ProfileError, ValueError, RealRunError) as exc:
         print(f"infercept: error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return int(status or 0)
 
 
 if __name__ == "__main__":

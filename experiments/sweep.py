@@ -1,0 +1,171 @@
+"""`infercept sweep FILE.toml --out DIR`: run a sweep's grid on a process pool or Ray, resumably.
+
+The runs of the grid (experiments/sweepspec.py) that have no finished folder under ``DIR/runs/`` are run (a
+failed one only with ``retry_failed``); with ``[sweep.knee] refine = n``, n rounds then add the midpoint of
+every rate interval in which a curve crosses the target, at every seed, and run those too. At the end
+``runs.parquet``/``runs_by_kind.parquet`` are rebuilt from the folders (and ``knees.csv`` written when the
+sweep has a knee section). ``timing.json`` keeps the wall times, which are not results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from analysis.knees import KNEE_COLUMNS, crossing_midpoint, curve_key, curves, knee_rows, knee_table, rows_to_csv
+from experiments import runstore
+from experiments.executors import run_local, run_ray
+from experiments.sweepspec import Sweep, SweepError, SweepRun, code_revision, expand, load_sweep, resolve
+
+
+@dataclass
+class Outcome:
+    """What a sweep invocation did."""
+
+    total: int = 0
+    reused: int = 0
+    ran: int = 0
+    failed: list[str] = field(default_factory=list)
+    run_wall_s: float = 0.0
+    wall_s: float = 0.0
+
+
+def refinements(sweep: Sweep, runs: Sequence[SweepRun], out: Path, revision: str) -> list[SweepRun]:
+    """One refinement round: for every curve of the finished runs and every knee metric, runs at the midpoint
+    of the interval where the curve first crosses the target, at every seed of the curve (not yet in runs)."""
+    assert sweep.knee is not None
+    have = {r.run_id for r in runs}
+    done = [r for r in runs if runstore.state(out, r.run_id) == runstore.DONE]
+    by_curve: dict[Any, list[SweepRun]] = {}
+    rows = []
+    for r in done:
+        s = runstore.read_run(out, r.run_id, "summary.json")["overall"]
+        rows.append({**r.labels, **{m: s[m] for m in sweep.knee.metrics}})
+        by_curve.setdefault(curve_key(r.labels), []).append(r)
+    new: dict[str, SweepRun] = {}
+    for metric in sweep.knee.metrics:
+        for key, pts in curves(rows, sweep.label_keys, metric).items():
+            mid = crossing_midpoint(pts, sweep.knee.target_ms)
+            if mid is None:
+                continue
+            for r in by_curve[key]:  # one run per seed of this curve at the midpoint
+                run = resolve(sweep, {**r.point, "rate_rps": mid}, r.variant, revision)
+                if run.run_id not in have:
+                    new[run.run_id] = run
+    return list(new.values())
+
+
+def _results(todo: Sequence[SweepRun], executor: str, jobs: int, address: str
+             ) -> Iterator[tuple[SweepRun, dict[str, Any]]]:
+    order = sorted(todo, key=lambda r: -r.config.rate_rps * r.config.duration_s)  # longest first
+    configs = [r.config.to_dict() for r in order]
+    it = run_ray(configs, address, jobs) if executor == "ray" else run_local(configs, jobs)
+    for i, result in it:
+        yield order[i], result
+
+
+def execute_runs(todo: Sequence[SweepRun], out: Path, executor: str, jobs: int, address: str,
+                 revision: str, outcome: Outcome, bar: Any) -> None:
+    """Run ``todo`` and write each folder as its result arrives."""
+    for run, result in _results(todo, executor, jobs, address):
+        if result["status"] == runstore.DONE and result["revision"] != revision:
+            result = {**result, "status": runstore.FAILED,
+                      "error": f"the worker ran simulator revision {result['revision']}, not {revision}: "
+                               "install this project's revision on every node\n"}
+        runstore.write_run(out, run, result, {"revision": revision, "executor": executor})
+        outcome.ran += 1
+        outcome.run_wall_s += result["wall_s"]
+        if result["status"] != runstore.DONE:
+            outcome.failed.append(run.run_id)
+        bar.update(1)
+        bar.set_postfix(failed=len(outcome.failed), refresh=False)
+
+
+def _todo(runs: Sequence[SweepRun], out: Path, retry_failed: bool) -> list[SweepRun]:
+    want = {runstore.MISSING, runstore.FAILED} if retry_failed else {runstore.MISSING}
+    return [r for r in runs if runstore.state(out, r.run_id) in want]
+
+
+def run_sweep(path: str | Path, out: str | Path, jobs: int = 0, executor: str = "local", address: str = "",
+              retry_failed: bool = False, progress: bool = True,
+              echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> Outcome:
+    """Run the sweep file at ``path`` into ``out``; see the module docstring."""
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    sweep, out, jobs = load_sweep(path), Path(out), jobs or os.cpu_count() or 1
+    revision = code_revision()
+    runs = expand(sweep, revision)  # every error in the file is raised here, before anything runs
+    out.mkdir(parents=True, exist_ok=True)
+    runstore.runs_dir(out).mkdir(exist_ok=True)
+    runstore.clean_leftovers(out)
+    shutil.copyfile(path, out / "sweep.toml")
+    outcome = Outcome()
+    todo = _todo(runs, out, retry_failed)
+    with tqdm(total=len(todo), desc=sweep.name, unit="run", file=sys.stderr, disable=not progress,
+              dynamic_ncols=True) as bar:
+        execute_runs(todo, out, executor, jobs, address, revision, outcome, bar)
+        for _ in range(sweep.knee.refine if sweep.knee else 0):
+            extra = refinements(sweep, runs, out, revision)
+            runs = runs + extra
+            todo = _todo(extra, out, retry_failed)
+            bar.total += len(todo)
+            bar.refresh()
+            execute_runs(todo, out, executor, jobs, address, revision, outcome, bar)
+    runs = runstore.ordered(runs, sweep.grid)
+    outcome.total = len(runs)
+    outcome.failed = [r.run_id for r in runs if runstore.state(out, r.run_id) == runstore.FAILED]
+    outcome.reused = outcome.total - outcome.ran
+    n_rows, _ = runstore.write_tables(out, runs, sweep.label_keys)
+    if sweep.knee:
+        rows = runstore.read_table(out / "runs.parquet")
+        krows = knee_rows(rows, sweep.label_keys, sweep.knee.target_ms, sweep.knee.metrics)
+        (out / "knees.csv").write_text(rows_to_csv(krows, KNEE_COLUMNS))
+        echo(f"knees at {sweep.knee.target_ms:g} ms/token:\n"
+             + knee_table(krows, max(float(r["rate_rps"]) for r in rows)))
+    outcome.wall_s = time.perf_counter() - t0
+    efficiency = outcome.run_wall_s / (jobs * outcome.wall_s) if outcome.ran else None
+    (out / "timing.json").write_text(json.dumps(
+        {"jobs": jobs, "executor": executor, "ran": outcome.ran, "reused": outcome.reused,
+         "wall_s": round(outcome.wall_s, 3), "run_wall_s_sum": round(outcome.run_wall_s, 3),
+         "parallel_efficiency": None if efficiency is None else round(efficiency, 3)}, indent=2) + "\n")
+    echo(f"{sweep.name}: {outcome.total} runs ({outcome.ran} ran, {outcome.reused} reused, "
+         f"{len(outcome.failed)} failed), {n_rows} rows in {out / 'runs.parquet'}; {outcome.wall_s:.1f} s wall"
+         + (f", parallel efficiency {efficiency:.0%} on {jobs} jobs" if efficiency else ""))
+    for rid in outcome.failed:
+        echo(f"  failed: {runstore.runs_dir(out) / rid / 'error.txt'}")
+    return outcome
+
+
+def dry_run(path: str | Path, out: str | Path) -> str:
+    """The runs a sweep would make, and how many are done, failed, to run, or stale in ``out``."""
+    sweep, out = load_sweep(path), Path(out)
+    revision = code_revision()
+    runs = expand(sweep, revision)
+    for _ in range(sweep.knee.refine if sweep.knee else 0):  # the rounds the finished runs already decide
+        if any(runstore.state(out, r.run_id) != runstore.DONE for r in runs):
+            break
+        runs = runs + refinements(sweep, runs, out, revision)
+    states = [runstore.state(out, r.run_id) for r in runs]
+    keys = [k for k in sweep.label_keys if len({str(r.labels[k]) for r in runs}) > 1]
+    lines = [f"{r.run_id:<17}{st:<8}" + " ".join(f"{k}={r.labels[k]}" for k in keys)
+             for r, st in zip(runs, states)]
+    stale = runstore.stale_folders(out, {r.run_id for r in runs}, revision)
+    refine = (f"; knee refinement (up to {sweep.knee.refine} rounds) may add midpoints"
+              if sweep.knee and sweep.knee.refine else "")
+    lines.append(f"{sweep.name}: {len(runs)} runs known: {states.count(runstore.DONE)} done, "
+                 f"{states.count(runstore.FAILED)} failed, {states.count(runstore.MISSING)} to run{refine}; "
+                 f"stale folders in {out}: {stale['other_revision']} from another simulator revision, "
+                 f"{stale['other_inputs']} from another profile, workload file or configuration "
+                 f"(revision {revision})")
+    return "\n".join(lines)
+
+
+__all__ = ["Outcome", "SweepError", "dry_run", "run_sweep"]

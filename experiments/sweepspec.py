@@ -1,0 +1,241 @@
+"""A sweep file: a base run configuration, a grid over dotted keys, optional named variants.
+
+    [sweep]                      description, and an optional [sweep.knee] (target_ms, refine, metrics)
+    [base]                       keys of core.config.RunConfig (tables for policy_options and engine)
+    [grid]                       dotted key -> non-empty list of values; the runs are their product
+    [[variants]]                 name = "...", description = "...", then dotted keys (several at once)
+
+Every run is base <- variant <- grid point, validated before anything runs; each policy gets the share of
+``policy_options`` it accepts (an option that no run's policy accepts is an error). Errors name the file and
+the key. A run's id digests its resolved configuration, the content of its profile (and of a workload file)
+and the simulator's source (core/ and sim/), so a finished run is reused whenever it would give the same
+result and never when code or profile changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.config import ConfigError, RunConfig, build_config, check_policy_options
+from core.cost import profile_path
+from core.policy import POLICY_OPTIONS
+
+ROOT = Path(__file__).resolve().parent.parent
+SECTIONS = ("sweep", "base", "grid", "variants")
+SWEEP_KEYS = ("description", "knee")
+KNEE_KEYS = {"target_ms": (int, float), "refine": int, "metrics": list}
+LABELS = ("workload", "model", "gpu", "tp", "profile", "batching", "duration_s", "policy", "rate_rps", "seed")
+"""Columns every run carries in runs.parquet (with every grid key and every key a variant sets)."""
+
+
+class SweepError(ConfigError):
+    """A sweep file that cannot be run; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class KneeSpec:
+    """Knee analysis of a sweep: the target, how often each crossing interval is bisected, the metrics."""
+
+    target_ms: float = 100.0
+    refine: int = 0
+    metrics: tuple[str, ...] = ("norm_latency_ms", "norm_latency_p50_ms", "norm_latency_p90_ms",
+                                "norm_latency_corrected_ms")
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """One run of a sweep: its stable id, its validated configuration, its label columns, and where it came
+    from (the grid point and the variant)."""
+
+    run_id: str
+    config: RunConfig
+    labels: dict[str, Any]
+    point: dict[str, Any]
+    variant: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A parsed sweep file."""
+
+    name: str
+    description: str
+    base: dict[str, Any]
+    grid: dict[str, list[Any]]
+    variants: list[dict[str, Any]] = field(default_factory=list)
+    knee: KneeSpec | None = None
+
+    @property
+    def label_keys(self) -> list[str]:
+        """The label columns: 'variant' when there are variants, LABELS, the grid's and variants' keys."""
+        keys = (["variant"] if self.variants else []) + list(LABELS) + list(self.grid)
+        keys += [k for v in self.variants for k in v if k not in ("name", "description")]
+        return list(dict.fromkeys(keys))
+
+
+def _nest(flat: Mapping[str, Any], into: dict[str, Any], where: str) -> dict[str, Any]:
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in into.items()}
+    for key, value in flat.items():
+        top, _, sub = key.partition(".")
+        if top not in RunConfig.__dataclass_fields__:
+            raise SweepError(f"{where}.{key}: unknown config key {top!r}; known: "
+                             f"{sorted(RunConfig.__dataclass_fields__)}")
+        if sub:
+            if not isinstance(getattr(RunConfig(), top), dict):
+                raise SweepError(f"{where}.{key}: {top!r} is not a table")
+            out[top] = {**out.get(top, {}), sub: value}
+        elif isinstance(value, dict) and isinstance(out.get(top), dict):
+            out[top] = {**out[top], **value}
+        else:
+            out[top] = value
+    return out
+
+
+def _get(cfg: RunConfig, key: str) -> Any:
+    top, _, sub = key.partition(".")
+    value = getattr(cfg, top)
+    return value.get(sub) if sub else value
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Parse and check a sweep file's structure; SweepError names the file and the key."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise SweepError(f"{path}: cannot read: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SweepError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        return _parse(path.stem, data)
+    except SweepError as exc:
+        raise SweepError(f"{path}: {exc}") from exc
+
+
+def _parse(name: str, data: dict[str, Any]) -> Sweep:
+    for key in data:
+        if key not in SECTIONS:
+            raise SweepError(f"unknown section {key!r}; expected {list(SECTIONS)}")
+    meta = data.get("sweep", {})
+    for key in meta:
+        if key not in SWEEP_KEYS:
+            raise SweepError(f"sweep.{key}: unknown key; expected {list(SWEEP_KEYS)}")
+    knee = None
+    if "knee" in meta:
+        for key, value in meta["knee"].items():
+            kind = KNEE_KEYS.get(key)
+            if kind is None:
+                raise SweepError(f"sweep.knee.{key}: unknown key; expected {list(KNEE_KEYS)}")
+            if not isinstance(value, kind) or isinstance(value, bool) or (key != "metrics" and value < 0):
+                raise SweepError(f"sweep.knee.{key} = {value!r}: expected a non-negative {kind}")
+        k = meta["knee"]
+        knee = KneeSpec(float(k.get("target_ms", 100.0)), int(k.get("refine", 0)),
+                        tuple(k.get("metrics", KneeSpec.metrics)))
+    grid = data.get("grid", {})
+    if not grid:
+        raise SweepError("grid: empty; give at least one key with a list of values")
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise SweepError(f"grid.{key} = {values!r}: expected a non-empty list of values")
+        for v in values:
+            if not isinstance(v, str | int | float | bool):
+                raise SweepError(f"grid.{key}: value {v!r} is a {type(v).__name__}; expected a number, a "
+                                 "string or true/false (use dotted keys for tables)")
+        if len(set(values)) != len(values):
+            raise SweepError(f"grid.{key} = {values!r}: repeated values")
+    variants = data.get("variants", [])
+    names = [v.get("name") for v in variants]
+    for i, (v, vname) in enumerate(zip(variants, names)):
+        if not isinstance(vname, str) or not vname:
+            raise SweepError(f"variants[{i}].name: every variant needs a name")
+    if len(set(names)) != len(names):
+        raise SweepError(f"variants: duplicate names in {names}")
+    return Sweep(name, str(meta.get("description", "")), data.get("base", {}), grid, variants, knee)
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes (first 16 hex digits)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def code_revision() -> str:
+    """Digest of the simulator's source (core/ and sim/): the code that decides a run's results."""
+    h = hashlib.sha256()
+    for p in sorted([*ROOT.glob("core/*.py"), *ROOT.glob("sim/*.py")]):
+        h.update(p.relative_to(ROOT).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def _inputs(cfg: RunConfig) -> dict[str, str]:
+    """Digests of the files a run reads: its profile, and its workload when that is a file."""
+    prof = Path(cfg.profile) if cfg.profile else profile_path(cfg.model, cfg.gpu, cfg.tp)
+    out = {"profile": file_digest(prof)}
+    if Path(cfg.workload).suffix in (".json", ".jsonl", ".csv"):
+        out["workload"] = file_digest(Path(cfg.workload))
+    return out
+
+
+def run_id(cfg: RunConfig, revision: str) -> str:
+    """A stable id of a run: its resolved configuration (file paths replaced by their content digests), the
+    digests of the files it reads, and the simulator's revision."""
+    inputs = _inputs(cfg)
+    conf = cfg.to_dict()
+    conf["profile"] = ""
+    if "workload" in inputs:
+        conf["workload"] = ""
+    doc = json.dumps({"config": conf, "inputs": inputs, "revision": revision}, sort_keys=True)
+    return hashlib.sha256(doc.encode()).hexdigest()[:16]
+
+
+def _label(cfg: RunConfig, key: str) -> Any:
+    if key in ("profile", "workload"):
+        value = getattr(cfg, key)
+        return Path(value).stem if value and Path(value).suffix else value  # a name, never a path
+    return _get(cfg, key)
+
+
+def resolve(sweep: Sweep, points: Mapping[str, Any], variant: dict[str, Any] | None,
+            revision: str) -> SweepRun:
+    """One run: base <- variant <- grid point; the policy's share of the options; validated."""
+    where = f"variants[{variant['name']!r}]" if variant else "grid"
+    merged = _nest(sweep.base, {}, "base")
+    if variant:
+        merged = _nest({k: v for k, v in variant.items() if k not in ("name", "description")}, merged, where)
+    merged = _nest(points, merged, "grid")
+    try:
+        cfg = build_config(merged, policy_options=False)
+        opts = {k: v for k, v in cfg.policy_options.items() if k in POLICY_OPTIONS[cfg.policy]}
+        check_policy_options(cfg.policy, opts)
+        cfg = RunConfig(**{**cfg.to_dict(), "policy_options": opts})
+        rid = run_id(cfg, revision)
+    except (ConfigError, OSError) as exc:
+        point = ", ".join(f"{k}={v!r}" for k, v in points.items())
+        raise SweepError(f"{where} ({point}): {exc}") from exc
+    labels = {"variant": variant["name"]} if variant else {}
+    labels |= {k: _label(cfg, k) for k in sweep.label_keys if k != "variant"}
+    return SweepRun(rid, cfg, labels, dict(points), variant)
+
+
+def expand(sweep: Sweep, revision: str, extra: Mapping[str, list[Any]] | None = None) -> list[SweepRun]:
+    """Every run of the sweep, variants outermost, then the grid's product in file order. ``extra`` replaces
+    grid lists (knee refinement adds rates this way). Each option in ``policy_options`` must be accepted by
+    some run's policy."""
+    grid = {**sweep.grid, **(extra or {})}
+    runs = []
+    for variant in sweep.variants or [None]:
+        for values in itertools.product(*grid.values()):
+            runs.append(resolve(sweep, dict(zip(grid, values)), variant, revision))
+    given = {k for src in (sweep.base, *sweep.variants) for k in src.get("policy_options", {})}
+    given |= {k.split(".", 1)[1] for src in (sweep.base, sweep.grid, *sweep.variants) for k in src
+              if k.startswith("policy_options.")}
+    taken = {k for r in runs for k in r.config.policy_options}
+    for key in sorted(given - taken):
+        raise SweepError(f"policy_options.{key}: no run's policy accepts it")
+    return runs
