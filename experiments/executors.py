@@ -33,7 +33,7 @@ def execute(config: dict[str, Any]) -> dict[str, Any]:
     try:
         cfg = RunConfig(**config).validate()
         out |= {"status": "done", "summary": summarize(simulate(cfg))}
-    except Exception:  # a run that raises is recorded, and the sweep goes on
+    except Exception:  # noqa: BLE001 -- a run that raises is recorded, and the sweep goes on
         out |= {"status": "failed", "error": traceback.format_exc()}
     out["wall_s"] = time.perf_counter() - t0
     return out
@@ -87,7 +87,7 @@ def run_ray(configs: Sequence[dict[str, Any]], address: str, jobs: int) -> Itera
                 i = pending.pop(ref)
                 try:
                     yield i, ray.get(ref)
-                except Exception:  # the task itself died (worker lost): recorded like a run that raised
+                except Exception:  # noqa: BLE001 -- the task died (worker lost): recorded as failed
                     yield i, {"status": "failed", "error": traceback.format_exc(), "wall_s": 0.0,
                               "revision": ""}
     finally:

@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analysis.knees import KNEE_COLUMNS, crossing_midpoint, curve_key, curves, knee_rows, knee_table, rows_to_csv
+from analysis.knees import (
+    KNEE_COLUMNS,
+    crossing_midpoint,
+    curve_key,
+    curves,
+    knee_rows,
+    knee_table,
+    rows_to_csv,
+)
 from experiments import runstore
 from experiments.executors import run_local, run_ray
 from experiments.sweepspec import Sweep, SweepError, SweepRun, code_revision, expand, load_sweep, resolve
