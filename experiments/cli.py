@@ -150,9 +150,10 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--max-context-tokens", type=int, default=None, help="cap contexts like the served model")
     t.add_argument("--out", required=True, help="FILE.jsonl")
     t.set_defaults(fn=cmd_trace)
-    from experiments import real_cli, sweep_cli
+    from experiments import analysis_cli, real_cli, sweep_cli
 
     sweep_cli.add_parsers(sub)
+    analysis_cli.add_parsers(sub)
     real_cli.add_parsers(sub)
     return p
 
