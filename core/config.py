@@ -15,12 +15,12 @@ from typing import Any
 
 BATCHING = ("v0", "v1")
 
-OPTION_VALUES: dict[str, dict[str, tuple[str, ...] | type[bool]]] = {
+OPTION_VALUES: dict[str, dict[str, tuple[str, ...] | type[bool] | type[float]]] = {
     "infercept": {"estimator": ("paper", "elapsed", "oracle"), "budget": ("step", "saturated"),
                   "chunk_fill": bool, "swap": bool, "pipelined": bool, "preserve": bool,
-                  "skip_short_pauses": bool},
+                  "skip_short_pauses": bool, "heuristic_preserve_s": float},
 }
-"""Policy -> option -> the strings it takes, or ``bool`` (true or false). Which options a policy accepts is
+"""Policy -> option -> the strings it takes, ``bool`` (true or false) or ``float`` (a number >= 0). Which options a policy accepts is
 core.policy.POLICY_OPTIONS; this table only checks their values before a run starts."""
 
 
@@ -49,6 +49,7 @@ class RunConfig:
     chrome_trace: bool = False
     policy_options: dict[str, Any] = field(default_factory=dict)
     engine: dict[str, Any] = field(default_factory=dict)
+    profile_scale: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, *, policy_options: bool = True) -> RunConfig:
         """Raise ConfigError naming the first bad value; return self. ``policy_options=False`` leaves the
@@ -67,7 +68,9 @@ class RunConfig:
         for key, low in (("tp", 1), ("max_requests", 0), ("seed", 0)):
             if getattr(self, key) < low:
                 raise ConfigError(f"{key} = {getattr(self, key)}: must be >= {low}")
-        problem = engine_problem(self.engine)
+        from core.scale import scale_problem
+
+        problem = engine_problem(self.engine) or scale_problem(self.profile_scale)
         if problem:
             raise ConfigError(problem)
         if policy_options:
@@ -88,6 +91,9 @@ def _option_value_problem(policy: str, key: str, value: Any) -> str | None:
         return None
     if allowed is bool:
         ok, expected = isinstance(value, bool), "true or false"
+    elif allowed is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < math.inf
+        expected = "a number >= 0"
     else:
         ok, expected = isinstance(value, str) and value in allowed, f"one of {list(allowed)}"
     return None if ok else f"policy_options.{key} = {value!r}: policy {policy!r} expects {expected}"

@@ -13,7 +13,11 @@ Options (``policy_options.*``), each changing one thing, so the paper's ablation
   contexts, no budget, chosen when Eq. 3's waste is the smallest of the three, the copy stalls the step;
 - ``preserve``: may keep a paused request's KV on the GPU (off: discard whatever is not swapped);
 - ``skip_short_pauses``: spend no link time on a pause expected (by the estimator) to return before its
-  swap round trip 2*T_swap(C) completes (off, as the paper's algorithm: leftover budget goes to any pause).
+  swap round trip 2*T_swap(C) completes (off, as the paper's algorithm: leftover budget goes to any pause);
+- ``heuristic_preserve_s``: the ablation's "heuristic preserve" step instead of min-waste's keep rule (0,
+  the default: off): a pause whose estimated T_INT is below this many seconds is kept on the GPU and spends
+  no link time, any other is never kept (swapped within the budget, else discarded). The reference code's
+  heuristics preserve below 4 s (INFERCEPT.md §4.5).
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ class MinWaste:
 
     def __init__(self, cost: CostModel, tool_means_s: Mapping[str, float] | None = None,
                  estimator: str = "paper", budget: str = "step", chunk_fill: bool = True, swap: bool = True,
-                 pipelined: bool = True, preserve: bool = True, skip_short_pauses: bool = False) -> None:
+                 pipelined: bool = True, preserve: bool = True, skip_short_pauses: bool = False,
+                 heuristic_preserve_s: float = 0.0) -> None:
         if budget not in BUDGETS:
             raise ValueError(f"policy option budget={budget!r}: expected one of {BUDGETS}")
         flags = {"chunk_fill": chunk_fill, "swap": swap, "pipelined": pipelined, "preserve": preserve,
@@ -56,6 +61,9 @@ class MinWaste:
         self.estimator, self.budget = estimator, budget
         self.chunk_fill, self.swap, self.pipelined, self.preserve = chunk_fill, swap, pipelined, preserve
         self.skip_short = skip_short_pauses
+        if isinstance(heuristic_preserve_s, bool) or not heuristic_preserve_s >= 0:
+            raise ValueError(f"policy option heuristic_preserve_s={heuristic_preserve_s!r}: expected a number >= 0")
+        self.heuristic_s = float(heuristic_preserve_s)
         self.traits = PolicyTraits(resume_to_front=True, chunk_fill=True, pipelined_swap=pipelined,
                                    chunk_recompute=chunk_fill)
         self.saturated_blocks = swap_budget_tokens(cost) // cost.block_size_tokens
@@ -79,7 +87,12 @@ class MinWaste:
     def wastes(self, req: ReqView, state: EngineState) -> tuple[float, float]:
         """(WastePreserve, WasteDiscard) of ``req`` now, token-seconds. Preserving idles the GPU part; a
         discard drops the whole computed context, CPU part included, so WD is over all of it."""
-        wp = preserve_waste(self.est.t_int_s(req, state.now_s), self.gpu_tokens(req)) if self.preserve else math.inf
+        if self.heuristic_s:
+            wp = 0.0 if self.heuristic_keeps(req, state) else math.inf
+        elif self.preserve:
+            wp = preserve_waste(self.est.t_int_s(req, state.now_s), self.gpu_tokens(req))
+        else:
+            wp = math.inf
         c = req.computed_tokens
         if self.chunk_fill:
             wd = chunked_discard_waste(self.cost, c, state.running_query_tokens, state.running_gpu_tokens)
@@ -91,8 +104,15 @@ class MinWaste:
         """Link time to swap ``req``'s whole context out and back."""
         return 2 * self.cost.swap_s(req.computed_tokens)
 
+    def heuristic_keeps(self, req: ReqView, state: EngineState) -> bool:
+        """heuristic_preserve_s: a pause not yet swapped whose estimated T_INT is below the threshold."""
+        return not req.cpu_blocks and self.est.t_int_s(req, state.now_s) < self.heuristic_s
+
     def skips(self, req: ReqView, state: EngineState) -> bool:
-        """skip_short_pauses: a pause not yet swapped that is expected back before its swap round trip."""
+        """No link time for this pause: skip_short_pauses and it is expected back before its swap round
+        trip, or the heuristic keeps it."""
+        if self.heuristic_s and self.heuristic_keeps(req, state):
+            return True
         return (self.skip_short and not req.cpu_blocks
                 and self.est.t_int_s(req, state.now_s) < self.round_trip_s(req))
 
@@ -158,7 +178,9 @@ class MinWaste:
             c = self.gpu_tokens(r)
             if not c or not self.est.grows(r):
                 continue
-            if self.preserve:
+            if self.heuristic_s:
+                t = min(t, r.paused_at_s + self.heuristic_s)
+            elif self.preserve:
                 t = min(t, r.paused_at_s + self.wastes(r, state)[1] / c)
             if self.skip_short and not r.cpu_blocks:
                 t = min(t, r.paused_at_s + self.round_trip_s(r))

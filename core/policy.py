@@ -137,6 +137,7 @@ POLICY_OPTIONS: dict[str, frozenset[str]] = {
     "discard": frozenset(), "improved_discard": frozenset(), "preserve": frozenset(), "swap": frozenset(),
     "swap_blocking": frozenset(),
     "infercept": frozenset({"estimator", "budget", "chunk_fill", "swap", "pipelined", "preserve",
+                            "heuristic_preserve_s",
                             "skip_short_pauses"}),
 }
 """Policy name -> the ``policy_options`` keys it accepts."""

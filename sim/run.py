@@ -11,15 +11,17 @@ from core.config import RunConfig
 from core.cost import FittedCostModel, profile_path
 from core.metrics import Metrics
 from core.policy import make_policy
+from core.scale import scale_cost
 from core.types import RequestSpec
 from core.workload import make_workload, tool_means_s
 from sim.engine import Engine
 
 
 def load_cost(cfg: RunConfig) -> FittedCostModel:
-    """The cost model a config names: ``profile`` (a file) or the shipped ``<gpu>-<model>-tp<N>``."""
+    """The cost model a config names: ``profile`` (a file) or the shipped ``<gpu>-<model>-tp<N>``, its
+    numbers scaled by ``profile_scale``."""
     path = Path(cfg.profile) if cfg.profile else profile_path(cfg.model, cfg.gpu, cfg.tp)
-    return FittedCostModel.from_profile(path, cfg.engine)
+    return scale_cost(FittedCostModel.from_profile(path, cfg.engine), cfg.profile_scale)
 
 
 def build_workload(cfg: RunConfig, cost: FittedCostModel) -> tuple[list[RequestSpec], dict[str, int]]:

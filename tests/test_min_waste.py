@@ -200,3 +200,26 @@ def test_a_swap_in_starts_only_if_its_rest_and_its_returned_tokens_fit() -> None
     assert pol.plan_step(state(10.0, swapped=[back], free_gpu=7)).swap_in == (("s", 3),)
     assert pol.plan_step(state(10.0, swapped=[back], free_gpu=9, needed=2)).swap_in == (("s", 3),)
     assert pol.plan_step(state(10.0, swapped=[back], free_gpu=9, needed=3)).empty
+
+
+def test_heuristic_preserve_keeps_pauses_below_the_threshold_and_never_keeps_the_others() -> None:
+    pol = saturated(heuristic_preserve_s=4.0)  # chatbot pauses: T_INT = the time elapsed (paper estimator)
+    fresh, old, older = view("a", 250, 9.0), view("b", 250, 5.0, ticket=1), view("c", 250, 4.0, ticket=2)
+    # 1 s elapsed < 4 s: kept, and no link time for it (min-waste would give it the 1-block budget)
+    assert pol.plan_step(state(10.0, [fresh])).empty
+    assert saturated().plan_step(state(10.0, [fresh])).swap_out == (("a", 1),)
+    # 5 and 6 s >= 4 s: WP is infinite, so the budget goes to one (ranked by min(WP, WD) = WD, equal here:
+    # arrival order) and the other is discarded (WD = 35.25 < infinity); the fresh one stays
+    plan = pol.plan_step(state(10.0, [fresh, old, older]))
+    assert plan.swap_out == (("b", 1),) and plan.discard == ("c",)
+    # the fresh one's decision changes when its elapsed time reaches the threshold
+    assert pol.next_decision_at(state(10.0, [fresh])) == pytest.approx(13.0)
+    # a math pause under the paper estimator: T_INT = mean 2 s - elapsed, below 4 s for good
+    math_pol = MinWaste(make_cost(), {"math": 2.0}, budget="saturated", heuristic_preserve_s=4.0)
+    calc = view("m", 250, 0.0, kind="math")
+    assert math_pol.plan_step(state(10.0, [calc])).empty
+    assert math_pol.next_decision_at(state(10.0, [calc])) == math.inf
+    # under memory pressure a kept request is still discarded
+    assert pol.plan_step(state(10.0, [fresh], short=1)).discard == ("a",)
+    with pytest.raises(ValueError, match="heuristic_preserve_s"):
+        MinWaste(make_cost(), heuristic_preserve_s=-1.0)
