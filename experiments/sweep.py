@@ -97,8 +97,11 @@ def execute_runs(todo: Sequence[SweepRun], out: Path, executor: str, jobs: int, 
 
 
 def _todo(runs: Sequence[SweepRun], out: Path, retry_failed: bool) -> list[SweepRun]:
+    """The runs to execute, each id once (two variants may resolve to the same configuration: it runs once
+    and appears under both labels in the tables)."""
     want = {runstore.MISSING, runstore.FAILED} if retry_failed else {runstore.MISSING}
-    return [r for r in runs if runstore.state(out, r.run_id) in want]
+    unique = {r.run_id: r for r in reversed(runs)}
+    return [r for r in unique.values() if runstore.state(out, r.run_id) in want][::-1]
 
 
 def run_sweep(path: str | Path, out: str | Path, jobs: int = 0, executor: str = "local", address: str = "",

@@ -71,6 +71,7 @@ class Sweep:
     grid: dict[str, list[Any]]
     variants: list[dict[str, Any]] = field(default_factory=list)
     knee: KneeSpec | None = None
+    source: str = ""  # the file it was read from, named in every error
 
     @property
     def label_keys(self) -> list[str]:
@@ -114,12 +115,12 @@ def load_sweep(path: str | Path) -> Sweep:
     except tomllib.TOMLDecodeError as exc:
         raise SweepError(f"{path}: not valid TOML: {exc}") from exc
     try:
-        return _parse(path.stem, data)
+        return _parse(path.stem, data, str(path))
     except SweepError as exc:
         raise SweepError(f"{path}: {exc}") from exc
 
 
-def _parse(name: str, data: dict[str, Any]) -> Sweep:
+def _parse(name: str, data: dict[str, Any], source: str) -> Sweep:
     for key in data:
         if key not in SECTIONS:
             raise SweepError(f"unknown section {key!r}; expected {list(SECTIONS)}")
@@ -157,7 +158,7 @@ def _parse(name: str, data: dict[str, Any]) -> Sweep:
             raise SweepError(f"variants[{i}].name: every variant needs a name")
     if len(set(names)) != len(names):
         raise SweepError(f"variants: duplicate names in {names}")
-    return Sweep(name, str(meta.get("description", "")), data.get("base", {}), grid, variants, knee)
+    return Sweep(name, str(meta.get("description", "")), data.get("base", {}), grid, variants, knee, source)
 
 
 def file_digest(path: Path) -> str:
@@ -205,11 +206,11 @@ def resolve(sweep: Sweep, points: Mapping[str, Any], variant: dict[str, Any] | N
             revision: str) -> SweepRun:
     """One run: base <- variant <- grid point; the policy's share of the options; validated."""
     where = f"variants[{variant['name']!r}]" if variant else "grid"
-    merged = _nest(sweep.base, {}, "base")
-    if variant:
-        merged = _nest({k: v for k, v in variant.items() if k not in ("name", "description")}, merged, where)
-    merged = _nest(points, merged, "grid")
     try:
+        merged = _nest(sweep.base, {}, "base")
+        if variant:
+            merged = _nest({k: v for k, v in variant.items() if k not in ("name", "description")}, merged, where)
+        merged = _nest(points, merged, "grid")
         cfg = build_config(merged, policy_options=False)
         opts = {k: v for k, v in cfg.policy_options.items() if k in POLICY_OPTIONS[cfg.policy]}
         check_policy_options(cfg.policy, opts)
@@ -217,7 +218,7 @@ def resolve(sweep: Sweep, points: Mapping[str, Any], variant: dict[str, Any] | N
         rid = run_id(cfg, revision)
     except (ConfigError, OSError) as exc:
         point = ", ".join(f"{k}={v!r}" for k, v in points.items())
-        raise SweepError(f"{where} ({point}): {exc}") from exc
+        raise SweepError(f"{sweep.source}: {where} ({point}): {exc}") from exc
     labels = {"variant": variant["name"]} if variant else {}
     labels |= {k: _label(cfg, k) for k in sweep.label_keys if k != "variant"}
     return SweepRun(rid, cfg, labels, dict(points), variant)
@@ -237,5 +238,5 @@ def expand(sweep: Sweep, revision: str, extra: Mapping[str, list[Any]] | None = 
               if k.startswith("policy_options.")}
     taken = {k for r in runs for k in r.config.policy_options}
     for key in sorted(given - taken):
-        raise SweepError(f"policy_options.{key}: no run's policy accepts it")
+        raise SweepError(f"{sweep.source}: policy_options.{key}: no run's policy accepts it")
     return runs
