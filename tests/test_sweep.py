@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -93,8 +94,8 @@ def test_adding_a_rate_reuses_every_finished_run_and_refinement_bisects_the_cros
     assert len(grid_rows) == 12 and second.reused >= 8
     rows = read_table(out / "runs.parquet")
     # the refinement ran each curve's crossing midpoint at both seeds; the knee is read off the refined curve
-    for (key, pts) in curves(rows, ["policy", "rate_rps", "seed"], "norm_latency_ms").items():
-        crossing = [(a, b) for a, b in zip(pts, pts[1:]) if b[1] > 100 >= a[1]]
+    for pts in curves(rows, ["policy", "rate_rps", "seed"], "norm_latency_ms").values():
+        crossing = [(a, b) for a, b in itertools.pairwise(pts) if b[1] > 100 >= a[1]]
         if crossing:
             (r0, _), (r1, _) = crossing[0]
             assert r1 - r0 <= 1.0 + 1e-9  # a grid interval of 2 req/s, bisected once
