@@ -161,6 +161,26 @@ def _parse(name: str, data: dict[str, Any], source: str) -> Sweep:
     return Sweep(name, str(meta.get("description", "")), data.get("base", {}), grid, variants, knee, source)
 
 
+def sweep_toml(base: Mapping[str, Any], grid: Mapping[str, list[Any]], knee: Mapping[str, Any] | None = None,
+               description: str = "") -> str:
+    """A sweep file's text (for commands that build a sweep from their arguments)."""
+    def lit(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(lit(x) for x in v) + "]"
+        if isinstance(v, Mapping):
+            return "{ " + ", ".join(f"{json.dumps(k)} = {lit(x)}" for k, x in v.items()) + " }"
+        return json.dumps(str(v))
+
+    lines = ["[sweep]", f"description = {lit(description)}"] + ([f"knee = {lit(knee)}"] if knee else [])
+    lines += ["", "[base]"] + [f"{k} = {lit(v)}" for k, v in base.items()]
+    lines += ["", "[grid]"] + [f"{json.dumps(k)} = {lit(v)}" for k, v in grid.items()]
+    return "\n".join(lines) + "\n"
+
+
 def file_digest(path: Path) -> str:
     """sha256 of a file's bytes (first 16 hex digits)."""
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
