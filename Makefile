@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-test real bench bench-paper-trace clean
+.PHONY: demo test install install-test real bench figures bench-paper-trace clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,16 +28,21 @@ real: install-test
 test: real
 	$(BIN)/python -m pytest
 
-# Every figure the README quotes, as small tables under docs/results/ (see README, "Results"); long: both cores.
+# Every figure the README quotes (see README, "Results"): the shipped sweeps' tables under docs/results/sweeps/,
+# their figures under docs/figures/, the reproduction report docs/reproduction.md. Long: both cores.
+SWEEPS := e2e_gptj6b e2e_gptj6b_v1 e2e_vicuna13b e2e_vicuna13b_tp2 e2e_llama70b_tp4 per_kind ablation estimator sensitivity
+SWEEP_DIRS := $(SWEEPS:%=docs/results/sweeps/%)
 bench: install
 	$(BIN)/python benchmarks/speed.py
-	$(BIN)/python benchmarks/knee.py
+	$(BIN)/python benchmarks/sweep_speed.py
+	for s in $(SWEEPS); do $(BIN)/infercept sweep experiments/sweeps/$$s.toml --out docs/results/sweeps/$$s --quiet || exit 1; done
 	$(BIN)/python benchmarks/knee.py --duration-s 600
-	$(BIN)/python benchmarks/knee.py --batching v1
-	$(BIN)/python benchmarks/knee.py --model vicuna-13b --tp 2
-	$(BIN)/python -m benchmarks.ablation
-	$(BIN)/python benchmarks/estimators.py
+	$(MAKE) figures
 	$(MAKE) bench-paper-trace
+
+figures: install
+	$(BIN)/infercept figures $(SWEEP_DIRS) --out docs/figures
+	$(BIN)/infercept report $(SWEEP_DIRS) --out docs/reproduction.md --figures docs/figures
 
 # The paper's own trace at its four setups (latency target 100 ms/token, 200 for Llama-70B)
 TRACE ?= ../shared/workloads/merged_exp_uniform.json
