@@ -1,4 +1,7 @@
-"""Figures from summary tables: one function per figure, PNG (and PDF on request)."""
+"""The plot of `infercept compare` (rows of its summary table); PNG.
+
+The figures of sweep folders (`infercept figures`) are in analysis/fig_rate.py, fig_ablation.py and
+fig_estimator.py, drawn by analysis/make_figures.py."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from analysis.style import POLICY_STYLE
+from analysis.style import policy_style
 
 
 def latency_vs_rate(rows: list[dict[str, Any]], out: str | Path, title: str = "",
@@ -20,10 +23,10 @@ def latency_vs_rate(rows: list[dict[str, Any]], out: str | Path, title: str = ""
     for policy in dict.fromkeys(r["policy"] for r in rows):
         pts = sorted((r["rate"], r["norm_latency_ms"], r.get("norm_latency_ms_ci95", 0.0))
                      for r in rows if r["policy"] == policy)
-        style = POLICY_STYLE.get(policy, {})
+        style = policy_style(policy)
         low = [min(p[2], 0.9 * p[1]) for p in pts]  # keep the lower bar above zero on the log axis
         ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[low, [p[2] for p in pts]], label=policy,
-                    capsize=3, **{"marker": "o", **style})
+                    capsize=3, color=style["color"], marker=style["marker"])
     if target_ms:
         ax.axhline(target_ms, color="grey", linestyle=":", linewidth=1, label=f"target {target_ms:g} ms")
     ax.set_yscale("log")
