@@ -103,8 +103,9 @@ def knee_rows(rows: Sequence[dict[str, Any]], labels: Sequence[str], target_ms: 
     """One row per (curve, metric): the knee on the mean over seeds, its 95 % interval over the seeds' own
     knees, and InferCept's knee (same setting) over it."""
     out = []
-    seeds = {curve_key({k: r[k] for k in labels if k in r}): set() for r in rows}
+    seeds: dict[tuple[tuple[str, Any], ...], set[Any]] = {}
     for r in rows:
+        seeds.setdefault(curve_key({k: r[k] for k in labels if k in r}), set())
         seeds[curve_key({k: r[k] for k in labels if k in r})].add(r.get("seed"))
     for metric in metrics:
         mean = curves(rows, labels, metric)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.knees import ci95
-from core.config import RunConfig
+from core.config import ConfigError, RunConfig
 from core.summary import METRICS
 from core.trace_io import atomic_write_text
 
@@ -75,15 +75,22 @@ def compare(base: RunConfig, policies: list[str], rates: list[float], seeds: int
     names an option that none of ``policies`` accepts."""
     from experiments.runstore import read_table
     from experiments.sweep import run_sweep
-    from experiments.sweepspec import sweep_toml
+    from experiments.sweepspec import SweepError, sweep_toml
 
     conf = {k: v for k, v in base.to_dict().items() if k not in ("policy", "rate_rps", "seed")}
-    grid = {"policy": list(policies), "rate_rps": list(rates), "seed": [base.seed + s for s in range(seeds)]}
+    grid: dict[str, list[Any]] = {"policy": list(policies), "rate_rps": list(rates), "seed": [base.seed + s for s in range(seeds)]}
     knee = None if refine is None else {"target_ms": target_ms, "refine": refine}
     with tempfile.TemporaryDirectory(prefix="infercept-compare-") as tmp:
         path = Path(tmp) / f"{out.name or 'compare'}.toml"
         path.write_text(sweep_toml(conf, grid, knee, "infercept compare"))
-        run_sweep(path, out, jobs, progress=sys.stderr.isatty())
+        try:
+            outcome = run_sweep(path, out, jobs, progress=sys.stderr.isatty())
+        except SweepError as exc:  # name the setting, not the sweep file compare wrote
+            raise ConfigError(str(exc).removeprefix(f"{path}: ")) from exc
+    if outcome.failed:
+        error = (out / "runs" / outcome.failed[0] / "error.txt").read_text().strip().splitlines()[-1]
+        raise ConfigError(f"{len(outcome.failed)} of {outcome.total} runs failed (their tracebacks: "
+                          f"{out / 'runs'}/<id>/error.txt); the first: {error}")
     runs, kind_runs = read_table(out / "runs.parquet"), read_table(out / "runs_by_kind.parquet")
     return write_results(runs, kind_runs, base, seeds, out, target_ms)
 

@@ -9,6 +9,7 @@ A worker reports the simulator revision it ran; a result from other code is reco
 from __future__ import annotations
 
 import ctypes
+import logging
 import multiprocessing
 import signal
 import sys
@@ -77,7 +78,7 @@ def run_ray(configs: Sequence[dict[str, Any]], address: str, jobs: int) -> Itera
     started = not ray.is_initialized()
     if started:
         kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": jobs}
-        ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR", **kwargs)
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, **kwargs)
     try:
         task = ray.remote(num_cpus=1, max_retries=0)(execute)
         pending = {task.remote(cfg): i for i, cfg in enumerate(configs)}

@@ -130,12 +130,12 @@ def run_sweep(path: str | Path, out: str | Path, jobs: int = 0, executor: str = 
             bar.total += len(todo)
             bar.refresh()
             execute_runs(todo, out, executor, jobs, address, revision, outcome, bar)
-    runs = runstore.ordered(runs, sweep.grid)
+    runs = runstore.ordered(runs, {"variant": [v["name"] for v in sweep.variants], **sweep.grid})
     outcome.total = len(runs)
     outcome.failed = [r.run_id for r in runs if runstore.state(out, r.run_id) == runstore.FAILED]
     outcome.reused = outcome.total - outcome.ran
     n_rows, _ = runstore.write_tables(out, runs, sweep.label_keys)
-    if sweep.knee:
+    if sweep.knee and n_rows:
         rows = runstore.read_table(out / "runs.parquet")
         krows = knee_rows(rows, sweep.label_keys, sweep.knee.target_ms, sweep.knee.metrics)
         (out / "knees.csv").write_text(rows_to_csv(krows, KNEE_COLUMNS))

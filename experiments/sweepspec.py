@@ -24,13 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from core.config import ConfigError, RunConfig, build_config, check_policy_options
-from core.cost import profile_path
+from core.cost import FittedCostModel, ProfileError, profile_path
 from core.policy import POLICY_OPTIONS
+from core.summary import METRICS
+from core.workload import KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("sweep", "base", "grid", "variants")
 SWEEP_KEYS = ("description", "knee")
-KNEE_KEYS = {"target_ms": (int, float), "refine": int, "metrics": list}
+KNEE_KEYS = {"target_ms": "a positive number (ms/token)", "refine": "an integer >= 0 (bisection rounds)",
+             "metrics": "a list of metric names"}
+WORKLOAD_FILES = (".json", ".jsonl", ".csv")
 LABELS = ("workload", "model", "gpu", "tp", "profile", "batching", "duration_s", "policy", "rate_rps", "seed")
 """Columns every run carries in runs.parquet (with every grid key and every key a variant sets)."""
 
@@ -130,15 +134,7 @@ def _parse(name: str, data: dict[str, Any], source: str) -> Sweep:
             raise SweepError(f"sweep.{key}: unknown key; expected {list(SWEEP_KEYS)}")
     knee = None
     if "knee" in meta:
-        for key, value in meta["knee"].items():
-            kind = KNEE_KEYS.get(key)
-            if kind is None:
-                raise SweepError(f"sweep.knee.{key}: unknown key; expected {list(KNEE_KEYS)}")
-            if not isinstance(value, kind) or isinstance(value, bool) or (key != "metrics" and value < 0):
-                raise SweepError(f"sweep.knee.{key} = {value!r}: expected a non-negative {kind}")
-        k = meta["knee"]
-        knee = KneeSpec(float(k.get("target_ms", 100.0)), int(k.get("refine", 0)),
-                        tuple(k.get("metrics", KneeSpec.metrics)))
+        knee = _knee(meta["knee"])
     grid = data.get("grid", {})
     if not grid:
         raise SweepError("grid: empty; give at least one key with a list of values")
@@ -181,6 +177,22 @@ def sweep_toml(base: Mapping[str, Any], grid: Mapping[str, list[Any]], knee: Map
     return "\n".join(lines) + "\n"
 
 
+def _knee(table: Any) -> KneeSpec:
+    if not isinstance(table, dict):
+        raise SweepError(f"sweep.knee = {table!r}: expected a table (target_ms, refine, metrics)")
+    for key, value in table.items():
+        if key not in KNEE_KEYS:
+            raise SweepError(f"sweep.knee.{key}: unknown key; expected {list(KNEE_KEYS)}")
+        if key == "metrics":
+            if not isinstance(value, list) or not value or any(v not in METRICS for v in value):
+                raise SweepError(f"sweep.knee.metrics = {value!r}: expected a non-empty list of {list(METRICS)}")
+        elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (
+                key == "refine" and not isinstance(value, int)) or (key == "target_ms" and value == 0):
+            raise SweepError(f"sweep.knee.{key} = {value!r}: expected {KNEE_KEYS[key]}")
+    return KneeSpec(float(table.get("target_ms", 100.0)), int(table.get("refine", 0)),
+                    tuple(table.get("metrics", KneeSpec.metrics)))
+
+
 def file_digest(path: Path) -> str:
     """sha256 of a file's bytes (first 16 hex digits)."""
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
@@ -195,11 +207,16 @@ def code_revision() -> str:
 
 
 def _inputs(cfg: RunConfig) -> dict[str, str]:
-    """Digests of the files a run reads: its profile, and its workload when that is a file."""
+    """Digests of the files a run reads: its profile (loaded once, so that a bad profile or engine key fails
+    before any run starts), and its workload when that is a file."""
     prof = Path(cfg.profile) if cfg.profile else profile_path(cfg.model, cfg.gpu, cfg.tp)
+    FittedCostModel.from_profile(prof, cfg.engine)
     out = {"profile": file_digest(prof)}
-    if Path(cfg.workload).suffix in (".json", ".jsonl", ".csv"):
+    if Path(cfg.workload).suffix in WORKLOAD_FILES:
         out["workload"] = file_digest(Path(cfg.workload))
+    elif cfg.workload != "mixed" and cfg.workload not in KINDS:
+        raise ConfigError(f"workload {cfg.workload!r}: expected 'mixed', one of {list(KINDS)}, or a "
+                          f"{'/'.join(WORKLOAD_FILES)} file")
     return out
 
 
@@ -236,7 +253,7 @@ def resolve(sweep: Sweep, points: Mapping[str, Any], variant: dict[str, Any] | N
         check_policy_options(cfg.policy, opts)
         cfg = RunConfig(**{**cfg.to_dict(), "policy_options": opts})
         rid = run_id(cfg, revision)
-    except (ConfigError, OSError) as exc:
+    except (ConfigError, ProfileError, OSError) as exc:
         point = ", ".join(f"{k}={v!r}" for k, v in points.items())
         raise SweepError(f"{sweep.source}: {where} ({point}): {exc}") from exc
     labels = {"variant": variant["name"]} if variant else {}
@@ -250,7 +267,8 @@ def expand(sweep: Sweep, revision: str, extra: Mapping[str, list[Any]] | None = 
     some run's policy."""
     grid = {**sweep.grid, **(extra or {})}
     runs = []
-    for variant in sweep.variants or [None]:
+    variants: list[dict[str, Any] | None] = list(sweep.variants) or [None]
+    for variant in variants:
         for values in itertools.product(*grid.values()):
             runs.append(resolve(sweep, dict(zip(grid, values)), variant, revision))
     given = {k for src in (sweep.base, *sweep.variants) for k in src.get("policy_options", {})}

@@ -47,6 +47,11 @@ def write(tmp_path: Path, text: str, name: str = "s.toml") -> Path:
     ("[grid]\n'engine.block_size' = [16]\n", "engine"),
     ("[grid]\nrate_rps = [1]\n[[variants]]\nbatching = 'v1'\n", "variants[0].name"),
     ("[grid]\nrate_rps = [1]\n[[variants]]\nname = 'a'\nbatching = 'v9'\n", "batching = 'v9'"),
+    ("[sweep]\nknee = { metrics = ['speed'] }\n[grid]\nrate_rps = [1]\n", "sweep.knee.metrics"),
+    ("[sweep]\nknee = { refine = 1.5 }\n[grid]\nrate_rps = [1]\n", "sweep.knee.refine = 1.5"),
+    ("[base]\nworkload = 'nope.txt'\n[grid]\nrate_rps = [1]\n", "workload 'nope.txt'"),
+    ("[base]\nprofile = 'missing.json'\n[grid]\nrate_rps = [1]\n", "missing.json"),
+    ("[grid]\n'engine.max_num_seqs' = [0]\n", "engine.max_num_seqs"),
 ])
 def test_a_malformed_sweep_file_fails_before_anything_runs_naming_the_file_and_the_key(
         tmp_path: Path, text: str, named: str) -> None:
@@ -80,6 +85,16 @@ def test_each_policy_gets_its_share_of_the_options_and_variants_change_several_k
     assert [r.config.policy_options for r in runs] == [{}, {"estimator": "oracle"}]
     assert all(r.config.batching == "v1" and r.config.duration_s == 60 for r in runs)
     assert runs[0].labels["variant"] == "v1-short" and "duration_s" in runs[0].labels
+
+
+def test_rows_follow_the_files_order_of_variants_and_grid_values(tmp_path: Path) -> None:
+    path = write(tmp_path, "[base]\nduration_s = 30\n[grid]\npolicy = ['preserve', 'discard']\n"
+                 "rate_rps = [2, 1]\n[[variants]]\nname = 'zeta'\n[[variants]]\nname = 'alpha'\n"
+                 "batching = 'v1'\n")
+    run_sweep(path, tmp_path / "out", jobs=2, progress=False)
+    rows = read_table(tmp_path / "out" / "runs.parquet")
+    assert [(r["variant"], r["policy"], r["rate_rps"]) for r in rows] == [
+        (v, p, r) for v in ("zeta", "alpha") for p in ("preserve", "discard") for r in (1.0, 2.0)]
 
 
 def test_adding_a_rate_reuses_every_finished_run_and_refinement_bisects_the_crossing(tmp_path: Path) -> None:
