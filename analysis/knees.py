@@ -23,7 +23,10 @@ KNEE_COLUMNS = ("setup", "policy", "metric", "target_ms", "knee_rps", "knee_rps_
                 "bound", "seeds")
 REFERENCE = "infercept"
 CURVE_FREE = ("rate_rps", "seed", "run_id")
-_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)
+"""Student t quantile 0.975 for 1..30 degrees of freedom; 1.96 beyond."""
 
 
 def ci95(values: Sequence[float]) -> float:
@@ -31,7 +34,8 @@ def ci95(values: Sequence[float]) -> float:
     vals = [v for v in values if not math.isnan(v)]
     if len(vals) < 2:
         return 0.0
-    return _T975.get(len(vals) - 1, 1.96) * statistics.stdev(vals) / math.sqrt(len(vals))
+    t = _T975[len(vals) - 2] if len(vals) - 1 <= len(_T975) else 1.96
+    return t * statistics.stdev(vals) / math.sqrt(len(vals))
 
 
 def _clean(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -100,8 +104,9 @@ def setup_name(key: tuple[tuple[str, Any], ...]) -> str:
 
 def knee_rows(rows: Sequence[dict[str, Any]], labels: Sequence[str], target_ms: float,
               metrics: Sequence[str] = KNEE_METRICS) -> list[dict[str, Any]]:
-    """One row per (curve, metric): the knee on the mean over seeds, its 95 % interval over the seeds' own
-    knees, and InferCept's knee (same setting) over it."""
+    """One row per (curve, metric): the knee on the mean over seeds, the 95 % half-width over the seeds' own
+    knees (None unless every seed's curve crossed the target: a seed that never crossed has no knee, only a
+    bound), and InferCept's knee (same setting) over it."""
     out = []
     seeds: dict[tuple[tuple[str, Any], ...], set[Any]] = {}
     for r in rows:
@@ -113,16 +118,17 @@ def knee_rows(rows: Sequence[dict[str, Any]], labels: Sequence[str], target_ms: 
         for seed in sorted({r.get("seed") for r in rows}, key=str):
             one = curves([r for r in rows if r.get("seed") == seed], labels, metric)
             for key, pts in one.items():
-                k = knee(pts, target_ms)
-                if k is not None:
-                    per_seed.setdefault(key, []).append(k)
+                k = knee(pts, target_ms) if knee_bound(pts, target_ms) == "crossed" else math.nan
+                per_seed.setdefault(key, []).append(k)
         knees = {key: knee(pts, target_ms) for key, pts in mean.items()}
         for key, pts in mean.items():
             d = dict(key)
             ref_key = tuple((k, REFERENCE if k == "policy" else v) for k, v in key)
             ref, k = knees.get(ref_key), knees[key]
+            seed_knees = per_seed.get(key, [])
+            spread = ci95(seed_knees) if seed_knees and not any(map(math.isnan, seed_knees)) else None
             out.append({"setup": setup_name(key), "policy": d.get("policy"), "metric": metric,
-                        "target_ms": target_ms, "knee_rps": k, "knee_rps_ci95": ci95(per_seed.get(key, [])),
+                        "target_ms": target_ms, "knee_rps": k, "knee_rps_ci95": spread,
                         "infercept_ratio": ref / k if ref is not None and k else None,
                         "bound": knee_bound(pts, target_ms), "seeds": len(seeds[key])})
     return out

@@ -16,7 +16,8 @@ import sys
 import time
 import traceback
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from core.config import RunConfig
@@ -24,15 +25,17 @@ from core.config import RunConfig
 
 def execute(config: dict[str, Any]) -> dict[str, Any]:
     """Simulate one configuration; never raises: {"status": "done", "summary"} or {"status": "failed",
-    "error": traceback}, with "wall_s" and the worker's "revision"."""
+    "error": traceback}, with "wall_s", the worker's simulator "revision" and the digests of the "inputs" it
+    read (profile, workload file), so that the driver can refuse a result computed from other files."""
     from core.summary import summarize
-    from experiments.sweepspec import code_revision
+    from experiments.sweepspec import code_revision, inputs
     from sim.run import simulate
 
     t0 = time.perf_counter()
-    out: dict[str, Any] = {"revision": code_revision()}
+    out: dict[str, Any] = {"revision": code_revision(), "inputs": {}}
     try:
         cfg = RunConfig(**config).validate()
+        out["inputs"] = inputs(cfg)
         out |= {"status": "done", "summary": summarize(simulate(cfg))}
     except Exception:  # noqa: BLE001 -- a run that raises is recorded, and the sweep goes on
         out |= {"status": "failed", "error": traceback.format_exc()}
@@ -48,23 +51,42 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def _lost(reason: str) -> dict[str, Any]:
+    return {"status": "failed", "error": reason, "wall_s": 0.0, "revision": "", "inputs": {}}
+
+
 def run_local(configs: Sequence[dict[str, Any]], jobs: int) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(index, result) for each configuration as it finishes, on ``jobs`` processes (in this process for 1)."""
+    """(index, result) for each configuration as it finishes, on ``jobs`` processes (in this process for 1).
+
+    At most ``jobs`` runs are in flight; if a worker dies (killed, out of memory), the runs in flight are
+    recorded as failed with that reason, a new pool is started, and the others go on."""
     if jobs <= 1:
         for i, cfg in enumerate(configs):
             yield i, execute(cfg)
         return
     ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_die_with_parent) as pool:
-        pending = {pool.submit(execute, cfg): i for i, cfg in enumerate(configs)}
-        try:
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    yield pending.pop(fut), fut.result()
-        finally:
-            for fut in pending:
-                fut.cancel()
+    queue = list(enumerate(configs))[::-1]
+    while queue:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_die_with_parent) as pool:
+            pending: dict[Future[dict[str, Any]], int] = {}
+            try:
+                while queue or pending:
+                    while queue and len(pending) < jobs:
+                        i, cfg = queue.pop()
+                        pending[pool.submit(execute, cfg)] = i
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        if isinstance(fut.exception(), BrokenProcessPool):
+                            raise BrokenProcessPool  # every run in flight is lost with the pool
+                        yield pending.pop(fut), fut.result()
+            except BrokenProcessPool:
+                for i in sorted(pending.values()):
+                    yield i, _lost("a worker process died while this run was in flight (killed, or out of "
+                                   "memory); run the sweep again with --retry-failed\n")
+                pending.clear()
+            finally:
+                for fut in pending:
+                    fut.cancel()
 
 
 def run_ray(configs: Sequence[dict[str, Any]], address: str, jobs: int) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -89,8 +111,7 @@ def run_ray(configs: Sequence[dict[str, Any]], address: str, jobs: int) -> Itera
                 try:
                     yield i, ray.get(ref)
                 except Exception:  # noqa: BLE001 -- the task died (worker lost): recorded as failed
-                    yield i, {"status": "failed", "error": traceback.format_exc(), "wall_s": 0.0,
-                              "revision": ""}
+                    yield i, _lost(traceback.format_exc())
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)

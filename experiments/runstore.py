@@ -13,7 +13,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,22 @@ DONE, FAILED, MISSING = "done", "failed", "missing"
 
 def runs_dir(out: Path) -> Path:
     return out / "runs"
+
+
+@contextmanager
+def locked(out: Path) -> Iterator[None]:
+    """Hold ``OUT/.lock`` (flock) while a sweep writes into ``out``; a second sweep into the same folder is
+    refused with an error naming it."""
+    import fcntl
+
+    from experiments.sweepspec import SweepError
+
+    with open(out / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise SweepError(f"--out {out}: another sweep is writing into this folder") from exc
+        yield
 
 
 def clean_leftovers(out: Path) -> int:

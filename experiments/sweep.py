@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +27,7 @@ from analysis.knees import (
     knee_table,
     rows_to_csv,
 )
+from core.trace_io import atomic_write_text
 from experiments import runstore
 from experiments.executors import run_local, run_ray
 from experiments.sweepspec import Sweep, SweepError, SweepRun, code_revision, expand, load_sweep, resolve
@@ -49,7 +49,7 @@ def refinements(sweep: Sweep, runs: Sequence[SweepRun], out: Path, revision: str
     """One refinement round: for every curve of the finished runs and every knee metric, runs at the midpoint
     of the interval where the curve first crosses the target, at every seed of the curve (not yet in runs)."""
     assert sweep.knee is not None
-    have = {r.run_id for r in runs}
+    have = {r.key for r in runs}
     done = [r for r in runs if runstore.state(out, r.run_id) == runstore.DONE]
     by_curve: dict[Any, list[SweepRun]] = {}
     rows = []
@@ -57,7 +57,7 @@ def refinements(sweep: Sweep, runs: Sequence[SweepRun], out: Path, revision: str
         s = runstore.read_run(out, r.run_id, "summary.json")["overall"]
         rows.append({**r.labels, **{m: s[m] for m in sweep.knee.metrics}})
         by_curve.setdefault(curve_key(r.labels), []).append(r)
-    new: dict[str, SweepRun] = {}
+    new: dict[str, SweepRun] = {}  # by key: two variants sharing a run each get their own midpoints
     for metric in sweep.knee.metrics:
         for key, pts in curves(rows, sweep.label_keys, metric).items():
             mid = crossing_midpoint(pts, sweep.knee.target_ms)
@@ -65,8 +65,8 @@ def refinements(sweep: Sweep, runs: Sequence[SweepRun], out: Path, revision: str
                 continue
             for r in by_curve[key]:  # one run per seed of this curve at the midpoint
                 run = resolve(sweep, {**r.point, "rate_rps": mid}, r.variant, revision)
-                if run.run_id not in have:
-                    new[run.run_id] = run
+                if run.key not in have:
+                    new[run.key] = run
     return list(new.values())
 
 
@@ -87,6 +87,10 @@ def execute_runs(todo: Sequence[SweepRun], out: Path, executor: str, jobs: int, 
             result = {**result, "status": runstore.FAILED,
                       "error": f"the worker ran simulator revision {result['revision']}, not {revision}: "
                                "install this project's revision on every node\n"}
+        elif result["status"] == runstore.DONE and result["inputs"] != run.inputs:
+            result = {**result, "status": runstore.FAILED,
+                      "error": f"the worker read files with digests {result['inputs']}, not {run.inputs}: "
+                               "every node needs the same profile and workload files\n"}
         runstore.write_run(out, run, result, {"revision": revision, "executor": executor})
         outcome.ran += 1
         outcome.run_wall_s += result["wall_s"]
@@ -114,50 +118,64 @@ def run_sweep(path: str | Path, out: str | Path, jobs: int = 0, executor: str = 
     sweep, out, jobs = load_sweep(path), Path(out), jobs or os.cpu_count() or 1
     revision = code_revision()
     runs = expand(sweep, revision)  # every error in the file is raised here, before anything runs
-    out.mkdir(parents=True, exist_ok=True)
-    runstore.runs_dir(out).mkdir(exist_ok=True)
-    runstore.clean_leftovers(out)
-    shutil.copyfile(path, out / "sweep.toml")
-    outcome = Outcome()
-    todo = _todo(runs, out, retry_failed)
-    with tqdm(total=len(todo), desc=sweep.name, unit="run", file=sys.stderr, disable=not progress,
-              dynamic_ncols=True) as bar:
-        execute_runs(todo, out, executor, jobs, address, revision, outcome, bar)
-        for _ in range(sweep.knee.refine if sweep.knee else 0):
-            extra = refinements(sweep, runs, out, revision)
-            runs = runs + extra
-            todo = _todo(extra, out, retry_failed)
-            bar.total += len(todo)
-            bar.refresh()
+    try:
+        runstore.runs_dir(out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SweepError(f"--out {out}: cannot create the sweep folder: {exc}") from exc
+    with runstore.locked(out):
+        runstore.clean_leftovers(out)
+        outcome = Outcome(reused=len({r.run_id for r in runs
+                                      if runstore.state(out, r.run_id) == runstore.DONE}))
+        todo = _todo(runs, out, retry_failed)
+        with tqdm(total=len(todo), desc=sweep.name, unit="run", file=sys.stderr, disable=not progress,
+                  dynamic_ncols=True) as bar:
             execute_runs(todo, out, executor, jobs, address, revision, outcome, bar)
+            for _ in range(sweep.knee.refine if sweep.knee else 0):
+                extra = refinements(sweep, runs, out, revision)
+                outcome.reused += len({r.run_id for r in extra if runstore.state(out, r.run_id) == runstore.DONE})
+                runs = runs + extra
+                todo = _todo(extra, out, retry_failed)
+                bar.total += len(todo)
+                bar.refresh()
+                execute_runs(todo, out, executor, jobs, address, revision, outcome, bar)
+        outcome.wall_s = time.perf_counter() - t0
+        _finish(sweep, Path(path), out, runs, jobs, executor, address, outcome, echo)
+    return outcome
+
+
+def _finish(sweep: Sweep, path: Path, out: Path, runs: list[SweepRun], jobs: int, executor: str,
+            address: str, outcome: Outcome, echo: Callable[[str], None]) -> None:
+    """The sweep's tables, knees.csv, failed.json, timing.json and its file, each written atomically."""
     runs = runstore.ordered(runs, {"variant": [v["name"] for v in sweep.variants], **sweep.grid})
-    outcome.total = len(runs)
-    outcome.failed = [r.run_id for r in runs if runstore.state(out, r.run_id) == runstore.FAILED]
-    outcome.reused = outcome.total - outcome.ran
+    outcome.total = len({r.run_id for r in runs})
+    outcome.failed = sorted({r.run_id for r in runs if runstore.state(out, r.run_id) == runstore.FAILED})
     n_rows, _ = runstore.write_tables(out, runs, sweep.label_keys)
     if sweep.knee and n_rows:
         rows = runstore.read_table(out / "runs.parquet")
         krows = knee_rows(rows, sweep.label_keys, sweep.knee.target_ms, sweep.knee.metrics)
-        (out / "knees.csv").write_text(rows_to_csv(krows, KNEE_COLUMNS))
+        atomic_write_text(out / "knees.csv", rows_to_csv(krows, KNEE_COLUMNS))
         echo(f"knees at {sweep.knee.target_ms:g} ms/token:\n"
              + knee_table(krows, max(float(r["rate_rps"]) for r in rows)))
-    outcome.wall_s = time.perf_counter() - t0
-    efficiency = outcome.run_wall_s / (jobs * outcome.wall_s) if outcome.ran else None
-    (out / "timing.json").write_text(json.dumps(
+    atomic_write_text(out / "failed.json", json.dumps(outcome.failed, indent=1) + "\n")
+    # on a cluster (--address) the jobs are the cluster's, not --jobs: no efficiency figure
+    efficiency = outcome.run_wall_s / (jobs * outcome.wall_s) if outcome.ran and not address else None
+    atomic_write_text(out / "timing.json", json.dumps(
         {"jobs": jobs, "executor": executor, "ran": outcome.ran, "reused": outcome.reused,
          "wall_s": round(outcome.wall_s, 3), "run_wall_s_sum": round(outcome.run_wall_s, 3),
          "parallel_efficiency": None if efficiency is None else round(efficiency, 3)}, indent=2) + "\n")
+    atomic_write_text(out / "sweep.toml", path.read_text())
     echo(f"{sweep.name}: {outcome.total} runs ({outcome.ran} ran, {outcome.reused} reused, "
          f"{len(outcome.failed)} failed), {n_rows} rows in {out / 'runs.parquet'}; {outcome.wall_s:.1f} s wall"
          + (f", parallel efficiency {efficiency:.0%} on {jobs} jobs" if efficiency else ""))
     for rid in outcome.failed:
         echo(f"  failed: {runstore.runs_dir(out) / rid / 'error.txt'}")
-    return outcome
 
 
 def dry_run(path: str | Path, out: str | Path) -> str:
     """The runs a sweep would make, and how many are done, failed, to run, or stale in ``out``."""
     sweep, out = load_sweep(path), Path(out)
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"--out {out}: not a folder")
     revision = code_revision()
     runs = expand(sweep, revision)
     for _ in range(sweep.knee.refine if sweep.knee else 0):  # the rounds the finished runs already decide

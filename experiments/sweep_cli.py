@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from core.config import ConfigError
 
@@ -20,7 +21,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.address and args.executor != "ray":
         raise ConfigError("--address is for --executor ray")
     if args.dry_run:
-        print(dry_run(args.file, args.out))
+        text = dry_run(args.file, args.out)
+        try:
+            print(text)
+        except BrokenPipeError:  # `--dry-run | head`: the reader has seen enough
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     outcome = run_sweep(args.file, args.out, args.jobs or os.cpu_count() or 1, args.executor, args.address,
                         args.retry_failed, progress=not args.quiet)

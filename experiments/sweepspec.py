@@ -35,6 +35,8 @@ SWEEP_KEYS = ("description", "knee")
 KNEE_KEYS = {"target_ms": "a positive number (ms/token)", "refine": "an integer >= 0 (bisection rounds)",
              "metrics": "a list of metric names"}
 WORKLOAD_FILES = (".json", ".jsonl", ".csv")
+KNEE_METRIC_NAMES = tuple(m for m in METRICS if m.startswith("norm_latency"))
+"""The metrics a knee is taken on: the normalized latencies (ms/token)."""
 LABELS = ("workload", "model", "gpu", "tp", "profile", "batching", "duration_s", "policy", "rate_rps", "seed")
 """Columns every run carries in runs.parquet (with every grid key and every key a variant sets)."""
 
@@ -63,6 +65,12 @@ class SweepRun:
     labels: dict[str, Any]
     point: dict[str, Any]
     variant: dict[str, Any] | None
+    inputs: dict[str, str] = field(default_factory=dict)  # digests of the files it reads
+
+    @property
+    def key(self) -> str:
+        """The run and its labels: two variants may resolve to one run id, each keeps its own row."""
+        return self.run_id + json.dumps(self.labels, sort_keys=True, default=str)
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,12 @@ def _parse(name: str, data: dict[str, Any], source: str) -> Sweep:
     for key in data:
         if key not in SECTIONS:
             raise SweepError(f"unknown section {key!r}; expected {list(SECTIONS)}")
+    for key in ("sweep", "base", "grid"):
+        if not isinstance(data.get(key, {}), dict):
+            raise SweepError(f"{key} = {data[key]!r}: expected a table ([{key}])")
+    if not isinstance(data.get("variants", []), list) or not all(
+            isinstance(v, dict) for v in data.get("variants", [])):
+        raise SweepError("variants: expected an array of tables ([[variants]], each with a name)")
     meta = data.get("sweep", {})
     for key in meta:
         if key not in SWEEP_KEYS:
@@ -157,6 +171,16 @@ def _parse(name: str, data: dict[str, Any], source: str) -> Sweep:
     return Sweep(name, str(meta.get("description", "")), data.get("base", {}), grid, variants, knee, source)
 
 
+def _check_distinct(sweep: Sweep, runs: list[SweepRun]) -> None:
+    """Two different runs with the same labels would be one curve in every table: refuse them."""
+    seen: dict[str, str] = {}
+    for r in runs:
+        labels = json.dumps(r.labels, sort_keys=True, default=str)
+        if seen.setdefault(labels, r.run_id) != r.run_id:
+            raise SweepError(f"{sweep.source}: two different runs have the same labels {r.labels} (e.g. two "
+                             "workload or profile files with the same name): give them distinct names")
+
+
 def sweep_toml(base: Mapping[str, Any], grid: Mapping[str, list[Any]], knee: Mapping[str, Any] | None = None,
                description: str = "") -> str:
     """A sweep file's text (for commands that build a sweep from their arguments)."""
@@ -184,8 +208,9 @@ def _knee(table: Any) -> KneeSpec:
         if key not in KNEE_KEYS:
             raise SweepError(f"sweep.knee.{key}: unknown key; expected {list(KNEE_KEYS)}")
         if key == "metrics":
-            if not isinstance(value, list) or not value or any(v not in METRICS for v in value):
-                raise SweepError(f"sweep.knee.metrics = {value!r}: expected a non-empty list of {list(METRICS)}")
+            if not isinstance(value, list) or not value or any(v not in KNEE_METRIC_NAMES for v in value):
+                raise SweepError(f"sweep.knee.metrics = {value!r}: expected a non-empty list of "
+                                 f"{list(KNEE_METRIC_NAMES)}")
         elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (
                 key == "refine" and not isinstance(value, int)) or (key == "target_ms" and value == 0):
             raise SweepError(f"sweep.knee.{key} = {value!r}: expected {KNEE_KEYS[key]}")
@@ -206,7 +231,7 @@ def code_revision() -> str:
     return h.hexdigest()[:16]
 
 
-def _inputs(cfg: RunConfig) -> dict[str, str]:
+def inputs(cfg: RunConfig) -> dict[str, str]:
     """Digests of the files a run reads: its profile (loaded once, so that a bad profile or engine key fails
     before any run starts), and its workload when that is a file."""
     prof = Path(cfg.profile) if cfg.profile else profile_path(cfg.model, cfg.gpu, cfg.tp)
@@ -220,19 +245,21 @@ def _inputs(cfg: RunConfig) -> dict[str, str]:
     return out
 
 
-def run_id(cfg: RunConfig, revision: str) -> str:
+def run_id(cfg: RunConfig, revision: str, digests: Mapping[str, str] | None = None) -> str:
     """A stable id of a run: its resolved configuration (file paths replaced by their content digests), the
-    digests of the files it reads, and the simulator's revision."""
-    inputs = _inputs(cfg)
+    digests of the files it reads (``inputs(cfg)`` unless given), and the simulator's revision."""
+    digests = dict(digests) if digests is not None else inputs(cfg)
     conf = cfg.to_dict()
     conf["profile"] = ""
-    if "workload" in inputs:
+    if "workload" in digests:
         conf["workload"] = ""
-    doc = json.dumps({"config": conf, "inputs": inputs, "revision": revision}, sort_keys=True)
+    doc = json.dumps({"config": conf, "inputs": digests, "revision": revision}, sort_keys=True)
     return hashlib.sha256(doc.encode()).hexdigest()[:16]
 
 
 def _label(cfg: RunConfig, key: str) -> Any:
+    if key in ("model", "gpu", "tp") and cfg.profile:
+        return None  # the profile file names the hardware and model
     if key in ("profile", "workload"):
         value = getattr(cfg, key)
         return Path(value).stem if value and Path(value).suffix else value  # a name, never a path
@@ -245,6 +272,10 @@ def resolve(sweep: Sweep, points: Mapping[str, Any], variant: dict[str, Any] | N
     where = f"variants[{variant['name']!r}]" if variant else "grid"
     try:
         merged = _nest(sweep.base, {}, "base")
+        try:
+            build_config(merged, policy_options=False)
+        except ConfigError as exc:  # a bad value of the base itself: say so, not which grid point met it
+            raise SweepError(f"base: {exc}") from exc
         if variant:
             merged = _nest({k: v for k, v in variant.items() if k not in ("name", "description")}, merged, where)
         merged = _nest(points, merged, "grid")
@@ -252,13 +283,16 @@ def resolve(sweep: Sweep, points: Mapping[str, Any], variant: dict[str, Any] | N
         opts = {k: v for k, v in cfg.policy_options.items() if k in POLICY_OPTIONS[cfg.policy]}
         check_policy_options(cfg.policy, opts)
         cfg = RunConfig(**{**cfg.to_dict(), "policy_options": opts})
-        rid = run_id(cfg, revision)
+        digests = inputs(cfg)
+        rid = run_id(cfg, revision, digests)
+    except SweepError as exc:
+        raise SweepError(f"{sweep.source}: {exc}") from exc
     except (ConfigError, ProfileError, OSError) as exc:
         point = ", ".join(f"{k}={v!r}" for k, v in points.items())
         raise SweepError(f"{sweep.source}: {where} ({point}): {exc}") from exc
     labels = {"variant": variant["name"]} if variant else {}
     labels |= {k: _label(cfg, k) for k in sweep.label_keys if k != "variant"}
-    return SweepRun(rid, cfg, labels, dict(points), variant)
+    return SweepRun(rid, cfg, labels, dict(points), variant, digests)
 
 
 def expand(sweep: Sweep, revision: str, extra: Mapping[str, list[Any]] | None = None) -> list[SweepRun]:
@@ -271,6 +305,8 @@ def expand(sweep: Sweep, revision: str, extra: Mapping[str, list[Any]] | None = 
     for variant in variants:
         for values in itertools.product(*grid.values()):
             runs.append(resolve(sweep, dict(zip(grid, values)), variant, revision))
+    runs = list({r.key: r for r in runs}.values())  # a grid key that some policies ignore repeats runs
+    _check_distinct(sweep, runs)
     given = {k for src in (sweep.base, *sweep.variants) for k in src.get("policy_options", {})}
     given |= {k.split(".", 1)[1] for src in (sweep.base, sweep.grid, *sweep.variants) for k in src
               if k.startswith("policy_options.")}

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from analysis.knees import curves, knee
+from analysis.knees import curves, knee, knee_rows
 from core.config import build_config
+from experiments import executors, runstore
 from experiments.cli import main
 from experiments.runstore import read_table
 from experiments.sweep import dry_run, run_sweep
@@ -148,3 +150,73 @@ def test_dry_run_counts_done_missing_and_stale_folders(tmp_path: Path) -> None:
     (one / "run.json").write_text(json.dumps({**meta, "revision": "older"}))
     text = dry_run(write(tmp_path, SMALL.format(duration=90, rates="[1]")), out)
     assert "0 done" in text and "1 from another simulator revision, 3 from another profile" in text
+
+
+def test_two_variants_that_resolve_to_the_same_runs_are_each_refined(tmp_path: Path) -> None:
+    path = write(tmp_path, "[sweep]\nknee = { target_ms = 100, refine = 1, metrics = ['norm_latency_ms'] }\n"
+                 "[base]\nduration_s = 120\npolicy = 'discard'\n[grid]\nrate_rps = [1, 6]\n"
+                 "[[variants]]\nname = 'a'\n[[variants]]\nname = 'b'\n")
+    outcome = run_sweep(path, tmp_path / "out", jobs=1, progress=False)
+    rows = read_table(tmp_path / "out" / "runs.parquet")
+    rates = {v: sorted(r["rate_rps"] for r in rows if r["variant"] == v) for v in ("a", "b")}
+    assert rates["a"] == rates["b"] == [1.0, 3.5, 6.0]
+    assert outcome.ran == 3 and outcome.reused == 0  # each run once
+    knees = [k.split(",") for k in (tmp_path / "out" / "knees.csv").read_text().splitlines()[1:]]
+    assert knees[0][4] == knees[1][4]
+
+
+def test_a_grid_key_some_policies_ignore_gives_each_of_their_runs_once(tmp_path: Path) -> None:
+    sweep = load_sweep(write(tmp_path, "[grid]\npolicy = ['discard', 'infercept']\n"
+                             "'policy_options.estimator' = ['paper', 'oracle']\n"))
+    runs = expand(sweep, "r")
+    assert [(r.config.policy, r.labels["policy_options.estimator"]) for r in runs] == [
+        ("discard", None), ("infercept", "paper"), ("infercept", "oracle")]
+
+
+def test_runs_that_differ_but_share_their_labels_are_refused(tmp_path: Path) -> None:
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "trace.csv").write_text(f"num_prefill_tokens,num_decode_tokens\n{10 + len(sub)},5\n"
+                                                  if sub == "a" else "num_prefill_tokens,num_decode_tokens\n9,9\n")
+    path = write(tmp_path, f"[grid]\nworkload = ['{tmp_path}/a/trace.csv', '{tmp_path}/b/trace.csv']\n")
+    with pytest.raises(SweepError, match="same labels"):
+        expand(load_sweep(path), "r")
+
+
+def test_the_knee_interval_is_empty_when_a_seed_never_crosses() -> None:
+    rows = [{"policy": "p", "rate_rps": r, "seed": s, "norm_latency_ms": lat}
+            for s, curve in ((0, [(1.0, 50.0), (2.0, 90.0)]), (1, [(1.0, 50.0), (2.0, 250.0)]))
+            for r, lat in curve]
+    (row,) = knee_rows(rows, ["policy", "rate_rps", "seed"], 100.0, ["norm_latency_ms"])
+    # the mean goes 50 -> 170: crossing at 1 + 50 / 120; seed 0 never crosses (90 at 2 req/s)
+    assert row["knee_rps"] == pytest.approx(1 + 50 / 120) and row["knee_rps_ci95"] is None
+
+
+REAL_EXECUTE = executors.execute
+
+
+def _dies_at_rate_3(config: dict) -> dict:
+    """Fault injection: the worker process is killed (as by the OOM killer) in the run at 3 req/s."""
+    if config["rate_rps"] == 3.0:
+        os._exit(9)
+    return REAL_EXECUTE(config)
+
+
+def test_a_worker_that_dies_fails_only_the_runs_in_flight_and_the_sweep_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(executors, "execute", _dies_at_rate_3)
+    path = write(tmp_path, "[base]\nduration_s = 30\n[grid]\nrate_rps = [1, 2, 3, 4, 5, 6]\n")
+    outcome = run_sweep(path, tmp_path / "out", jobs=2, progress=False)
+    assert 1 <= len(outcome.failed) <= 2 and outcome.ran == 6  # the dead run and the one beside it
+    errors = [(tmp_path / "out" / "runs" / rid / "error.txt").read_text() for rid in outcome.failed]
+    assert all("worker process died" in e for e in errors)
+    monkeypatch.setattr(executors, "execute", REAL_EXECUTE)
+    again = run_sweep(path, tmp_path / "out", jobs=2, progress=False, retry_failed=True)
+    assert not again.failed and len(read_table(tmp_path / "out" / "runs.parquet")) == 6
+
+
+def test_a_second_sweep_into_a_folder_being_written_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "[base]\nduration_s = 30\n[grid]\nrate_rps = [1]\n")
+    (tmp_path / "out").mkdir()
+    with runstore.locked(tmp_path / "out"), pytest.raises(SweepError, match="another sweep"):
+        run_sweep(path, tmp_path / "out", jobs=1, progress=False)
