@@ -31,8 +31,8 @@ from analysis.load import (
 from analysis.plot import knee_bars, legend, panels, save
 from analysis.style import VARIANT_COLORS, policy_style
 
-LADDER = re.compile(r"^ladder-(?P<setup>.+?)-(?P<step>\d+)-(?P<name>.+)$")
-"""A ladder variant's name: ``ladder-<setup>-<step>-<what the step adds>``."""
+LADDER = re.compile(r"^ladder-(?P<setup>.+?)-(?P<step>\d+[a-z]?)-(?P<name>.+)$")
+"""A ladder variant's name: ``ladder-<setup>-<step>-<what the step adds>`` (a step such as 5b: a variant of 5)."""
 OPTION_PREFIX = "option-"
 OPTION_REFERENCE = "option-full"
 NEEDED = ("variant", "policy", "rate_rps", "seed", KNEE_METRIC)

@@ -66,7 +66,7 @@ class Knee:
 
     labels: dict[str, Any]
     knee_rps: float | None
-    ci95_rps: float
+    ci95_rps: float | None  # None unless every seed's own curve crossed (as knees.csv)
     bound: str
     min_rate_rps: float
     max_rate_rps: float
@@ -136,10 +136,12 @@ def curve_knees(rows: Sequence[dict[str, Any]], target_ms: float, metric: str = 
     for c in group_curves(rows, metric):
         mean = list(zip(c.rates_rps, c.mean))
         seeds = sorted({s for pts in c.samples for s, _ in pts}, key=str)
-        own = [knee([(rate, v) for rate, pts in zip(c.rates_rps, c.samples) for s2, v in pts if s2 == s],
-                    target_ms) for s in seeds]
+        own = [[(rate, v) for rate, pts in zip(c.rates_rps, c.samples) for s2, v in pts if s2 == s]
+               for s in seeds]
+        spread = (ci95([knee(pts, target_ms) or math.nan for pts in own])
+                  if all(knee_bound(pts, target_ms) == "crossed" for pts in own) else None)
         rates = c.rates_rps or (math.nan,)
-        out.append(Knee(c.labels, knee(mean, target_ms), ci95([k for k in own if k is not None]),
+        out.append(Knee(c.labels, knee(mean, target_ms), spread,
                         knee_bound(mean, target_ms), rates[0], rates[-1], len(seeds)))
     return out
 

@@ -40,10 +40,12 @@ class SweepData:
 
 @dataclass(frozen=True)
 class Finding:
-    """Our number for a claim: the text shown, and (ours, paper low, paper high) triples to check."""
+    """Our number for a claim: the text shown, and (ours, paper low, paper high) triples to check; a
+    ``lower_bounds`` entry marks a check whose "ours" is only a lower bound (it fails only above the range)."""
 
     ours: str
     checks: tuple[tuple[float, float, float], ...] = ()
+    lower_bounds: tuple[bool, ...] = ()
 
 
 Sweeps = dict[str, SweepData]
@@ -113,10 +115,10 @@ def _num(cell: str) -> float | None:
     return float(cell) if cell else None
 
 
-def _gains(data: SweepData) -> list[tuple[str, float | None, str]]:
+def _gains(data: SweepData) -> list[tuple[str, float | None, str, bool]]:
     """Per setup of knees.csv: (setup, InferCept's knee over discard's, text), mean normalized latency."""
     if not data.knees:
-        return [("", None, f"not measured (no knees.csv in {data.folder})")]
+        return [("", None, f"not measured (no knees.csv in {data.folder})", False)]
     mean = [k for k in data.knees if k["metric"] == "norm_latency_ms"]
     max_rate = max(float(r["rate_rps"]) for r in data.rows)
     out = []
@@ -132,7 +134,7 @@ def _gains(data: SweepData) -> list[tuple[str, float | None, str]]:
         base = [(float(k["infercept_ratio"]), k["policy"]) for k in mean
                 if k["setup"] == row["setup"] and k["policy"] in BASELINES and k["infercept_ratio"]]
         text += f"; over the best baseline ({min(base)[1]}): {min(base)[0]:.2f}×)" if len(base) > 1 else ")"
-        out.append((row["setup"], ratio, text))
+        out.append((row["setup"], ratio, text, sign == "≥ "))
     return out
 
 
@@ -141,21 +143,24 @@ def load_gain(name: str, paper: float) -> Callable[[Sweeps], Finding]:
     def measure(sweeps: Sweeps) -> Finding:
         gains = _gains(sweeps[name])
         multi = len(gains) > 1
-        return Finding("; ".join(f"{s}: {t}" if multi else t for s, _, t in gains),
-                       tuple((v, paper, paper) for _, v, _ in gains if v is not None))
+        return Finding("; ".join(f"{s}: {t}" if multi else t for s, _, t, _ in gains),
+                       tuple((v, paper, paper) for _, v, _, _ in gains if v is not None),
+                       tuple(b for _, v, _, b in gains if v is not None))
     return measure
 
 
 def load_gain_overall(sweeps: Sweeps) -> Finding:
     """The per-setup load gains, min–max, each checked against 1.6–2×."""
-    parts, vals = [], []
+    parts, vals, bounds = [], [], []
     for label, name in SETUPS.items():
-        gains = _gains(sweeps[name]) if name in sweeps else [("", None, f"not measured (sweep {name} not given)")]
-        parts += [f"{label}: {t.split(' (')[0] if v is not None else t}" for _, v, t in gains]
-        vals += [v for _, v, _ in gains if v is not None]
+        gains = (_gains(sweeps[name]) if name in sweeps
+                 else [("", None, f"not measured (sweep {name} not given)", False)])
+        parts += [f"{label}: {t.split(' (')[0] if v is not None else t}" for _, v, t, _ in gains]
+        vals += [v for _, v, _, _ in gains if v is not None]
+        bounds += [b for _, v, _, b in gains if v is not None]
     span = f"{min(vals):.2f}×" + (f"–{max(vals):.2f}×" if len(vals) > 1 else "")
     head = f"{span} over {len(vals)} setup{'s' * (len(vals) > 1)}; " if vals else ""
-    return Finding(head + ", ".join(parts), tuple((v, 1.6, 2.0) for v in vals))
+    return Finding(head + ", ".join(parts), tuple((v, 1.6, 2.0) for v in vals), tuple(bounds))
 
 
 def _pair(rows: list[dict[str, Any]], metric: str, rates: list[float]) -> list[tuple[float, float]]:
@@ -170,24 +175,28 @@ def _common(rows: list[dict[str, Any]]) -> list[float]:
 
 
 def completed_rps(sweeps: Sweeps) -> Finding:
-    """InferCept's completed requests/s over discard's at the highest rate both ran, per setup."""
-    def one(rows: list[dict[str, Any]], _: float) -> tuple[str, list[float]]:
+    """InferCept's completed requests/s over discard's at the rate nearest InferCept's own knee (the load it
+    sustains), per setup; every setup checked."""
+    def one(rows: list[dict[str, Any]], target: float) -> tuple[str, list[float]]:
         rates = _common(rows)
         if not rates:
             return "no rate with both discard and InferCept", []
-        rate, inv = _pair(rows, "completed_rps", rates[-1:])[0]
+        top = nearest(rates, knee_rate(select(rows, policy="infercept"), target))
+        rate, inv = _pair(rows, "completed_rps", [top])[0]
         return f"{1 / inv:.2f}× at {rate:g} req/s", [1 / inv]
     parts, vals = _each(sweeps, one)
-    return Finding("; ".join(parts), ((max(vals), 2.0, math.inf),) if vals else ())
+    return Finding("; ".join(parts), tuple((v, 2.0, math.inf) for v in vals))
 
 
 def latency_reduction(name: str, low: float, high: float) -> Callable[[Sweeps], Finding]:
-    """Discard's normalized latency over InferCept's, min and max over the rates up to InferCept's knee."""
+    """Discard's normalized latency over InferCept's, min and max over the rates from half discard's knee to
+    InferCept's knee (a range that does not depend on how low or high the sweep's grid goes)."""
     def measure(sweeps: Sweeps) -> Finding:
         data, parts, checks = sweeps[name], [], []
         for rows in setups(data).values():
             top = knee_rate(select(rows, policy="infercept"), data.target_ms)
-            ratios = _pair(rows, "norm_latency_ms", [r for r in _common(rows) if r <= top])
+            low_rate = 0.5 * knee_rate(select(rows, policy="discard"), data.target_ms)
+            ratios = _pair(rows, "norm_latency_ms", [r for r in _common(rows) if low_rate <= r <= top])
             if not ratios:
                 parts.append("no common rate")
                 continue
@@ -215,7 +224,8 @@ def gpu_waste(sweeps: Sweeps) -> Finding:
 
 
 def recompute_share(sweeps: Sweeps) -> Finding:
-    """Discard's recompute share of forward time at the highest rate; the range below its knee."""
+    """Discard's recompute share of forward time at the rate nearest its own knee (loaded, still
+    sustaining); the range below its knee in brackets."""
     def one(rows: list[dict[str, Any]], target: float) -> tuple[str, list[float]]:
         d = select(rows, policy="discard")
         if not d:
@@ -223,7 +233,9 @@ def recompute_share(sweeps: Sweeps) -> Finding:
         pts, k = points(d, "recompute_share_pct"), knee_of(d, target)[0]
         below = [v for r, v in pts if k is None or r < k]
         span = f" ({min(below):.0f}–{max(below):.0f} % below its knee)" if below else ""
-        return f"{pts[-1][1]:.1f} % at {pts[-1][0]:g} req/s{span}", [pts[-1][1]]
+        rate = knee_rate(d, target)
+        value = dict(pts)[rate]
+        return f"{value:.1f} % at {rate:g} req/s{span}", [value]
     parts, vals = _each(sweeps, one)
     return Finding("; ".join(parts), tuple((v, 37.0, 40.0) for v in vals))
 

@@ -92,7 +92,7 @@ def knee_bars(ax: Axes, knees: Sequence[Knee], names: Sequence[str], colors: Seq
                yerr=[[min(k.ci95_rps, height)], [k.ci95_rps]] if crossed and k.ci95_rps else None)
         mark = {"never_crossed": f">{height:.3g}", "above_at_first_rate": f"<={height:.3g}"}.get(
             k.bound, f"{height:.3g}")
-        top = height + (k.ci95_rps if crossed else 0.0)
+        top = height + ((k.ci95_rps or 0.0) if crossed else 0.0)
         ax.annotate(mark, (x, top), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=7)
     if positions is None:
         ax.set_xticks(xs, names, rotation=30, ha="right", fontsize=7)

@@ -43,7 +43,8 @@ def load(folder: Path) -> m.SweepData:
     for r in rows:
         info = folder / "runs" / r["run_id"] / "run.json"
         revisions.add(json.loads(info.read_text()).get("revision", "?") if info.exists() else "?")
-    failed = sum(1 for _ in (folder / "runs").glob("*/error.txt"))
+    # the sweep's own failed runs (failed.json); not stale folders of other revisions or configurations
+    failed = len(json.loads((folder / "failed.json").read_text())) if (folder / "failed.json").exists() else 0
     return m.SweepData(folder.name, folder, rows, knees, spec.target_ms if spec else 100.0, failed,
                        tuple(sorted(revisions)))
 
