@@ -35,7 +35,7 @@ def timed_sweep(sweep: Path, jobs: int, refine: bool) -> dict[str, float | int |
         subprocess.run([sys.executable, "-m", "experiments.cli", "sweep", str(path), "--out", f"{tmp}/out",
                         "--jobs", str(jobs), "--quiet"], cwd=ROOT, check=True, stderr=subprocess.DEVNULL)
         wall = time.perf_counter() - t0
-        timing = json.loads((Path(tmp) / "out" / "timing.json").read_text())
+        (timing,) = json.loads((Path(tmp) / "out" / "timing.json").read_text())
     return {"sweep": sweep.stem, "refine": refine, "runs": timing["ran"], "jobs": jobs,
             "process_wall_s": round(wall, 1), "run_time_sum_s": timing["run_wall_s_sum"],
             "parallel_efficiency": round(timing["run_wall_s_sum"] / (jobs * wall), 3)}

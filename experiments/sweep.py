@@ -159,10 +159,13 @@ def _finish(sweep: Sweep, path: Path, out: Path, runs: list[SweepRun], jobs: int
     atomic_write_text(out / "failed.json", json.dumps(outcome.failed, indent=1) + "\n")
     # on a cluster (--address) the jobs are the cluster's, not --jobs: no efficiency figure
     efficiency = outcome.run_wall_s / (jobs * outcome.wall_s) if outcome.ran and not address else None
-    atomic_write_text(out / "timing.json", json.dumps(
-        {"jobs": jobs, "executor": executor, "ran": outcome.ran, "reused": outcome.reused,
-         "wall_s": round(outcome.wall_s, 3), "run_wall_s_sum": round(outcome.run_wall_s, 3),
-         "parallel_efficiency": None if efficiency is None else round(efficiency, 3)}, indent=2) + "\n")
+    if outcome.ran:  # timing.json: one entry per invocation that ran something (wall times are not results)
+        timing = json.loads((out / "timing.json").read_text()) if (out / "timing.json").exists() else []
+        timing = timing if isinstance(timing, list) else [timing]
+        timing.append({"jobs": jobs, "executor": executor, "ran": outcome.ran, "reused": outcome.reused,
+                       "wall_s": round(outcome.wall_s, 3), "run_wall_s_sum": round(outcome.run_wall_s, 3),
+                       "parallel_efficiency": None if efficiency is None else round(efficiency, 3)})
+        atomic_write_text(out / "timing.json", json.dumps(timing, indent=2) + "\n")
     atomic_write_text(out / "sweep.toml", path.read_text())
     echo(f"{sweep.name}: {outcome.total} runs ({outcome.ran} ran, {outcome.reused} reused, "
          f"{len(outcome.failed)} failed), {n_rows} rows in {out / 'runs.parquet'}; {outcome.wall_s:.1f} s wall"
