@@ -118,8 +118,8 @@ def knee_rows(rows: Sequence[dict[str, Any]], labels: Sequence[str], target_ms: 
         for seed in sorted({r.get("seed") for r in rows}, key=str):
             one = curves([r for r in rows if r.get("seed") == seed], labels, metric)
             for key, pts in one.items():
-                k = knee(pts, target_ms) if knee_bound(pts, target_ms) == "crossed" else math.nan
-                per_seed.setdefault(key, []).append(k)
+                k = knee(pts, target_ms) if knee_bound(pts, target_ms) == "crossed" else None
+                per_seed.setdefault(key, []).append(math.nan if k is None else k)
         knees = {key: knee(pts, target_ms) for key, pts in mean.items()}
         for key, pts in mean.items():
             d = dict(key)

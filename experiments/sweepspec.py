@@ -27,7 +27,7 @@ from core.config import ConfigError, RunConfig, build_config, check_policy_optio
 from core.cost import FittedCostModel, ProfileError, profile_path
 from core.policy import POLICY_OPTIONS
 from core.summary import METRICS
-from core.workload import KINDS
+from core.types import KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("sweep", "base", "grid", "variants")
