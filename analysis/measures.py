@@ -20,7 +20,6 @@ from core.summary import METRICS
 SETUPS = {"6B": "e2e_gptj6b", "13B-1": "e2e_vicuna13b", "13B-2": "e2e_vicuna13b_tp2", "70B": "e2e_llama70b_tp4"}
 """The paper's four setups and the sweeps that run them."""
 LADDER_SETUP = "vicuna13b_tp2"
-LADDER_RATE_RPS = 2.0
 """The paper's ablation: Vicuna-13B (probably TP=2) at 2 req/s (INFERCEPT.md §4.5)."""
 BASELINES = ("discard", "improved_discard", "preserve", "swap")
 
@@ -190,12 +189,14 @@ def completed_rps(sweeps: Sweeps) -> Finding:
 
 def latency_reduction(name: str, low: float, high: float) -> Callable[[Sweeps], Finding]:
     """Discard's normalized latency over InferCept's, min and max over the rates from half discard's knee to
-    InferCept's knee (a range that does not depend on how low or high the sweep's grid goes)."""
+    discard's knee (where both still sustain the load; past it discard's latency explodes, and so would the
+    ratio)."""
     def measure(sweeps: Sweeps) -> Finding:
         data, parts, checks = sweeps[name], [], []
         for rows in setups(data).values():
-            top = knee_rate(select(rows, policy="infercept"), data.target_ms)
-            low_rate = 0.5 * knee_rate(select(rows, policy="discard"), data.target_ms)
+            k, _ = knee_of(select(rows, policy="discard"), data.target_ms)
+            top = k if k is not None else math.inf
+            low_rate = 0.5 * k if k is not None else 0.0
             ratios = _pair(rows, "norm_latency_ms", [r for r in _common(rows) if low_rate <= r <= top])
             if not ratios:
                 parts.append("no common rate")

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from analysis import measures as m
-from analysis.claims import CLAIMS, TOLERANCE, Claim, evaluate, ladder, ladder_rate
+from analysis.claims import CLAIMS, TOLERANCE, Claim, evaluate
 from analysis.knees import format_knee
+from analysis.measures_ablation import ladder, ladder_rate
 from core.trace_io import atomic_write_text
 from experiments.runstore import read_table
 from experiments.sweepspec import code_revision, load_sweep
@@ -131,7 +132,7 @@ def _ablation(data: m.SweepData) -> list[str]:
     for setup in dict.fromkeys(str(r.get("variant", "")).split("-")[1] for r in data.rows
                                if str(r.get("variant", "")).startswith("ladder-")):
         steps = ladder(data, setup)
-        rate = ladder_rate(steps)
+        rate = ladder_rate(steps, data.target_ms)
         rows, prev = [], None
         for n, tech, sub in steps:
             k = m.knee_of(sub, data.target_ms)[0]
