@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import statistics
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +69,26 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def sweep_toml(base: Mapping[str, Any], grid: Mapping[str, list[Any]], knee: Mapping[str, Any] | None = None,
+               description: str = "") -> str:
+    """A sweep file's text (for commands that build a sweep from their arguments)."""
+    def lit(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(lit(x) for x in v) + "]"
+        if isinstance(v, Mapping):
+            return "{ " + ", ".join(f"{json.dumps(k)} = {lit(x)}" for k, x in v.items()) + " }"
+        return json.dumps(str(v))
+
+    lines = ["[sweep]", f"description = {lit(description)}"] + ([f"knee = {lit(knee)}"] if knee else [])
+    lines += ["", "[base]"] + [f"{k} = {lit(v)}" for k, v in base.items()]
+    lines += ["", "[grid]"] + [f"{json.dumps(k)} = {lit(v)}" for k, v in grid.items()]
+    return "\n".join(lines) + "\n"
+
+
 def compare(base: RunConfig, policies: list[str], rates: list[float], seeds: int, out: Path,
             jobs: int = 1, target_ms: float = 100.0, refine: int | None = 0) -> list[dict[str, Any]]:
     """Run policies x rates x seeds as a sweep into ``out`` (run folders under ``out/runs/``, reused when
@@ -75,7 +97,7 @@ def compare(base: RunConfig, policies: list[str], rates: list[float], seeds: int
     names an option that none of ``policies`` accepts."""
     from experiments.runstore import read_table
     from experiments.sweep import run_sweep
-    from experiments.sweepspec import SweepError, sweep_toml
+    from experiments.sweepspec import SweepError
 
     conf = {k: v for k, v in base.to_dict().items() if k not in ("policy", "rate_rps", "seed")}
     grid: dict[str, list[Any]] = {"policy": list(policies), "rate_rps": list(rates), "seed": [base.seed + s for s in range(seeds)]}

@@ -28,7 +28,7 @@ def execute(config: dict[str, Any]) -> dict[str, Any]:
     "error": traceback}, with "wall_s", the worker's simulator "revision" and the digests of the "inputs" it
     read (profile, workload file), so that the driver can refuse a result computed from other files."""
     from core.summary import summarize
-    from experiments.sweepspec import code_revision, inputs
+    from experiments.runid import code_revision, inputs
     from sim.run import simulate
 
     t0 = time.perf_counter()

@@ -30,7 +30,8 @@ from analysis.knees import (
 from core.trace_io import atomic_write_text
 from experiments import runstore
 from experiments.executors import run_local, run_ray
-from experiments.sweepspec import Sweep, SweepError, SweepRun, code_revision, expand, load_sweep, resolve
+from experiments.runid import code_revision
+from experiments.sweepspec import Sweep, SweepError, SweepRun, expand, load_sweep, resolve
 
 
 @dataclass

@@ -7,14 +7,13 @@
 
 Every run is base <- variant <- grid point, validated before anything runs; each policy gets the share of
 ``policy_options`` it accepts (an option that no run's policy accepts is an error). Errors name the file and
-the key. A run's id digests its resolved configuration, the content of its profile (and of a workload file)
-and the simulator's source (core/ and sim/), so a finished run is reused whenever it would give the same
-result and never when code or profile changed.
+the key. A run's id (experiments/runid.py) digests its resolved configuration, the content of its profile
+(and of a workload file) and the simulator's source, so a finished run is reused whenever it would give the
+same result and never when code or profile changed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import tomllib
@@ -24,17 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from core.config import ConfigError, RunConfig, build_config, check_policy_options
-from core.cost import FittedCostModel, ProfileError, profile_path
+from core.cost import ProfileError
 from core.policy import POLICY_OPTIONS
 from core.summary import METRICS
-from core.types import KINDS
+from experiments.runid import inputs, run_id
 
-ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("sweep", "base", "grid", "variants")
 SWEEP_KEYS = ("description", "knee")
 KNEE_KEYS = {"target_ms": "a positive number (ms/token)", "refine": "an integer >= 0 (bisection rounds)",
              "metrics": "a list of metric names"}
-WORKLOAD_FILES = (".json", ".jsonl", ".csv")
 KNEE_METRIC_NAMES = tuple(m for m in METRICS if m.startswith("norm_latency"))
 """The metrics a knee is taken on: the normalized latencies (ms/token)."""
 LABELS = ("workload", "model", "gpu", "tp", "profile", "batching", "duration_s", "policy", "rate_rps", "seed")
@@ -181,26 +178,6 @@ def _check_distinct(sweep: Sweep, runs: list[SweepRun]) -> None:
                              "workload or profile files with the same name): give them distinct names")
 
 
-def sweep_toml(base: Mapping[str, Any], grid: Mapping[str, list[Any]], knee: Mapping[str, Any] | None = None,
-               description: str = "") -> str:
-    """A sweep file's text (for commands that build a sweep from their arguments)."""
-    def lit(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, int | float):
-            return repr(v)
-        if isinstance(v, list | tuple):
-            return "[" + ", ".join(lit(x) for x in v) + "]"
-        if isinstance(v, Mapping):
-            return "{ " + ", ".join(f"{json.dumps(k)} = {lit(x)}" for k, x in v.items()) + " }"
-        return json.dumps(str(v))
-
-    lines = ["[sweep]", f"description = {lit(description)}"] + ([f"knee = {lit(knee)}"] if knee else [])
-    lines += ["", "[base]"] + [f"{k} = {lit(v)}" for k, v in base.items()]
-    lines += ["", "[grid]"] + [f"{json.dumps(k)} = {lit(v)}" for k, v in grid.items()]
-    return "\n".join(lines) + "\n"
-
-
 def _knee(table: Any) -> KneeSpec:
     if not isinstance(table, dict):
         raise SweepError(f"sweep.knee = {table!r}: expected a table (target_ms, refine, metrics)")
@@ -216,45 +193,6 @@ def _knee(table: Any) -> KneeSpec:
             raise SweepError(f"sweep.knee.{key} = {value!r}: expected {KNEE_KEYS[key]}")
     return KneeSpec(float(table.get("target_ms", 100.0)), int(table.get("refine", 0)),
                     tuple(table.get("metrics", KneeSpec.metrics)))
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes (first 16 hex digits)."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-
-
-def code_revision() -> str:
-    """Digest of the simulator's source (core/ and sim/): the code that decides a run's results."""
-    h = hashlib.sha256()
-    for p in sorted([*ROOT.glob("core/*.py"), *ROOT.glob("sim/*.py")]):
-        h.update(p.relative_to(ROOT).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
-
-
-def inputs(cfg: RunConfig) -> dict[str, str]:
-    """Digests of the files a run reads: its profile (loaded once, so that a bad profile or engine key fails
-    before any run starts), and its workload when that is a file."""
-    prof = Path(cfg.profile) if cfg.profile else profile_path(cfg.model, cfg.gpu, cfg.tp)
-    FittedCostModel.from_profile(prof, cfg.engine)
-    out = {"profile": file_digest(prof)}
-    if Path(cfg.workload).suffix in WORKLOAD_FILES:
-        out["workload"] = file_digest(Path(cfg.workload))
-    elif cfg.workload != "mixed" and cfg.workload not in KINDS:
-        raise ConfigError(f"workload {cfg.workload!r}: expected 'mixed', one of {list(KINDS)}, or a "
-                          f"{'/'.join(WORKLOAD_FILES)} file")
-    return out
-
-
-def run_id(cfg: RunConfig, revision: str, digests: Mapping[str, str] | None = None) -> str:
-    """A stable id of a run: its resolved configuration (file paths replaced by their content digests), the
-    digests of the files it reads (``inputs(cfg)`` unless given), and the simulator's revision."""
-    digests = dict(digests) if digests is not None else inputs(cfg)
-    conf = cfg.to_dict()
-    conf["profile"] = ""
-    if "workload" in digests:
-        conf["workload"] = ""
-    doc = json.dumps({"config": conf, "inputs": digests, "revision": revision}, sort_keys=True)
-    return hashlib.sha256(doc.encode()).hexdigest()[:16]
 
 
 def _label(cfg: RunConfig, key: str) -> Any:

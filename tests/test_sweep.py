@@ -13,9 +13,10 @@ from analysis.knees import curves, knee, knee_rows
 from core.config import build_config
 from experiments import executors, runstore
 from experiments.cli import main
+from experiments.runid import run_id
 from experiments.runstore import read_table
 from experiments.sweep import dry_run, run_sweep
-from experiments.sweepspec import SweepError, expand, load_sweep, run_id
+from experiments.sweepspec import SweepError, expand, load_sweep
 
 SMALL = """
 [sweep]
