@@ -8,13 +8,12 @@ checks that the claim's own sweep is among them) and returns a Finding: the text
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis.knees import curve_key, knee, knee_bound, setup_name
+from analysis.knees import curve_key, curves, knee, knee_bound, setup_name
 from core.summary import METRICS
 
 SETUPS = {"6B": "e2e_gptj6b", "13B-1": "e2e_vicuna13b", "13B-2": "e2e_vicuna13b_tp2", "70B": "e2e_llama70b_tp4"}
@@ -56,11 +55,8 @@ def select(rows: list[dict[str, Any]], **where: Any) -> list[dict[str, Any]]:
 
 
 def points(rows: list[dict[str, Any]], metric: str = "norm_latency_ms") -> list[tuple[float, float]]:
-    """[(rate, mean of ``metric`` over seeds)], rates ascending."""
-    by: dict[float, list[float]] = {}
-    for r in rows:
-        by.setdefault(float(r["rate_rps"]), []).append(float(r[metric]))
-    return sorted((rate, statistics.fmean(v)) for rate, v in by.items())
+    """[(rate, mean of ``metric`` over seeds)], rates ascending: ``rows`` as one curve."""
+    return next(iter(curves(rows, [], metric).values()), [])
 
 
 def knee_of(rows: list[dict[str, Any]], target_ms: float) -> tuple[float | None, str]:
