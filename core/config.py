@@ -13,12 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.queue_order import QUEUE_ORDERS
+
 BATCHING = ("v0", "v1")
 
-OPTION_VALUES: dict[str, dict[str, tuple[str, ...] | type[bool] | type[float]]] = {
+OptionValues = tuple[str, ...] | type[bool] | type[float]
+OPTION_VALUES: dict[str, dict[str, OptionValues]] = {
     "infercept": {"estimator": ("paper", "elapsed", "oracle"), "budget": ("step", "saturated"),
                   "chunk_fill": bool, "swap": bool, "pipelined": bool, "preserve": bool,
                   "skip_short_pauses": bool, "heuristic_preserve_s": float},
+    "continuum": {"ttl_s": float},
+    "continuum_utility": {"eta": float, "eta_rule": ("fixed", "correlation")},
+    "saga": {"cold_start_s": float},
+    "vllm_offload": {"cpu_tier_gib": float, "offload_prompt_only": bool},
 }
 """Policy -> option -> the strings it takes, ``bool`` (true or false) or ``float`` (a number >= 0). Which options a policy accepts is
 core.policy.POLICY_OPTIONS; this table only checks their values before a run starts."""
@@ -86,7 +93,7 @@ _FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 
 
 def _option_value_problem(policy: str, key: str, value: Any) -> str | None:
-    allowed = OPTION_VALUES.get(policy, {}).get(key)
+    allowed = QUEUE_ORDERS if key == "queue_order" else OPTION_VALUES.get(policy, {}).get(key)
     if allowed is None:
         return None
     if allowed is bool:

@@ -26,7 +26,7 @@ import math
 from collections.abc import Mapping
 
 from core.cost import CostModel
-from core.types import EMPTY_PLAN, EngineState, KvAction, PolicyTraits, ReqView, StepPlan
+from core.types import EMPTY_PLAN, EngineState, KvAction, Observation, PolicyTraits, ReqView, StepPlan
 from core.waste import (
     Estimator,
     blocking_swap_waste,
@@ -185,6 +185,9 @@ class MinWaste:
             if self.skip_short and not r.cpu_blocks:
                 t = min(t, r.paused_at_s + self.round_trip_s(r))
         return t
+
+    def observe(self, obs: Observation) -> None:
+        """InferCept does not learn online (the paper's estimator uses the workload's profiled means)."""
 
 
 def _by_ticket(r: ReqView) -> int:

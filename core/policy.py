@@ -7,11 +7,13 @@ I/O. Adding one = a class + a registry line + tests; ``sim/`` and ``real/`` need
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from core.cost import CostModel
-from core.types import EMPTY_PLAN, EngineState, KvAction, PolicyTraits, ReqView, StepPlan
+from core.queue_order import QUEUE_ORDERS
+from core.types import EMPTY_PLAN, EngineState, KvAction, Observation, PolicyTraits, ReqView, StepPlan
 
 
 class Policy(Protocol):
@@ -35,6 +37,11 @@ class Policy(Protocol):
         return an empty plan; ``inf`` if only an event (arrival, pause, resume, finish) can change its mind."""
         ...
 
+    def observe(self, obs: Observation) -> None:
+        """Told after the fact: a pause's measured duration at its return, a dropped request's wait before
+        readmission. Policies that learn online (the TTL family) update their statistics here."""
+        ...
+
 
 class _Fixed:
     """A policy that decides once, at the pause, and never moves anything afterwards."""
@@ -55,6 +62,9 @@ class _Fixed:
     def next_decision_at(self, state: EngineState) -> float:
         """Never acts between events."""
         return math.inf
+
+    def observe(self, obs: Observation) -> None:
+        """Learns nothing."""
 
 
 class Discard(_Fixed):
@@ -123,6 +133,24 @@ def _min_waste(cost: CostModel, tool_means_s: Mapping[str, float] | None = None,
     return MinWaste(cost, tool_means_s=tool_means_s, **options)
 
 
+def _ttl(preset: str) -> Callable[..., Policy]:
+    def make(cost: CostModel, tool_means_s: Mapping[str, float] | None = None, **options: Any) -> Policy:
+        from core.ttl import make_ttl_policy
+
+        return make_ttl_policy(preset, cost, **options)
+
+    return make
+
+
+def _vllm(offload: bool) -> Callable[..., Policy]:
+    def make(cost: CostModel, tool_means_s: Mapping[str, float] | None = None, **options: Any) -> Policy:
+        from core.vllm_policies import VllmNative, VllmOffload
+
+        return VllmOffload(cost, **options) if offload else VllmNative()
+
+    return make
+
+
 POLICIES: dict[str, Callable[..., Policy]] = {
     "discard": lambda cost, **_: Discard(),
     "improved_discard": lambda cost, **_: ImprovedDiscard(),
@@ -130,20 +158,49 @@ POLICIES: dict[str, Callable[..., Policy]] = {
     "swap": lambda cost, **_: Swap(),
     "swap_blocking": lambda cost, **_: SwapBlocking(),
     "infercept": _min_waste,
+    "continuum": _ttl("continuum"),
+    "continuum_utility": _ttl("continuum_utility"),
+    "saga": _ttl("saga"),
+    "vllm_native": _vllm(offload=False),
+    "vllm_offload": _vllm(offload=True),
 }
 """Policy name -> factory(cost_model, tool_means_s=None, **options)."""
 
+_EVERY = frozenset({"queue_order"})  # options every policy accepts (applied by make_policy)
 POLICY_OPTIONS: dict[str, frozenset[str]] = {
-    "discard": frozenset(), "improved_discard": frozenset(), "preserve": frozenset(), "swap": frozenset(),
-    "swap_blocking": frozenset(),
-    "infercept": frozenset({"estimator", "budget", "chunk_fill", "swap", "pipelined", "preserve",
-                            "heuristic_preserve_s",
-                            "skip_short_pauses"}),
+    "discard": _EVERY, "improved_discard": _EVERY, "preserve": _EVERY, "swap": _EVERY, "swap_blocking": _EVERY,
+    "infercept": _EVERY | {"estimator", "budget", "chunk_fill", "swap", "pipelined", "preserve",
+                           "heuristic_preserve_s", "skip_short_pauses"},
+    "continuum": _EVERY | {"ttl_s"},
+    "continuum_utility": _EVERY | {"eta", "eta_rule"},
+    "saga": _EVERY | {"cold_start_s"},
+    "vllm_native": _EVERY,
+    "vllm_offload": _EVERY | {"cpu_tier_gib", "offload_prompt_only"},
 }
 """Policy name -> the ``policy_options`` keys it accepts."""
 
 PAPER_POLICIES = ("discard", "improved_discard", "preserve", "swap", "infercept")
 """What ``--policies all`` means: the paper's five systems."""
+
+RECENT_POLICIES = ("continuum", "continuum_utility", "saga", "vllm_native", "vllm_offload")
+"""What ``--policies recent`` means: the systems that came after InferCept (MARS is not built yet)."""
+
+POLICY_GROUPS: dict[str, tuple[str, ...]] = {
+    "all": PAPER_POLICIES, "recent": RECENT_POLICIES, "every": PAPER_POLICIES + RECENT_POLICIES}
+"""Group names usable wherever a list of policies is: ``--policies discard,recent``."""
+
+
+def expand_policies(names: Sequence[str]) -> list[str]:
+    """Policy names with groups expanded, in order, without repeats; an unknown name raises ValueError."""
+    out: list[str] = []
+    for name in names:
+        for p in POLICY_GROUPS.get(name, (name,)):
+            if p not in POLICIES:
+                raise ValueError(f"unknown policy {p!r}; expected a group ({', '.join(POLICY_GROUPS)}) "
+                                 f"or one of {sorted(POLICIES)}")
+            if p not in out:
+                out.append(p)
+    return out
 
 
 def check_options(name: str, options: Mapping[str, Any]) -> None:
@@ -163,4 +220,11 @@ def make_policy(name: str, cost: CostModel, tool_means_s: Mapping[str, float] | 
     ``tool_means_s``: mean interception time per tool label (augmentation kind) of the workload, for
     estimators that use profiled durations; policies that do not need it ignore it."""
     check_options(name, options)
-    return POLICIES[name](cost, tool_means_s=tool_means_s, **options)
+    rest = {k: v for k, v in options.items() if k != "queue_order"}
+    policy = POLICIES[name](cost, tool_means_s=tool_means_s, **rest)
+    if "queue_order" in options:
+        order = options["queue_order"]
+        if order not in QUEUE_ORDERS:
+            raise ValueError(f"policy option queue_order={order!r}: expected one of {QUEUE_ORDERS}")
+        policy.traits = replace(policy.traits, queue_order=order)
+    return policy

@@ -109,6 +109,7 @@ class EngineState:
     swapped: tuple[ReqView, ...] = ()  # resumed requests waiting for their KV to come back
     running_blocks_needed: int = 0  # new GPU blocks the running requests take next step (part of them free)
     waiting_query_tokens: int = 0  # tokens waiting requests still have to compute (summed; may stop past S)
+    gpu_blocks_total: int = 0  # the GPU's KV capacity in blocks (0: not known)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +130,22 @@ EMPTY_PLAN = StepPlan()
 
 
 @dataclass(frozen=True, slots=True)
+class Observation:
+    """What a learning policy is told after the fact (``Policy.observe``); it never sees the future.
+
+    - ``"resume"``: an interception of tool ``tool_kind`` returned at ``at_s``; ``value_s`` is its measured
+      duration (pause to return).
+    - ``"readmit"``: a resumed request whose KV had been dropped was admitted at ``at_s``; ``value_s`` is
+      its wait in the queue from the return to the admission."""
+
+    event: str
+    rid: str
+    tool_kind: str
+    at_s: float
+    value_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class PolicyTraits:
     """How a policy wants the engine to batch and move KV (fixed for a run)."""
 
@@ -136,3 +153,6 @@ class PolicyTraits:
     chunk_fill: bool = False  # chunk-and-fill up to the saturation point S, whatever the run's batching
     chunk_recompute: bool = True  # recomputation is chunked like any prefill; False: a recompute runs whole
     pipelined_swap: bool = False  # swaps overlap the forward pass; only the excess stalls
+    # order of the waiting queue (core/queue_order.py): "arrival" (tickets; resume_to_front decides where a
+    # discarded request re-enters), "program" (the whole request's arrival), "plas" (least attained service)
+    queue_order: str = "arrival"

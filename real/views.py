@@ -115,4 +115,5 @@ def engine_state(sched: Any, now_s: float, paused: dict[str, Paused], host_free_
     return EngineState(now_s, bs, free, host_free_blocks, query, ctx, max(need - free, 0),
                        tuple(v for v in views if v.status is Status.PAUSED and v.place.value != "none"),
                        tuple(v for v in views if v.status is Status.SWAPPED and v.cpu_blocks),
-                       running_blocks_needed=need, waiting_query_tokens=waiting)
+                       running_blocks_needed=need, waiting_query_tokens=waiting,
+                       gpu_blocks_total=pool.num_gpu_blocks - 1)  # vLLM's pool keeps one null block

@@ -14,9 +14,11 @@ Blocks short: recompute-preempt the newest running request (vLLM's default) unti
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from core.cost import BatchShape
+from core.types import Observation
 from sim.request import Req
 from sim.state import EngineQueues
 
@@ -48,7 +50,7 @@ class BatchForming(EngineQueues):
         partials = self.partials
         if self.mode == "v0":  # a step prefills (whole pendings, no decoders) or decodes
             step.chunks = self._fit([(r, r.pending) for r in partials if r.pending > 1], self.budget, whole=True)
-            if step.chunks or self._can_admit_whole():
+            if step.chunks or self._can_admit_whole(now):
                 self._make_room(step, now)
                 self._admit(step, self.budget - _tokens(step.chunks), now, whole=True)
                 if step.chunks:
@@ -102,10 +104,12 @@ class BatchForming(EngineQueues):
         for r, q in step.chunks:
             r.gpu_blocks += r.blocks_for(r.computed + q, self.bs)
 
-    def _can_admit_whole(self) -> bool:
+    def _can_admit_whole(self, now: float) -> bool:
         if not self.waiting or self.swapped or len(self.running) >= self.cost.max_num_seqs:
             return False
-        r = self.waiting[0][1]
+        if self.order == "plas":
+            self.waiting.promote_starved(now)
+        r = self.waiting.head()
         return r.pending <= self.budget and self.pool.can_allocate_gpu(r.blocks_for(r.num_tokens, self.bs))
 
     def _admit(self, step: Step, left: int, now: float, whole: bool) -> None:
@@ -133,8 +137,10 @@ class BatchForming(EngineQueues):
         if self.holding:
             return
         whole_redo = self.mode == "fill" and not self.policy.traits.chunk_recompute
+        if self.order == "plas":
+            self.waiting.promote_starved(now)
         while self.waiting and left > 0 and len(self.running) < self.cost.max_num_seqs:
-            r = self.waiting[0][1]
+            r = self.waiting.head()
             q = r.pending if whole_redo and r.ever_computed > r.computed else min(r.pending, left)
             if whole and q < r.pending:
                 break
@@ -143,8 +149,12 @@ class BatchForming(EngineQueues):
             # the blocks of the chunk it schedules
             if not self.pool.can_allocate_gpu(max(need, r.blocks_for(r.num_tokens, self.bs)) + reserve):
                 break
-            self.waiting.pop(0)
+            self.waiting.pop_head()
             self.m.admit(now, r.rid, r.pending)
+            if r.resumed_at == r.resumed_at:  # not NaN: a resumed request whose KV had been dropped
+                self.policy.observe(Observation("readmit", r.rid, r.spec.segments[r.seg - 1].kind, now,
+                                                now - r.resumed_at))
+                r.resumed_at = math.nan
             self._take(step, r, q, need)
             left -= q
 

@@ -210,7 +210,7 @@ class Engine(BatchForming):
         were credited at its pause."""
         for r in list(self.group.members.values()):
             self.group.leave(r)
-        for r in (self.running + self.holding + self.loaded + [r for _, r in self.waiting]
+        for r in (self.running + self.holding + self.loaded + list(self.waiting)
                   + list(self.swapped.values())):
             if r.gen_in_seg:
                 self.m.progress(r.rid, r.gen_in_seg)

@@ -6,7 +6,6 @@ moves keep current through ``_changed``. Every move keeps the blocks conserved a
 
 from __future__ import annotations
 
-import bisect
 from typing import TYPE_CHECKING
 
 from core.types import Status, StepPlan
@@ -113,8 +112,9 @@ class KvMoves(_Base):
             self.running.remove(r)
         self.m.discard(t, r.rid, r.computed)
         self.pool.free_gpu(r.gpu_blocks)
-        r.gpu_blocks = r.computed = 0
+        r.service_tokens += r.computed - r.turn_base
+        r.gpu_blocks = r.computed = r.turn_base = 0
         r.status = Status.WAITING
-        bisect.insort(self.waiting, (r.ticket, r))
+        self.waiting.add(r, t)
         self._changed(r, t)  # a holding request's idle blocks are gone
 

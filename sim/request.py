@@ -24,11 +24,15 @@ class Req:
         "kind",
         "num_tokens",
         "paused_at",
+        "queued_at",
+        "resumed_at",
         "rid",
         "seg",
+        "service_tokens",
         "spec",
         "status",
         "ticket",
+        "turn_base",
         "version",
         "view",
     )
@@ -42,6 +46,10 @@ class Req:
         self.gen_in_seg = 0
         self.status = Status.WAITING
         self.paused_at = math.nan
+        self.queued_at = -1.0  # when it entered the waiting queue (-1: not in it)
+        self.resumed_at = math.nan  # when its tool returned, while it waits with its KV dropped
+        self.service_tokens = 0  # tokens computed for it in its finished turns (PLAS)
+        self.turn_base = 0  # computed tokens when the current turn began
         self.in_group = False
         self.base = self.g_join = self.gen_at_join = 0
         self.version = 0

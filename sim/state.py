@@ -5,18 +5,19 @@ Every move keeps the blocks conserved (KvPool asserts) and records its event in 
 
 from __future__ import annotations
 
-import bisect
 import heapq
 import math
 
 from core.cost import FittedCostModel
 from core.metrics import Metrics
 from core.policy import Policy
-from core.types import EngineState, KvAction, RequestSpec, ReqView, Status
+from core.queue_order import keeps_ticket_on_resume
+from core.types import EngineState, KvAction, Observation, RequestSpec, ReqView, Status
 from sim.decoders import DecodeGroup
 from sim.kv import KvPool
 from sim.moves import KvMoves
 from sim.request import Req
+from sim.waitqueue import WaitQueue
 
 
 class EngineQueues(KvMoves):
@@ -29,7 +30,8 @@ class EngineQueues(KvMoves):
         self.group = DecodeGroup(self.bs)
         self.running: list[Req] = []  # admission order; group members included
         self.partials: list[Req] = []  # running and not in the group (prefilling, or about to), same order
-        self.waiting: list[tuple[int, Req]] = []  # by ticket
+        self.order = policy.traits.queue_order
+        self.waiting = WaitQueue(self.order)
         # resumed with their KV on the GPU, waiting for blocks for the returned tokens (vLLM v1's
         # kv_holding_waiting, admitted before any waiting request); used when hold_resumes is set
         self.holding: list[Req] = []
@@ -58,13 +60,14 @@ class EngineQueues(KvMoves):
         r = Req(spec, self.next_ticket)
         self.next_ticket += 1
         self.m.arrive(t, r.rid, r.kind, spec.prompt_tokens)
-        bisect.insort(self.waiting, (r.ticket, r))
+        self.waiting.add(r, t)
 
     def end_segment(self, r: Req, t: float) -> None:
         """``r`` generated the last token of its segment: finish, or pause and apply the policy's action."""
         self.running.remove(r)
         if not r.in_group and r in self.partials:
             self.partials.remove(r)
+        r.service_tokens += r.num_tokens - r.turn_base
         if r.is_last_segment:
             self.pool.free_gpu(r.gpu_blocks)
             r.gpu_blocks, r.status = 0, Status.DONE
@@ -91,9 +94,11 @@ class EngineQueues(KvMoves):
         del self.paused[r.rid]
         ret = r.segment.tool_tokens
         self.m.resume(t, r.rid, ret)
+        self.policy.observe(Observation("resume", r.rid, r.segment.kind, t, t - r.paused_at))
         r.num_tokens += ret
         r.seg += 1
         r.gen_in_seg = 0
+        r.turn_base = r.computed
         if r.cpu_blocks:
             r.status = Status.SWAPPED
             self.swapped[r.rid] = r
@@ -103,10 +108,11 @@ class EngineQueues(KvMoves):
         elif r.gpu_blocks:
             self.start_running(r)
         else:
-            if not self.policy.traits.resume_to_front:
+            if not keeps_ticket_on_resume(self.order, self.policy.traits.resume_to_front):
                 r.ticket, self.next_ticket = self.next_ticket, self.next_ticket + 1
             r.status = Status.WAITING
-            bisect.insort(self.waiting, (r.ticket, r))
+            r.resumed_at = t
+            self.waiting.add(r, now)
         self._changed(r, now)
 
     def _changed(self, r: Req, t: float) -> None:
@@ -173,7 +179,7 @@ class EngineQueues(KvMoves):
             tokens += r.num_tokens
             computed += r.computed
         waiting = 0
-        for _, r in self.waiting:
+        for r in self.waiting:
             if waiting >= waiting_cap_tokens:
                 break
             waiting += r.pending
@@ -183,7 +189,7 @@ class EngineQueues(KvMoves):
         return EngineState(t, self.bs, free, self.pool.cpu_free,
                            len(group.members) + tokens - computed, group.ctx_tokens + computed,
                            max(blocks_needed - free, 0), tuple(self.paused_views.values()),
-                           tuple(self.swapped_views.values()), blocks_needed, waiting)
+                           tuple(self.swapped_views.values()), blocks_needed, waiting, self.pool.gpu_total)
 
     def next_return_at(self) -> float:
         """When the next interception returns (inf if none is running)."""

@@ -81,7 +81,7 @@ def test_blocks_of_a_half_swapped_in_request_are_idle_memory() -> None:
     m = Metrics(10.0, cost.gpu_kv_blocks)
     eng = Engine(simpy.Environment(), [], cost, make_policy("infercept", cost), m, "v1", 10.0, drain=True)
     eng.arrive(RequestSpec("a", 0.0, 40, (Segment(2, 1.0, 5, "qa"), Segment(2)), "qa"), 0.0)
-    r = eng.waiting.pop()[1]
+    r = eng.waiting.pop_head()
     r.num_tokens, r.computed, r.status, r.paused_at = 42, 41, Status.PAUSED, 0.0
     eng.pool.allocate_cpu(3)
     r.cpu_blocks = 3

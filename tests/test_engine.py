@@ -237,10 +237,10 @@ def test_v1_admits_nothing_in_a_step_that_preempts() -> None:
     first = eng._form(0.0)  # both prefill: a takes 2 blocks, b 3
     eng._complete(first, 1, 0.05)
     eng.pool.allocate_gpu(eng.pool.gpu_free)  # the KV cache is full; a's next token needs a third block
-    eng.waiting.insert(0, (-1, Req(specs[2], -1)))  # a 1-block request ahead of both in the queue
+    eng.waiting.add(Req(specs[2], -1), 0.05)  # a 1-block request ahead of both in the queue
     step = eng._form(0.05)
     assert step.preempted and [(r.rid, q) for r, q in step.chunks] == []  # b went; its 3 blocks freed 2 spare
-    assert [r.rid for _, r in eng.waiting] == ["r", "b"] and eng.pool.gpu_free == 2
+    assert [r.rid for r in eng.waiting] == ["r", "b"] and eng.pool.gpu_free == 2
     assert [(r.rid, q) for r, q in eng._form(0.06).chunks] == [("r", 10)]  # admitted in the next step
 
 
