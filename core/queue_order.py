@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 QUEUE_ORDERS = ("arrival", "program", "plas")
@@ -35,9 +34,7 @@ PLAS = PlasSettings()
 
 def plas_level(service_tokens: int, settings: PlasSettings = PLAS) -> int:
     """The PLAS queue of a request that has received ``service_tokens`` of service (0 is served first)."""
-    if service_tokens < settings.quantum_tokens:
-        return 0
-    level = int(math.floor(math.log2(service_tokens / settings.quantum_tokens))) + 1
+    level = (max(service_tokens, 0) // settings.quantum_tokens).bit_length()  # 0 below one quantum
     return min(level, settings.levels - 1)
 
 
