@@ -11,7 +11,7 @@ from pathlib import Path
 
 from core.config import ConfigError, build_config, load_config
 from core.cost import ProfileError
-from core.policy import PAPER_POLICIES, POLICIES
+from core.policy import POLICY_GROUPS, expand_policies
 from core.trace_io import WorkloadError, write_jsonl
 
 DEFAULT_RATES = "1,1.5,2,2.5,3,3.5,4,4.5"
@@ -41,13 +41,15 @@ def _floats(text: str, name: str) -> list[float]:
 
 
 def _policies(text: str) -> list[str]:
-    """``--policies``: "all" (the paper's five, PAPER_POLICIES) or comma-separated registered names."""
-    names = (list(PAPER_POLICIES) if text.strip() == "all"
-             else list(dict.fromkeys(p.strip() for p in text.split(",") if p.strip())))
-    bad = [p for p in names if p not in POLICIES]
-    if bad or not names:
-        raise ConfigError(f"--policies {text!r}: unknown {bad}; expected 'all' ({','.join(PAPER_POLICIES)}) "
-                          f"or names from {sorted(POLICIES)}")
+    """``--policies``: comma-separated registered names and groups (POLICY_GROUPS: "all" is the paper's
+    five, "recent" the systems after InferCept, "every" both), e.g. ``discard,recent``."""
+    try:
+        names = expand_policies([p.strip() for p in text.split(",") if p.strip()])
+    except ValueError as exc:
+        raise ConfigError(f"--policies {text!r}: {exc}") from exc
+    if not names:
+        raise ConfigError(f"--policies {text!r}: no policy named; expected names or groups "
+                          f"({', '.join(POLICY_GROUPS)})")
     return names
 
 
@@ -133,7 +135,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--batching", default="v0", choices=("v0", "v1"), help="baselines' batching (InferCept chunk-fills)")
     c.add_argument("--rates", default=DEFAULT_RATES, help="comma-separated request rates (req/s)")
     c.add_argument("--duration-s", type=float, default=600.0, help="arrival window (s)")
-    c.add_argument("--policies", default="all", help="'all' or comma-separated names")
+    c.add_argument("--policies", default="all", help="comma-separated names and groups: all (the paper's five), recent, every")
     c.add_argument("--seeds", type=int, default=1, help="seeds per point (mean and 95%% interval)")
     c.add_argument("--seed", type=int, default=0, help="first seed")
     c.add_argument("--drain", action="store_true", help="run until every request finishes")

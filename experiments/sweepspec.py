@@ -24,7 +24,7 @@ from typing import Any
 
 from core.config import ConfigError, RunConfig, build_config, check_policy_options
 from core.cost import ProfileError
-from core.policy import POLICY_OPTIONS
+from core.policy import POLICY_OPTIONS, expand_policies
 from core.summary import METRICS
 from experiments.runid import inputs, run_id
 
@@ -158,6 +158,11 @@ def _parse(name: str, data: dict[str, Any], source: str) -> Sweep:
                                  "string or true/false (use dotted keys for tables)")
         if len(set(values)) != len(values):
             raise SweepError(f"grid.{key} = {values!r}: repeated values")
+    if "policy" in grid:  # group names (all, recent, every) expand in place
+        try:
+            grid = {**grid, "policy": expand_policies(grid["policy"])}
+        except ValueError as exc:
+            raise SweepError(f"grid.policy: {exc}") from exc
     variants = data.get("variants", [])
     names = [v.get("name") for v in variants]
     for i, (v, vname) in enumerate(zip(variants, names)):

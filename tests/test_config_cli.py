@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from core.config import ConfigError, build_config, load_config, options_by_policy
-from core.policy import PAPER_POLICIES
+from core.policy import PAPER_POLICIES, RECENT_POLICIES
 from core.summary import METRICS
 from experiments.cli import _policies, main
 
@@ -58,6 +58,8 @@ def test_good_engine_keys_and_options_pass() -> None:
 def test_compare_options_go_to_the_policies_that_accept_them() -> None:
     assert _policies("all") == list(PAPER_POLICIES)
     assert _policies("swap_blocking,infercept,swap_blocking") == ["swap_blocking", "infercept"]
+    assert _policies("discard,recent") == ["discard", *RECENT_POLICIES]
+    assert _policies("all,every") == [*PAPER_POLICIES, *RECENT_POLICIES]
     shares = options_by_policy(["discard", "infercept"], {"estimator": "oracle"})
     assert shares == {"discard": {}, "infercept": {"estimator": "oracle"}}
     with pytest.raises(ConfigError, match=r"policy_options.estimator: no selected policy \(discard, swap\)"):
@@ -114,7 +116,7 @@ def test_trace_then_replay(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("args, message", [
     (["compare", "--rates", "1,x"], "--rates '1,x'"),
-    (["compare", "--policies", "lru"], "unknown ['lru']"),
+    (["compare", "--policies", "lru"], "unknown policy 'lru'"),
     (["compare", "--model", "gpt5"], "no profile for model=gpt5"),
     (["compare", "--workload", "nope.txt", "--rates", "1"], "workload 'nope.txt'"),
     (["run", "--set", "policy=lru"], "policy = 'lru'"),
