@@ -1,0 +1,85 @@
+"""Queue orders (policy_options.queue_order): PLAS levels, the simulator's WaitQueue, program order end to end."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import make_cost
+from test_engine import run
+
+from core.config import ConfigError, check_policy_options
+from core.policy import make_policy
+from core.queue_order import PLAS, keeps_ticket_on_resume, plas_level, queue_key
+from core.types import RequestSpec, Segment
+from sim.request import Req
+from sim.waitqueue import WaitQueue
+
+
+def test_plas_levels_are_geometric() -> None:
+    q = PLAS.quantum_tokens  # 2048: level 0 below it, then [q, 2q) -> 1, [2q, 4q) -> 2, ...
+    assert [plas_level(n) for n in (0, q - 1, q, 2 * q - 1, 2 * q, 4 * q - 1, 4 * q)] == [0, 0, 1, 1, 2, 2, 3]
+    assert plas_level(10**9) == PLAS.levels - 1  # capped
+    assert queue_key("plas", 7, 3 * q) == (2, 7) and queue_key("plas", 7, 3 * q, starved=True) == (-1, 7)
+    assert queue_key("arrival", 7, 3 * q) == queue_key("program", 7, 0) == (0, 7)
+
+
+def test_which_orders_keep_the_first_ticket() -> None:
+    assert not keeps_ticket_on_resume("arrival", resume_to_front=False)  # vLLM's discard: to the back
+    assert keeps_ticket_on_resume("arrival", resume_to_front=True)
+    assert keeps_ticket_on_resume("program", resume_to_front=False)  # program FCFS overrides it
+    assert keeps_ticket_on_resume("plas", resume_to_front=False)
+
+
+def _req(rid: str, ticket: int, service_tokens: int) -> Req:
+    r = Req(RequestSpec(rid, 0.0, 10, (Segment(1),)), ticket)
+    r.service_tokens = service_tokens
+    return r
+
+
+def test_plas_serves_least_attained_service_first_and_promotes_the_starved() -> None:
+    wq = WaitQueue("plas")
+    old = _req("old", 0, 5000)  # level 2
+    wq.add(old, 0.0)
+    wq.add(_req("mid", 1, 3000), 1.0)  # level 1
+    wq.add(_req("new", 2, 0), 2.0)  # level 0
+    assert [r.rid for r in wq] == ["new", "mid", "old"]
+    wq.promote_starved(PLAS.starvation_s - 0.5)  # nobody has waited starvation_s yet
+    assert wq.head().rid == "new"
+    wq.promote_starved(PLAS.starvation_s + 0.5)  # "old" (queued at 0) has: ahead of every level
+    assert [r.rid for r in wq] == ["old", "new", "mid"]
+    assert wq.pop_head().rid == "old" and len(wq) == 2
+    wq.promote_starved(PLAS.starvation_s + 1.0)  # "mid" (queued at 1) too
+    assert [r.rid for r in wq] == ["mid", "new"]
+
+
+def test_arrival_order_is_by_ticket() -> None:
+    wq = WaitQueue("arrival")
+    for rid, ticket in (("b", 3), ("a", 1), ("c", 5)):
+        wq.add(_req(rid, ticket, 10**6 if rid == "a" else 0), 0.0)
+    assert [r.rid for r in wq] == ["a", "b", "c"]
+
+
+# one slot; "a" pauses (its KV discarded), "b" occupies the slot, "c" arrives and waits; "a" returns at about
+# 1.04 s while "c" waits: by arrival (vLLM's discard) "a" queues behind "c", by program order ahead of it
+SERIAL = [RequestSpec("a", 0.0, 100, (Segment(3, 1.0, 10, "qa"), Segment(2)), "qa"),
+          RequestSpec("b", 0.5, 100, (Segment(100),)),
+          RequestSpec("c", 0.9, 100, (Segment(5),))]
+
+
+# plas: "a" has 103 tokens of service (its first turn), "c" none: both on level 0 (below 2048 tokens), where
+# the first ticket decides
+@pytest.mark.parametrize(("order", "first"), [("arrival", "c"), ("program", "a"), ("plas", "a")])
+def test_program_order_serves_a_resumed_turn_by_its_request_arrival(order: str, first: str) -> None:
+    m = run(SERIAL, "discard", cost=make_cost(max_num_seqs=1), queue_order=order)
+    done = sorted(("a", "c"), key=lambda rid: m.requests[rid].finish_s)
+    assert done[0] == first
+    assert all(m.requests[rid].finish_s > 0 for rid in ("a", "b", "c"))
+
+
+def test_queue_order_is_an_option_of_every_policy_and_checked() -> None:
+    cost = make_cost()
+    assert make_policy("preserve", cost, queue_order="plas").traits.queue_order == "plas"
+    assert make_policy("infercept", cost).traits.queue_order == "arrival"
+    with pytest.raises(ValueError, match="queue_order='lifo'"):
+        make_policy("discard", cost, queue_order="lifo")
+    with pytest.raises(ConfigError, match="policy_options.queue_order = 'lifo'"):
+        check_policy_options("swap", {"queue_order": "lifo"})
