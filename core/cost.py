@@ -51,6 +51,8 @@ class CostModel(Protocol):
 
     block_size_tokens: int
     saturation_tokens: int
+    kv_bytes_per_token: float  # per GPU
+    cpu_kv_blocks: int  # the host swap space, blocks per GPU
 
     def step_s(self, batch: BatchShape) -> float:
         """Duration of one forward pass of this batch composition, seconds."""
@@ -80,6 +82,8 @@ ENGINE_KEYS: dict[str, tuple[str, str]] = {
     "gpu_kv_blocks": ("positive", "GPU KV blocks, given directly instead of derived from memory sizes"),
     "cpu_kv_blocks": ("count", "CPU KV blocks, given directly instead of derived from cpu_swap_bytes"),
     "swap_overlap": ("bool", "KV copies run beside the forward pass (default true); false: added to it"),
+    "prefix_caching": ("bool", ("vLLM v1's prefix cache for every policy: freed full blocks stay reusable until "
+                                "evicted (default false; the vllm_* policies turn it on whatever this says)")),
 }
 """The keys of a profile's ``engine`` table, which are also the accepted ``engine.*`` overrides:
 key -> (kind of value, meaning). Kinds: positive (integer > 0), count (integer >= 0), fraction, bool."""
@@ -108,6 +112,12 @@ def engine_problem(values: Mapping[str, Any]) -> str | None:
         if not _engine_value_ok(kind, value):
             return f"engine.{key} = {value!r}: expected {_EXPECTED[kind]}"
     return None
+
+
+def host_blocks(cost: FittedCostModel, gib: float) -> int:
+    """KV blocks in ``gib`` GiB of host memory per GPU, whole blocks, as ``cpu_swap_bytes`` -> ``cpu_kv_blocks``
+    (the tolerance keeps a size given as ``n`` blocks' GiB at ``n`` blocks)."""
+    return math.floor(gib * 2**30 / (cost.kv_bytes_per_token * cost.block_size_tokens) * (1 + 1e-12))
 
 
 def _optional(step: dict[str, Any], key: str, where: str) -> float:
@@ -148,6 +158,7 @@ class FittedCostModel:
     fit_max_query_tokens: int
     fit_max_decode_ctx_tokens: int
     swap_overlap: bool = True  # the link copies beside the forward pass (GPU); False: copies add to the step
+    prefix_caching: bool = False  # engine.prefix_caching: vLLM v1's prefix cache for every policy
     # optional terms (0 when a profile has none; measured profiles fold them into the fitted ones):
     host_per_step_s: float = 0.0  # the engine's CPU time per step outside the forward pass
     host_per_seq_s: float = 0.0  # ... and per scheduled request
@@ -244,6 +255,7 @@ class FittedCostModel:
             fit_max_query_tokens=int(_get(p, "fit_range.max_query_tokens", w)),
             fit_max_decode_ctx_tokens=int(_get(p, "fit_range.max_decode_ctx_tokens", w)),
             swap_overlap=bool(eng.get("swap_overlap", True)),
+            prefix_caching=bool(eng.get("prefix_caching", False)),
         )
 
 

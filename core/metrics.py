@@ -43,6 +43,7 @@ class RequestRecord:
     resume_latency_s: list[float] = field(default_factory=list)
     recomputed_tokens: int = 0
     swapped_tokens: int = 0
+    prefix_hit_tokens: int = 0  # tokens whose recompute a GPU prefix-cache hit or a host-tier reload avoided
     # what happened to the KV during the interceptions that returned: kept whole on the GPU, dropped (by the
     # policy, even after a partial swap-out), or moved (partly) to the CPU and not dropped
     preserved_pauses: int = 0
@@ -142,6 +143,15 @@ class Metrics:
         """``tokens`` tokens whose KV had existed before were computed again."""
         self.requests[rid].recomputed_tokens += tokens
         self._event(t, rid, "recompute", tokens)
+
+    def prefix_hit(self, t: float, rid: str, gpu_tokens: int, host_tokens: int) -> None:
+        """At admission, ``gpu_tokens`` tokens of KV were found in the GPU prefix cache and ``host_tokens``
+        more are loaded back from the host tier, instead of being recomputed (events "prefix_hit", "reload")."""
+        self.requests[rid].prefix_hit_tokens += gpu_tokens + host_tokens
+        if gpu_tokens:
+            self._event(t, rid, "prefix_hit", gpu_tokens)
+        if host_tokens:
+            self._event(t, rid, "reload", host_tokens)
 
     def finish(self, t: float, rid: str, gen_tokens: int) -> None:
         """The request generated its last ``gen_tokens`` tokens and ended."""

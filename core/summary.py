@@ -13,7 +13,8 @@ METRICS = ("norm_latency_ms", "norm_latency_p50_ms", "norm_latency_p90_ms", "nor
            "norm_latency_corrected_ms", "norm_latency_corrected_p50_ms", "norm_latency_corrected_p90_ms",
            "norm_latency_corrected_p99_ms", "completed_rps", "unfinished", "tokens_per_s", "ttft_p50_s",
            "ttft_p99_s", "resume_latency_p50_s", "gpu_waste_pct", "recompute_share_pct", "swapped_tokens",
-           "recomputed_tokens", "preserved_pauses", "discarded_pauses", "swapped_pauses", "num_requests")
+           "recomputed_tokens", "prefix_hit_tokens", "preserved_pauses", "discarded_pauses", "swapped_pauses",
+           "num_requests")
 """Summary columns, in order."""
 
 
@@ -52,6 +53,7 @@ def _request_metrics(recs: list[RequestRecord], end_s: float, window_s: float) -
         "ttft_p50_s": _pct(ttft, 50), "ttft_p99_s": _pct(ttft, 99), "resume_latency_p50_s": _pct(resume, 50),
         "swapped_tokens": float(sum(r.swapped_tokens for r in recs)),
         "recomputed_tokens": float(sum(r.recomputed_tokens for r in recs)),
+        "prefix_hit_tokens": float(sum(r.prefix_hit_tokens for r in recs)),
         "preserved_pauses": float(sum(r.preserved_pauses for r in recs)),
         "discarded_pauses": float(sum(r.discarded_pauses for r in recs)),
         "swapped_pauses": float(sum(r.swapped_pauses for r in recs)),

@@ -156,3 +156,10 @@ class PolicyTraits:
     # order of the waiting queue (core/queue_order.py): "arrival" (tickets; resume_to_front decides where a
     # discarded request re-enters), "program" (the whole request's arrival), "plas" (least attained service)
     queue_order: str = "arrival"
+    # vLLM v1's prefix cache (sim/prefix.py): freed full blocks stay reusable until evicted, whatever the
+    # run's engine.prefix_caching says (that setting turns it on for any policy)
+    prefix_caching: bool = False
+    batching: str = ""  # "v0" or "v1": batch this way whatever the run's batching; "": the run's
+    # write-through host tier of vLLM's OffloadingConnector (sim/offload.py), GiB per GPU; 0: none
+    cpu_tier_gib: float = 0.0
+    offload_prompt_only: bool = True  # the host tier stores only blocks inside the prompt (vLLM's default)

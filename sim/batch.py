@@ -110,7 +110,8 @@ class BatchForming(EngineQueues):
         if self.order == "plas":
             self.waiting.promote_starved(now)
         r = self.waiting.head()
-        return r.pending <= self.budget and self.pool.can_allocate_gpu(r.blocks_for(r.num_tokens, self.bs))
+        hit = sum(self._lookup(r)) * self.bs if self.lookups else 0
+        return r.pending - hit <= self.budget and self.pool.can_allocate_gpu(r.blocks_for(r.num_tokens, self.bs))
 
     def _admit(self, step: Step, left: int, now: float, whole: bool) -> None:
         """Admit waiting requests in ticket order while the budget, the slots and the blocks last, leaving
@@ -141,22 +142,47 @@ class BatchForming(EngineQueues):
             self.waiting.promote_starved(now)
         while self.waiting and left > 0 and len(self.running) < self.cost.max_num_seqs:
             r = self.waiting.head()
-            q = r.pending if whole_redo and r.ever_computed > r.computed else min(r.pending, left)
-            if whole and q < r.pending:
+            # prefix hits (GPU cache, then host tier) start it past their tokens; the GPU hit blocks are
+            # free blocks, so they count in what it needs
+            gpu_hit, host_hit = self._lookup(r) if self.lookups else (0, 0)
+            start = r.computed + (gpu_hit + host_hit) * self.bs
+            pending = r.num_tokens - start
+            q = pending if whole_redo and r.ever_computed > start else min(pending, left)
+            if whole and q < pending:
                 break
-            need = r.blocks_for(r.computed + q, self.bs)
+            need = r.blocks_for(start + q, self.bs)
             # vLLM admits a request only if its whole sequence fits (scheduler_reserve_full_isl), then takes
             # the blocks of the chunk it schedules
             if not self.pool.can_allocate_gpu(max(need, r.blocks_for(r.num_tokens, self.bs)) + reserve):
                 break
             self.waiting.pop_head()
+            if gpu_hit or host_hit:
+                self._take_hit(r, gpu_hit, host_hit, now)
+                need -= gpu_hit + host_hit
             self.m.admit(now, r.rid, r.pending)
             if r.resumed_at == r.resumed_at:  # not NaN: a resumed request whose KV had been dropped
                 self.policy.observe(Observation("readmit", r.rid, r.spec.segments[r.seg - 1].kind, now,
                                                 now - r.resumed_at))
                 r.resumed_at = math.nan
+            if host_hit:  # vLLM's loads are asynchronous: it computes from the next step (start_loaded)
+                self.loaded.append(r)
+                self._changed(r, now)
+                continue
             self._take(step, r, q, need)
             left -= q
+
+    def _lookup(self, r: Req) -> tuple[int, int]:
+        """Blocks a waiting request would reuse if admitted now: (GPU prefix-cache hits, host-tier loads);
+        only a request with nothing on the GPU looks up (vLLM: num_computed_tokens == 0)."""
+        return (0, 0) if r.gpu_blocks else self.pool.lookup(r.rid, r.num_tokens)
+
+    def _take_hit(self, r: Req, gpu_blocks: int, host_blocks: int, now: float) -> None:
+        """Admit ``r``'s prefix hits: it holds those blocks, computed, and the loads ride this step's link."""
+        self.pool.take_hit(r.rid, gpu_blocks, host_blocks)
+        r.gpu_blocks += gpu_blocks + host_blocks
+        r.computed += (gpu_blocks + host_blocks) * self.bs
+        self.link_tokens += host_blocks * self.bs
+        self.m.prefix_hit(now, r.rid, gpu_blocks * self.bs, host_blocks * self.bs)
 
     def _take(self, step: Step, r: Req, q: int, need_blocks: int) -> None:
         """Admit ``r`` with a first chunk of ``q`` tokens, taking the ``need_blocks`` it needs for it."""

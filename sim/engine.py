@@ -19,6 +19,7 @@ from core.policy import Policy
 from core.types import EngineState, RequestSpec
 from sim.batch import BatchForming, Step
 from sim.jump import first_k_reaching, total_s
+from sim.offload import store_chunks
 
 
 class Engine(BatchForming):
@@ -31,7 +32,9 @@ class Engine(BatchForming):
         self.progress = progress  # called now and then with the simulated time
         self.env, self.specs = env, specs
         self.next_arrival = 0
-        self.mode = "fill" if policy.traits.chunk_fill else batching
+        self.mode = "fill" if policy.traits.chunk_fill else (policy.traits.batching or batching)
+        if self.mode not in ("fill", "v0", "v1"):
+            raise ValueError(f"policy {policy.name}: batching trait {policy.traits.batching!r}: expected v0 or v1")
         self.budget = cost.saturation_tokens if self.mode == "fill" else cost.token_budget_tokens
         # vLLM v1's kv_holding_waiting; not with InferCept's budgeted swap-ins, whose half swapped-in requests
         # hold blocks too (the two would wait for each other)
@@ -77,7 +80,14 @@ class Engine(BatchForming):
                     moved += self.apply(plan, now)
                     acted = True  # the plan changed the state: no jump this step
             step = self._form(now)
-            step.swap_tokens = moved
+            stores = 0  # tokens the host tier stores from this step's decoders (offload_prompt_only off)
+            if self.pool.host is not None:  # one link: reloads and write-through stores ride it with the swaps
+                moved += self.link_tokens + store_chunks(self.pool.host, step.chunks, self.bs,
+                                                         not self.store_decodes)
+                self.link_tokens = 0
+                if self.store_decodes and step.decode:
+                    stores = (self.group.blocks_needed(2) - self.group.blocks_needed_now()) * self.bs
+            step.swap_tokens = moved + stores
             shape = self._shape(step)
             fwd = cost.step_s(shape) if shape.query_tokens else 0.0
             if fwd == 0.0 and moved == 0:
@@ -97,14 +107,19 @@ class Engine(BatchForming):
                 warn_out_of_range(cost, shape)
                 self.warned = True
             stall = 0.0
-            if moved:
-                swap_s = cost.swap_s(moved)
+            if moved or stores:
+                swap_s = cost.swap_s(moved + stores)
                 # a pipelined copy hides behind the forward pass, not behind the host's work around it
                 hide = cost.gpu_s(shape) if shape.query_tokens else 0.0
                 stall = max(swap_s - hide, 0.0) if pipelined else swap_s
             k, dur = 1, fwd + stall
-            if self.jump and step.decode and not (step.chunks or moved or step.preempted or acted):
+            if self.jump and step.decode and not (step.chunks or moved or step.preempted or acted) and (
+                    not self.store_decodes or self._stores_hidden(shape, pipelined)):
                 k, dur = self._jump_length(now, fwd, len(self.group.members), state)
+                if self.store_decodes:  # every block the jump fills is written through, hidden
+                    stores = (self.group.blocks_needed(k + 1) - self.group.blocks_needed_now()) * self.bs
+            if self.pool.host is not None:
+                self.pool.host.stored_tokens += stores
             if not self.drain and now + dur > self.duration_s:
                 break
             if k > 1:
@@ -120,6 +135,9 @@ class Engine(BatchForming):
             self._absorb(self.duration_s)
         self.m.end_s = env.now if self.drain else self.duration_s
         self.flush_waste(self.m.end_s)
+        if self.pool.host is not None:
+            self.m.notes["host_stored_tokens"] = self.pool.host.stored_tokens
+            self.m.notes["host_reloaded_tokens"] = self.pool.host.reloaded_tokens
         self._close()
 
     def _absorb(self, now: float) -> None:
@@ -136,6 +154,12 @@ class Engine(BatchForming):
         return min(nxt, self.next_return_at())
 
     # ---------- jumps ----------
+    def _stores_hidden(self, shape: BatchShape, pipelined: bool) -> bool:
+        """Decoders' write-through stores hide behind every step of a jump: at most one block per decoder
+        per step, copied beside a forward pass no shorter than this one's."""
+        return pipelined and self.cost.swap_s(len(self.group.members) * self.bs) <= self.cost.gpu_s(shape)
+
+
     def _jump_length(self, now: float, first_s: float, n: int, state: EngineState | None) -> tuple[int, float]:
         """Identical decode steps to run at once, and their summed duration: step j lasts first_s + b*j.
         ``state`` is what the policy planned on this step (its plan was empty), or None if it was not asked."""

@@ -22,10 +22,22 @@ else:
 class KvMoves(_Base):
     """Moves of KV between the GPU, the CPU and nowhere."""
 
+    def full_blocks(self, r: Req) -> int:
+        """GPU blocks of ``r`` full of computed tokens (what the prefix cache keeps when it frees them)."""
+        bs: int = self.bs
+        return min(r.gpu_blocks, r.computed // bs)
+
+    def stored_while_decoding(self, r: Req) -> None:
+        """``r`` left the decode group: its host-tier run takes the blocks it filled there (their link time
+        was charged step by step as they filled; the run is brought up to date only now)."""
+        if self.pool.host is not None:
+            self.pool.host.store(r.rid, r.computed // self.bs)
+
     def discard(self, r: Req, t: float) -> None:
-        """Drop all of a paused request's KV (GPU and CPU)."""
+        """Drop all of a paused request's KV (GPU and CPU); with the prefix cache on, its full GPU blocks
+        stay cached until evicted."""
         self.m.discard(t, r.rid, r.computed)
-        self.pool.free_gpu(r.gpu_blocks)
+        self.pool.free_gpu(r.gpu_blocks, r.rid, self.full_blocks(r))
         self.pool.free_cpu(r.cpu_blocks)
         r.gpu_blocks = r.cpu_blocks = r.computed = 0
         self._changed(r, t)
@@ -100,18 +112,20 @@ class KvMoves(_Base):
         return moved
 
     def preempt(self, r: Req, t: float) -> None:
-        """Recompute-preemption: free a running (or KV-holding resumed) request's KV and put it back at its
-        place in the queue."""
+        """Recompute-preemption: free a running (or KV-holding resumed) request's KV (its full blocks stay
+        cached with the prefix cache on) and put it back at its place in the queue."""
         if r in self.holding:
             self.holding.remove(r)
         elif r.in_group:
             self.group.leave(r)
             self.running.remove(r)
+            if self.store_decodes:
+                self.stored_while_decoding(r)
         else:
             self.partials.remove(r)
             self.running.remove(r)
         self.m.discard(t, r.rid, r.computed)
-        self.pool.free_gpu(r.gpu_blocks)
+        self.pool.free_gpu(r.gpu_blocks, r.rid, self.full_blocks(r))
         r.service_tokens += r.computed - r.turn_base
         r.gpu_blocks = r.computed = r.turn_base = 0
         r.status = Status.WAITING

@@ -13,6 +13,7 @@ class Req:
 
     __slots__ = (
         "base",
+        "chunk_prompt_tokens",
         "computed",
         "cpu_blocks",
         "ever_computed",
@@ -41,6 +42,9 @@ class Req:
         self.spec, self.rid, self.ticket, self.kind = spec, spec.rid, ticket, spec.kind
         self.seg = 0
         self.num_tokens = spec.prompt_tokens
+        # the prompt of the current session chunk: the whole context when the session was last (re)opened
+        # (what vLLM's offload_prompt_only lets the host tier store)
+        self.chunk_prompt_tokens = spec.prompt_tokens
         self.computed = self.ever_computed = 0
         self.gpu_blocks = self.cpu_blocks = 0
         self.gen_in_seg = 0

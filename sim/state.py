@@ -8,13 +8,13 @@ from __future__ import annotations
 import heapq
 import math
 
-from core.cost import FittedCostModel
+from core.cost import FittedCostModel, host_blocks
 from core.metrics import Metrics
 from core.policy import Policy
 from core.queue_order import keeps_ticket_on_resume
 from core.types import EngineState, KvAction, Observation, RequestSpec, ReqView, Status
 from sim.decoders import DecodeGroup
-from sim.kv import KvPool
+from sim.kvmanager import KvManager
 from sim.moves import KvMoves
 from sim.request import Req
 from sim.waitqueue import WaitQueue
@@ -26,7 +26,14 @@ class EngineQueues(KvMoves):
     def __init__(self, cost: FittedCostModel, policy: Policy, metrics: Metrics) -> None:
         self.cost, self.policy, self.m = cost, policy, metrics
         self.bs = cost.block_size_tokens
-        self.pool = KvPool(cost.gpu_kv_blocks, cost.cpu_kv_blocks)
+        traits = policy.traits
+        self.pool = KvManager(cost.gpu_kv_blocks, cost.cpu_kv_blocks, self.bs,
+                              traits.prefix_caching or cost.prefix_caching,
+                              host_blocks(cost, traits.cpu_tier_gib) if traits.cpu_tier_gib else 0)
+        self.lookups = self.pool.cache is not None or self.pool.host is not None  # admissions look up hits
+        # the host tier also stores decoders' blocks as they fill (offload_prompt_only off)
+        self.store_decodes = self.pool.host is not None and not traits.offload_prompt_only
+        self.link_tokens = 0  # host-tier reloads made while forming this step (its link carries them)
         self.group = DecodeGroup(self.bs)
         self.running: list[Req] = []  # admission order; group members included
         self.partials: list[Req] = []  # running and not in the group (prefilling, or about to), same order
@@ -68,8 +75,10 @@ class EngineQueues(KvMoves):
         if not r.in_group and r in self.partials:
             self.partials.remove(r)
         r.service_tokens += r.num_tokens - r.turn_base
+        if self.store_decodes:
+            self.stored_while_decoding(r)
         if r.is_last_segment:
-            self.pool.free_gpu(r.gpu_blocks)
+            self.pool.free_gpu(r.gpu_blocks, r.rid, self.full_blocks(r))
             r.gpu_blocks, r.status = 0, Status.DONE
             self.num_done += 1
             self.m.finish(t, r.rid, r.gen_in_seg)
@@ -96,6 +105,7 @@ class EngineQueues(KvMoves):
         self.m.resume(t, r.rid, ret)
         self.policy.observe(Observation("resume", r.rid, r.segment.kind, t, t - r.paused_at))
         r.num_tokens += ret
+        r.chunk_prompt_tokens = r.num_tokens  # the session is reopened with the whole context
         r.seg += 1
         r.gen_in_seg = 0
         r.turn_base = r.computed

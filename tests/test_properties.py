@@ -92,3 +92,38 @@ def test_a_request_larger_than_the_gpu_is_named() -> None:
     big = [RequestSpec("huge", 0.0, 500, (Segment(10),), "qa")]
     with pytest.raises(ValueError, match="request huge needs 32 KV blocks"):
         simulate_specs(big, "discard", "v0", 30)
+
+
+CACHED_POLICIES = ["vllm_native", "vllm_offload", "discard", "improved_discard", "preserve", "swap", "infercept"]
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow],
+          phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink])
+@given(specs=workloads(), policy=st.sampled_from(CACHED_POLICIES), batching=st.sampled_from(["v0", "v1"]),
+       gpu_blocks=st.integers(30, 120), tier_blocks=st.integers(0, 60), prompt_only=st.booleans(),
+       link_bytes_per_s=st.sampled_from([1e6, 2e7, 2e8]), window_s=st.sampled_from([None, 0.5, 2.0]),
+       overlap=st.booleans())
+def test_invariants_with_the_prefix_cache(specs: list[RequestSpec], policy: str, batching: str, gpu_blocks: int,
+                                          tier_blocks: int, prompt_only: bool, link_bytes_per_s: float,
+                                          window_s: float | None, overlap: bool) -> None:
+    """The vLLM policies (small host tiers, both offload_prompt_only settings) and every other policy with
+    engine.prefix_caching on: every request ends (drain), tokens are credited, and the KV manager's blocks
+    (anonymous + cached + held, host runs) are conserved on every step (check mode)."""
+    gpu_blocks = max(gpu_blocks, max(-(-s.total_tokens // 16) for s in specs))
+    cost = make_cost(gpu_kv_blocks=gpu_blocks, cpu_kv_blocks=20, link_bytes_per_s=link_bytes_per_s,
+                     swap_overlap=overlap, prefix_caching=True)
+    opts = ({"cpu_tier_gib": tier_blocks * 16 * 1000 / 2**30, "offload_prompt_only": prompt_only}
+            if policy == "vllm_offload" else {})
+    m = Metrics(window_s or 5.0, gpu_blocks)
+    eng = Engine(simpy.Environment(), specs, cost, make_policy(policy, cost, **opts), m, batching,
+                 window_s or 5.0, drain=window_s is None, check=True)
+    eng.env.process(eng.run())
+    eng.env.run()
+    assert sum(rec.gen_tokens for rec in m.requests.values()) == eng.num_generated, "tokens not conserved"
+    for s in specs:
+        rec = m.requests.get(s.rid)
+        if window_s is None:
+            assert rec is not None and not math.isnan(rec.finish_s), f"{s.rid} did not finish"
+        if rec is not None:
+            assert rec.prefix_hit_tokens % 16 == 0 and rec.prefix_hit_tokens >= 0
+    assert eng.pool.host is None or eng.pool.host.used_blocks <= tier_blocks
