@@ -120,6 +120,10 @@ def build_metrics(specs: list[RequestSpec], t0: float, client: ClientLog, engine
             m.recompute(t, rid, v)
         elif name == "admit":
             m.admit(t, rid, v)
+        elif name == "prefix_hit":
+            m.prefix_hit(t, rid, v, 0)
+        elif name == "reload":
+            m.prefix_hit(t, rid, 0, v)
     starts = [s["t0"] - t0 for s in steps] + [math.inf]
     for i, s in enumerate(steps):
         if s["t0"] - t0 > end:

@@ -50,20 +50,53 @@ def prepare_environment(kv_cache_gib: float = 1.0) -> None:
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "1")
 
 
+def policy_traits(s: EngineSettings) -> tuple[Any, Any]:
+    """(PolicyTraits of ``s``'s policy, the profile's cost model or None): the policy built as the scheduler
+    builds it."""
+    from core.cost import FittedCostModel
+    from core.policy import make_policy
+
+    cost = FittedCostModel.from_profile(s.profile, s.profile_overrides) if s.profile else None
+    policy = make_policy(s.policy, cost, tool_means_s=s.tool_means_s or None,  # type: ignore[arg-type]
+                         **s.policy_options)
+    return policy.traits, cost
+
+
+def offload_spec() -> dict[str, str]:
+    """The OffloadingConnector's spec: vLLM's native CPU tier where its worker runs (CUDA, XPU), else
+    ``real.offload``'s torch-copy worker under vLLM's scheduler side (the CPU build)."""
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cuda_alike() or current_platform.is_xpu():
+        return {"spec_name": "CPUOffloadingSpec"}
+    return {"spec_name": "TorchCopyOffloadingSpec", "spec_module_path": "real.offload"}
+
+
 def engine_args(s: EngineSettings) -> Any:
-    """AsyncEngineArgs for ``s``: our scheduler class, prefix caching off (a faithful discard), float32."""
+    """AsyncEngineArgs for ``s``: our scheduler class, float32, prefix caching only if the policy's traits ask
+    for it (``prefix_caching``: vLLM's own discard, whose freed blocks stay reusable until evicted) or the
+    profile's ``engine.prefix_caching`` turns it on for every policy, as in the simulator; off, a discard
+    recomputes the whole context."""
     from vllm.config import KVTransferConfig
     from vllm.engine.arg_utils import AsyncEngineArgs
 
+    traits, cost = policy_traits(s)
+    prefix = traits.prefix_caching or (cost is not None and cost.prefix_caching)
     kv = None
-    if s.host_blocks:
+    tier_gib = traits.cpu_tier_gib
+    if tier_gib > 0:  # vLLM's OffloadingConnector; on the CPU build with our worker (real.offload)
+        kv = KVTransferConfig(kv_connector="OffloadingConnector", kv_role="kv_both", kv_connector_extra_config={
+            **offload_spec(), "cpu_bytes_to_use": round(tier_gib * 2**30),
+            "offload_prompt_only": traits.offload_prompt_only})
+    elif s.host_blocks:
         kv = KVTransferConfig(kv_connector="InterceptSwapConnector", kv_connector_module_path="real.swap",
                               kv_role="kv_both", kv_connector_extra_config={
                                   "host_blocks": s.host_blocks, "link_bytes_per_s": s.link_bytes_per_s})
     sched = "InterceptAsyncScheduler" if s.async_scheduling else "InterceptScheduler"
     return AsyncEngineArgs(
         model=s.model_dir, skip_tokenizer_init=True, dtype=s.dtype, max_model_len=s.max_context_tokens,
-        enforce_eager=True, enable_prefix_caching=False, seed=s.seed, distributed_executor_backend="uni",
+        enforce_eager=True, enable_prefix_caching=prefix, seed=s.seed,
+        distributed_executor_backend="uni",
         max_num_batched_tokens=s.token_budget_tokens, max_num_seqs=s.max_num_seqs,
         num_gpu_blocks_override=s.kv_blocks or None, block_size=s.block_size_tokens, async_scheduling=s.async_scheduling,
         scheduler_cls=f"real.scheduler.{sched}", kv_transfer_config=kv, disable_log_stats=True,

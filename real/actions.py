@@ -1,0 +1,127 @@
+"""The policy hook of the real scheduler and the KV actions it applies (a mixin of ``real.scheduler``).
+
+- ``_ic_hook`` (before every step with paused requests): ``on_pause`` for each new pause, then ``plan_step``;
+  after an empty plan it asks ``next_decision_at`` (``ic_due_at``: when the plan could change without an
+  event, e.g. a TTL's expiry), so that a resume arriving after the engine idled past that instant applies
+  the due plan first, as the simulator's jump to that instant would have;
+- discard frees the blocks at once (logged ``discard``);
+- swap copies blocks to host slots through ``real.swap`` (whole request, or the plan's blocks per step); the
+  device blocks are freed after the step that copied the last of them; a whole swap that finds too few free
+  host slots discards instead (as the simulator does).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from core.types import KvAction, StepPlan
+from real.views import Paused, blocks_of, engine_state, req_view
+
+
+class PolicyActions:
+    """Applies the policy's decisions to a vLLM scheduler (state lives in ``InterceptMixin``)."""
+
+    ic_policy: Any
+    ic_paused: dict[str, Paused]
+    ic_swapper: Any
+    ic_log: Any
+    ic_waiting_cap: int
+    _ic_freeing: list[str]
+    ic_due_at: float  # when the policy's plan may change without an event (inf: only by an event)
+    ic_idle: bool  # the engine had nothing to step since the last hook
+
+    def _ic_discard(self, rid: str, p: Paused, now: float) -> None:
+        self.ic_log.event(now, p.rid, "discard", p.ctx_tokens)
+        self._free_request_blocks(self.requests[rid])  # type: ignore[attr-defined]
+        if p.slots:
+            self.ic_swapper.release(rid, p.slots)
+            p.slots = []
+        self._ic_freeing = [r for r in self._ic_freeing if r != rid]
+        p.place = "discarded"
+
+    def _ic_swap_out(self, rid: str, p: Paused, num_blocks: int, now: float) -> bool:
+        """Copy the next ``num_blocks`` blocks; once all are copied, free the device blocks after the step.
+        False if there are not enough free host slots (nothing is copied)."""
+        if self.ic_swapper is None or rid in self._ic_freeing:
+            return False
+        ids = self.kv_cache_manager.get_block_ids(rid)[0]  # type: ignore[attr-defined]
+        todo = list(ids[p.copied_blocks:p.copied_blocks + num_blocks])
+        slots = self.ic_swapper.reserve(len(todo)) if todo else None
+        if not slots:
+            return False
+        self.ic_swapper.queue_out(todo, slots)
+        p.slots.extend(slots)
+        bs = self.block_size  # type: ignore[attr-defined]
+        tokens = min(p.ctx_tokens, len(p.slots) * bs) - min(p.ctx_tokens, (len(p.slots) - len(slots)) * bs)
+        self.ic_log.event(now, p.rid, "swap_out", tokens)
+        if len(p.slots) == len(ids):
+            self._ic_freeing.append(rid)
+        return True
+
+    def _ic_apply(self, plan: StepPlan, by_rid: dict[str, str], now: float) -> None:
+        for rid, n in plan.swap_out:
+            self._ic_swap_out(by_rid[rid], self.ic_paused[by_rid[rid]], n, now)
+        for rid in plan.discard:
+            self._ic_discard(by_rid[rid], self.ic_paused[by_rid[rid]], now)
+        if self.ic_swapper is not None and self.ic_swapper.chunked_in:
+            for rid, n in plan.swap_in:  # copied in this step if vLLM admits the request now (or has)
+                self.ic_swapper.grant(by_rid[rid], n)
+        # otherwise a swapped request is loaded whole when vLLM admits it (see real.swap)
+
+    def _ic_hook(self, at_s: float | None = None) -> None:
+        """Ask the policy (``on_pause`` for new pauses, then ``plan_step``) and apply its decisions, as of
+        ``at_s`` (default: now)."""
+        now = time.monotonic() if at_s is None else at_s
+        host = self.ic_swapper.host_free_blocks() if self.ic_swapper else 0
+        fresh = [(rid, p) for rid, p in self.ic_paused.items() if p.place == "new"]
+        for rid, p in fresh:
+            state = engine_state(self, now, self.ic_paused, host, self.ic_waiting_cap)
+            action = self.ic_policy.on_pause(req_view(self, p), state)
+            p.place = "gpu"
+            self.ic_log.event(p.paused_at_s, p.rid, "pause:" + action.value, p.ctx_tokens)
+            if action is KvAction.DISCARD:
+                self._ic_discard(rid, p, now)
+            elif action is KvAction.SWAP and not self._ic_swap_out(rid, p, blocks_of(self, rid), now):
+                self._ic_discard(rid, p, now)  # the host is full: as the simulator, drop the KV
+        self.ic_due_at = math.inf
+        if self.ic_policy.plans_steps and self.ic_paused:
+            host = self.ic_swapper.host_free_blocks() if self.ic_swapper else 0
+            state = engine_state(self, now, self.ic_paused, host, self.ic_waiting_cap)
+            plan = self.ic_policy.plan_step(state)
+            if plan.empty:
+                self.ic_due_at = self.ic_policy.next_decision_at(state)
+            else:
+                self._ic_apply(plan, {p.rid: rid for rid, p in self.ic_paused.items()}, now)
+                self.ic_due_at = now  # the next plan may differ at once
+
+    def _ic_catch_up(self, now: float) -> None:
+        """Called at a resume: if the engine went idle (``ic_idle``: nothing to step, so no plan was asked)
+        and the instant the policy's plan was due to change (``ic_due_at``) has passed, apply the plan as of
+        that instant, before the resume: a TTL that ran out while nothing ran is discarded (and logged) at
+        its expiry, as the simulator's jump to the expiry does. While the engine steps, the next step's
+        plan comes after the resume, as in the simulator (returns are taken before the plan)."""
+        if self.ic_idle and self.ic_paused and self.ic_due_at <= now:
+            self._ic_hook(self.ic_due_at)
+
+    def _ic_swapped_in(self, out: Any, t: float) -> None:
+        """Log the KV this step brings back: budgeted chunks of swap-ins in progress (a request whose last
+        chunk this is leaves the policy's view), and the whole hits of admitted swapped requests."""
+        if self.ic_swapper is None:
+            return
+        bs = self.block_size  # type: ignore[attr-defined]
+        for req_id, (before, after) in self.ic_swapper.moved_in.items():
+            p = self.ic_paused.get(req_id)
+            if p is None:
+                continue
+            tokens = self.ic_swapper.claimed.get(req_id, 0)
+            self.ic_log.event(t, p.rid, "swap_in", min(tokens, after * bs) - min(tokens, before * bs))
+            if self.ic_swapper.load_progress(req_id) is None:  # all back: it computes from the next step
+                del self.ic_paused[req_id]
+                self.ic_swapper.claimed.pop(req_id, None)
+        for r in out.scheduled_new_reqs:  # whole swap-ins: the KV comes back in this step
+            p = self.ic_paused.get(r.req_id)
+            if p is not None and p.resumed:
+                del self.ic_paused[r.req_id]
+                self.ic_log.event(t, p.rid, "swap_in", self.ic_swapper.claimed.pop(r.req_id, 0))
