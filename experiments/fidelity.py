@@ -18,7 +18,8 @@ from core.types import RequestSpec, Segment
 from core.workload import make_workload
 
 VALIDATED = ("completed_rps", "norm_latency_ms", "norm_latency_p50_ms", "ttft_p50_s", "recomputed_tokens",
-             "swapped_tokens", "preserved_pauses", "discarded_pauses", "gpu_waste_pct", "recompute_share_pct")
+             "prefix_hit_tokens", "swapped_tokens", "preserved_pauses", "discarded_pauses", "gpu_waste_pct",
+             "recompute_share_pct")
 """The metrics of validation.csv (besides ``step_time_error_median``)."""
 TARGET = 0.10
 """The fidelity target: |relative error| of the VERDICT_METRICS."""

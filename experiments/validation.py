@@ -96,10 +96,10 @@ def _real_run(v: Validation, policy: str, specs: list[RequestSpec], folder: Path
     from real.collect import build_metrics
     from real.driver import replay
 
-    swaps = policy in ("swap", "infercept")
+    swaps = policy in ("swap", "infercept")  # the swap connector; vllm_offload's host tier is its own
     s = dataclasses.replace(v.settings, policy=policy, profile=str(profile), profile_overrides=v.engine,
                             host_blocks=v.settings.host_blocks if swaps else 0,
-                            link_bytes_per_s=link if swaps else 0.0,
+                            link_bytes_per_s=link if swaps or policy == "vllm_offload" else 0.0,
                             log_path=str(folder.parent / f".{folder.name}.engine.jsonl"))
     t0, client = replay(s, specs, v.window_s, v.vocab)
     m, steps = build_metrics(specs, t0, client, s.log_path, v.window_s, v.settings.kv_blocks,

@@ -23,7 +23,7 @@ class EngineSettings:
     profile_overrides: dict[str, Any] = field(default_factory=dict)  # engine.* keys of the profile
     kv_blocks: int = 0  # device KV blocks (0: whatever the engine's memory setting gives)
     host_blocks: int = 0  # host swap slots (0: no swap connector)
-    link_bytes_per_s: float = 0.0  # throttle of the swap connector's copies (0: as fast as they go)
+    link_bytes_per_s: float = 0.0  # throttle of the swap connector's / host tier's copies (0: as fast as they go)
     tool_means_s: dict[str, float] = field(default_factory=dict)  # per interception kind, for InferCept
     token_budget_tokens: int = 512  # max_num_batched_tokens (chunked prefill chunk size)
     block_size_tokens: int = 32
@@ -87,7 +87,7 @@ def engine_args(s: EngineSettings) -> Any:
     if tier_gib > 0:  # vLLM's OffloadingConnector; on the CPU build with our worker (real.offload)
         kv = KVTransferConfig(kv_connector="OffloadingConnector", kv_role="kv_both", kv_connector_extra_config={
             **offload_spec(), "cpu_bytes_to_use": round(tier_gib * 2**30),
-            "offload_prompt_only": traits.offload_prompt_only})
+            "offload_prompt_only": traits.offload_prompt_only, "link_bytes_per_s": s.link_bytes_per_s})
     elif s.host_blocks:
         kv = KVTransferConfig(kv_connector="InterceptSwapConnector", kv_connector_module_path="real.swap",
                               kv_role="kv_both", kv_connector_extra_config={

@@ -9,7 +9,8 @@ hash-keyed chunks, LRU eviction, write-through stores of every full block as it 
 blocks with ``offload_prompt_only`` —, asynchronous loads at admission) and replaces only the worker: one host
 tensor per canonical KV tensor (num_blocks, page_bytes), copies by ``index_select``/``index_copy_``. Copies
 run synchronously inside the step (the swap connector's copies do too on this build), where CUDA overlaps
-them with the forward pass on side streams. One block per chunk only.
+them with the forward pass on side streams. ``link_bytes_per_s`` (extra config) throttles them as the swap
+connector's: a copy lasts at least its bytes / that rate. One block per chunk only.
 
 Selected by ``real.engine`` for a policy whose traits carry a host tier (``cpu_tier_gib``), with
 ``kv_connector="OffloadingConnector"`` and ``kv_connector_extra_config = {"spec_name":
@@ -36,7 +37,8 @@ NATIVE_FAILURE = ("vLLM 0.32's CPU build does not run its native OffloadingConne
 class TorchCopyOffloadingWorker(OffloadingWorker):
     """Synchronous host <-> device copies of whole blocks (``blocks_per_chunk == 1``)."""
 
-    def __init__(self, kv_caches: Any, num_cpu_chunks: int, blocks_per_chunk: int) -> None:
+    def __init__(self, kv_caches: Any, num_cpu_chunks: int, blocks_per_chunk: int,
+                 link_bytes_per_s: float = 0.0) -> None:
         if blocks_per_chunk != 1:
             raise ValueError(f"TorchCopyOffloadingSpec copies whole blocks: blocks_per_chunk={blocks_per_chunk}")
         self.dev: list[torch.Tensor] = []
@@ -46,6 +48,7 @@ class TorchCopyOffloadingWorker(OffloadingWorker):
             self.dev.append(dev)
             self.host.append(torch.zeros((num_cpu_chunks, t.page_size_bytes), dtype=torch.int8))
         self._done: list[TransferResult] = []
+        self.link_bytes_per_s = link_bytes_per_s
 
     def _copy(self, job_id: int, src_ids: Any, dst_ids: Any, to_host: bool) -> bool:
         t0 = time.perf_counter()
@@ -59,6 +62,8 @@ class TorchCopyOffloadingWorker(OffloadingWorker):
             else:
                 dev.index_copy_(0, dst.to(dev.device), host.index_select(0, src).to(dev.device))
             num_bytes += len(src) * dev.shape[1]
+        if self.link_bytes_per_s > 0:  # the throttle: the copy lasts at least bytes / rate
+            time.sleep(max(num_bytes / self.link_bytes_per_s - (time.perf_counter() - t0), 0.0))
         self._done.append(TransferResult(job_id, True, num_bytes, time.perf_counter() - t0))
         return True
 
@@ -85,5 +90,6 @@ class TorchCopyOffloadingSpec(CPUOffloadingSpec):
     def get_worker(self, kv_caches: Any) -> OffloadingWorker:
         """The torch-copy worker (the stock one refuses non-CUDA/XPU platforms)."""
         if not self._worker:
-            self._worker = TorchCopyOffloadingWorker(kv_caches, self.num_chunks, self.blocks_per_chunk)
+            link = float(self.extra_config.get("link_bytes_per_s", 0.0))
+            self._worker = TorchCopyOffloadingWorker(kv_caches, self.num_chunks, self.blocks_per_chunk, link)
         return self._worker

@@ -55,7 +55,7 @@ class RealRun:
 
 def run_real(model_dir: str, profile: str, policy: str, specs: list[RequestSpec], log: Path,
              kv_blocks: int = 128, budget: int = 256, host_blocks: int = 128, link_bytes_per_s: float = 0.0,
-             policy_options: dict[str, Any] | None = None) -> RealRun:
+             policy_options: dict[str, Any] | None = None, max_num_seqs: int = 256) -> RealRun:
     """Replay ``specs`` to the end on the tiny model under ``policy`` with ``policy_options`` (swap connector
     for swap and infercept, its copies throttled to ``link_bytes_per_s`` if given)."""
     overrides = {"gpu_kv_blocks": kv_blocks, "cpu_kv_blocks": host_blocks, "swap_overlap": False}
@@ -63,7 +63,7 @@ def run_real(model_dir: str, profile: str, policy: str, specs: list[RequestSpec]
                        host_blocks=host_blocks if policy in ("swap", "infercept") else 0, token_budget_tokens=budget,
                        max_context_tokens=(kv_blocks - 1) * BLOCK_TOKENS, log_path=str(log),
                        profile_overrides=overrides, link_bytes_per_s=link_bytes_per_s,
-                       policy_options=dict(policy_options or {}))
+                       policy_options=dict(policy_options or {}), max_num_seqs=max_num_seqs)
     t0, client = replay(s, specs, float("inf"), SIZES["tiny"].vocab)
     m, steps = build_metrics(specs, t0, client, log, float("inf"), kv_blocks,
                              FittedCostModel.from_profile(profile, overrides))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -11,9 +12,11 @@ pytest.importorskip("vllm")
 
 from real_support import BLOCK_TOKENS, run_real, tiny_model, tiny_profile
 
+from core.queue_order import PLAS
 from core.types import RequestSpec, Segment
 
 POLICIES = ("preserve", "discard", "improved_discard", "swap", "infercept")
+RECENT = {"vllm_native": {}, "continuum": {"ttl_s": 0.2}}  # policy -> options
 TRACE = [
     RequestSpec("a", 0.0, 600, (Segment(8, 0.6, 30, "qa"), Segment(8, 0.4, 10, "qa"), Segment(8)), "qa"),
     RequestSpec("b", 0.05, 300, (Segment(16, 0.5, 20, "math"), Segment(16)), "math"),
@@ -25,7 +28,10 @@ TRACE = [
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     folder = tmp_path_factory.mktemp("real")
     model, profile = tiny_model(folder), tiny_profile(folder)
-    return {p: run_real(model, profile, p, TRACE, folder / f"{p}.jsonl") for p in POLICIES}
+    runs = {p: run_real(model, profile, p, TRACE, folder / f"{p}.jsonl") for p in POLICIES}
+    for p, options in RECENT.items():
+        runs[p] = run_real(model, profile, p, TRACE, folder / f"{p}.jsonl", policy_options=options)
+    return runs
 
 
 def _pauses(run: object) -> list[dict]:
@@ -45,7 +51,7 @@ def test_intercepted_tokens_identical_under_every_policy(runs: dict) -> None:
     ref = runs["preserve"].tokens
     for rid, segs in (("a", 24), ("b", 32)):
         assert len(ref[rid]) == segs
-        for p in POLICIES:
+        for p in (*POLICIES, *RECENT):
             assert runs[p].tokens[rid] == ref[rid], f"{p} changed {rid}'s greedy tokens"
 
 
@@ -158,3 +164,85 @@ def test_budgeted_swaps_over_a_throttled_link_and_a_full_host(runs: dict, tmp_pa
     assert [e["v"] for e in full.events if e["rid"] == "b" and e["e"] == "swap_out"] == [315]
     assert full.metrics.requests["a"].recomputed_tokens == 607 + 645
     assert full.tokens["a"] == runs["preserve"].tokens["a"]
+
+
+def test_vllm_native_resumes_from_the_prefix_cache(runs: dict) -> None:
+    """vllm_native discards at the pause with vLLM's prefix cache on: the freed full blocks are still cached
+    at the resume (128 blocks, nothing evicts them), so only the partial tail block is recomputed."""
+    run, discard = runs["vllm_native"], runs["discard"]
+    assert [e["e"] for e in _pauses(run) if e["rid"] == "a"] == ["pause:discard", "pause:discard"]
+    # a's contexts of 607 and 645 tokens: 18 and 20 full blocks found, 31 and 5 tokens recomputed
+    assert [c for c, _ in _admissions(run, "a")] == [0, 576, 640]
+    a = run.metrics.requests["a"]
+    assert a.prefix_hit_tokens == 576 + 640 and a.recomputed_tokens == 31 + 5
+    assert a.recomputed_tokens < discard.metrics.requests["a"].recomputed_tokens
+    assert discard.metrics.requests["a"].prefix_hit_tokens == 0  # the cache is off for discard
+    hits = [e["v"] for e in run.events if e["e"] == "prefix_hit" and e["rid"] == "a"]
+    assert hits == [576, 640]
+
+
+def test_continuum_ttl_expiry_discards_and_learns_durations(runs: dict) -> None:
+    """continuum with a 0.2 s TTL: a's first qa pause (tool unseen) is pinned, then discarded when the TTL runs
+    out (before the tool returns at 0.6 s); by its second pause the policy has observed qa's measured 0.6 s
+    (> the TTL) and discards at once. b's math pause (0.5 s, unseen) is pinned, then discarded."""
+    run = runs["continuum"]
+    a = [e for e in run.events if e["rid"] == "a" and (e["e"].startswith("pause:") or e["e"] == "discard")]
+    assert [e["e"] for e in a] == ["pause:preserve", "discard", "pause:discard", "discard"]
+    assert a[1]["t"] - a[0]["t"] >= 0.2  # pinned for its TTL, not dropped at the pause
+    b = [e["e"] for e in run.events if e["rid"] == "b" and (e["e"].startswith("pause:") or e["e"] == "discard")]
+    assert b == ["pause:preserve", "discard"]
+    recs = run.metrics.requests
+    assert (recs["a"].discarded_pauses, recs["b"].discarded_pauses) == (2, 1)  # dropped before the returns
+    assert recs["a"].recomputed_tokens == 607 + 645
+
+
+def test_program_order_puts_a_resumed_discard_ahead_of_a_later_arrival(tmp_path: Path) -> None:
+    """Two sequence slots: bg decodes long, a pauses (its session keeps the other slot), w arrives and waits.
+    When a's tool returns, a (discarded, queue_order program) re-enters by its first ticket, ahead of w; with
+    vLLM's order it would queue behind w."""
+    model, profile = tiny_model(tmp_path), tiny_profile(tmp_path)
+    trace = [RequestSpec("a", 0.0, 100, (Segment(4, 0.5, 10, "qa"), Segment(4)), "qa"),
+             RequestSpec("bg", 0.0, 100, (Segment(1500),)),
+             RequestSpec("w", 0.2, 100, (Segment(4),))]
+    run = run_real(model, profile, "discard", trace, tmp_path / "program.jsonl", max_num_seqs=2,
+                   policy_options={"queue_order": "program"})
+
+    def at(rid: str, event: str) -> list[float]:
+        return [t for t, r, ev, _ in run.metrics.events if r == rid and ev == event]
+
+    (resume_a,), (admit_w,) = at("a", "resume"), at("w", "admit")
+    assert at("w", "arrive")[0] < resume_a < admit_w  # w was waiting when a's tool returned
+    assert at("a", "admit")[1] < admit_w, "the resumed discard must be admitted before the later arrival"
+    assert run.metrics.requests["a"].recomputed_tokens == 103  # its context was dropped and recomputed
+
+
+def _fake(rid: str, ticket: int) -> SimpleNamespace:
+    return SimpleNamespace(request_id=rid, sampling_params=SimpleNamespace(extra_args={"infercept": {"ticket": ticket}}))
+
+
+def test_ordered_waiting_queue_program_and_plas() -> None:
+    """real.queues keeps vLLM's waiting deque in queue_key order: program by first ticket (preemptions
+    included), PLAS by service level then ticket, and a request waiting PLAS.starvation_s ahead of every level."""
+    from real.queues import OrderedWaiting
+
+    q = OrderedWaiting("program", lambda rid: 0, lambda: 0.0)
+    for rid, ticket in (("d", 4), ("b", 2)):
+        q.add_request(_fake(rid, ticket))
+    q.prepend_request(_fake("c", 3))  # vLLM's preemption: by key, not to the front
+    assert [r.request_id for r in q] == ["b", "c", "d"]
+
+    clock = [0.0]
+    service = {"old": 10 * PLAS.quantum_tokens}
+    q = OrderedWaiting("plas", lambda rid: service.get(rid, 0), lambda: clock[0])
+    q.add_request(_fake("old", 0))
+    clock[0] = 1.0
+    q.add_request(_fake("new", 5))
+    q.prepend_request(_fake("pre", 3))
+    assert [r.request_id for r in q] == ["pre", "new", "old"]  # level 0 before old's level, then tickets
+    q.promote_starved(PLAS.starvation_s - 0.5)
+    assert [r.request_id for r in q] == ["pre", "new", "old"]
+    q.promote_starved(PLAS.starvation_s)  # old has waited starvation_s: ahead of every level
+    assert [r.request_id for r in q] == ["old", "pre", "new"]
+    assert q.popleft().request_id == "old"
+    q.forget("old")
+    assert "old" not in q.starved
