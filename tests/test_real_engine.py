@@ -113,20 +113,29 @@ def test_policy_hook_is_timed(runs: dict) -> None:
 
 def test_memory_pressure_discard_and_swap_give_others_more_concurrency(tmp_path: Path) -> None:
     """40 blocks of 32 tokens: under preserve two paused 284-token contexts pin 18 of them, so three 400-token
-    requests cannot all run; with discard or swap they can. Concurrency = decoders per step while the
-    paused requests are away (steps that schedule a w-request and no p-request)."""
+    requests cannot all run; with discard, swap or vllm_offload they can. Concurrency = decoders per step
+    while the paused requests are away (steps that schedule a w-request and no p-request). vllm_offload: the
+    w-requests evict the p-requests' freed blocks from the GPU prefix cache, so their 8 full prompt blocks
+    come back from vLLM's OffloadingConnector tier (real.offload's worker on this build), whole and exact."""
     model, profile = tiny_model(tmp_path), tiny_profile(tmp_path)
     trace = [RequestSpec(f"p{i}", 0.0, 280, (Segment(4, 2.0, 8, "qa"), Segment(4)), "qa") for i in range(2)]
     trace += [RequestSpec(f"w{i}", 0.3, 200, (Segment(200),)) for i in range(3)]
-    conc = {}
-    for policy in ("preserve", "discard", "swap"):
-        run = run_real(model, profile, policy, trace, tmp_path / f"{policy}.jsonl", kv_blocks=40)
+    conc, runs = {}, {}
+    for policy in ("preserve", "discard", "swap", "vllm_offload"):
+        run = runs[policy] = run_real(model, profile, policy, trace, tmp_path / f"{policy}.jsonl", kv_blocks=40)
         window = [s["num_decode"] for s in run.steps
                   if any(r.startswith("w") for r in s["sched"]) and not any(r.startswith("p") for r in s["sched"])]
         conc[policy] = sum(window) / len(window)
         assert all(r.finish_s > 0 for r in run.metrics.requests.values())
-    assert conc["discard"] > 1.3 * conc["preserve"], conc
-    assert conc["swap"] > 1.3 * conc["preserve"], conc
+    for policy in ("discard", "swap", "vllm_offload"):
+        assert conc[policy] > 1.3 * conc["preserve"], conc
+    offload = runs["vllm_offload"]
+    assert sum(e["v"] for e in offload.events if e["e"] == "reload") > 0  # from the host tier, not the GPU
+    for rid in ("p0", "p1"):
+        rec = offload.metrics.requests[rid]
+        # 283 tokens at the pause: 8 full prompt blocks found (GPU cache or host tier), the tail recomputed
+        assert (rec.prefix_hit_tokens, rec.recomputed_tokens) == (256, 27), rid
+        assert offload.tokens[rid] == runs["preserve"].tokens[rid]
 
 
 def test_a_pause_on_an_idle_engine_is_still_decided(tmp_path: Path) -> None:
