@@ -114,12 +114,6 @@ def engine_problem(values: Mapping[str, Any]) -> str | None:
     return None
 
 
-def host_blocks(cost: FittedCostModel, gib: float) -> int:
-    """KV blocks in ``gib`` GiB of host memory per GPU, whole blocks, as ``cpu_swap_bytes`` -> ``cpu_kv_blocks``
-    (the tolerance keeps a size given as ``n`` blocks' GiB at ``n`` blocks)."""
-    return math.floor(gib * 2**30 / (cost.kv_bytes_per_token * cost.block_size_tokens) * (1 + 1e-12))
-
-
 def _optional(step: dict[str, Any], key: str, where: str) -> float:
     """An optional non-negative step term (0 when absent); a bad value names the key."""
     value = step.get(key, 0.0)

@@ -144,8 +144,12 @@ class BatchForming(EngineQueues):
             r = self.waiting.head()
             # prefix hits (GPU cache, then host tier) start it past their tokens; the GPU hit blocks are
             # free blocks, so they count in what it needs
-            gpu_hit, host_hit = self._lookup(r) if self.lookups else (0, 0)
-            start = r.computed + (gpu_hit + host_hit) * self.bs
+            if self.lookups:
+                gpu_hit, host_hit = self._lookup(r)
+                start = r.computed + (gpu_hit + host_hit) * self.bs
+            else:
+                gpu_hit = host_hit = 0
+                start = r.computed
             pending = r.num_tokens - start
             q = pending if whole_redo and r.ever_computed > start else min(pending, left)
             if whole and q < pending:

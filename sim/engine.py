@@ -60,6 +60,7 @@ class Engine(BatchForming):
         # a pipelined swap hides behind the forward pass only where the link copies beside it
         pipelined = policy.traits.pipelined_swap and cost.swap_overlap
         n_iter, replanned_at = 0, -1.0
+        host = self.pool.host  # the host tier (vllm_offload), or None
         while True:
             now = env.now
             n_iter += 1
@@ -81,9 +82,8 @@ class Engine(BatchForming):
                     acted = True  # the plan changed the state: no jump this step
             step = self._form(now)
             stores = 0  # tokens the host tier stores from this step's decoders (offload_prompt_only off)
-            if self.pool.host is not None:  # one link: reloads and write-through stores ride it with the swaps
-                moved += self.link_tokens + store_chunks(self.pool.host, step.chunks, self.bs,
-                                                         not self.store_decodes)
+            if host is not None:  # one link: reloads and write-through stores ride it with the swaps
+                moved += self.link_tokens + store_chunks(host, step.chunks, self.bs, not self.store_decodes)
                 self.link_tokens = 0
                 if self.store_decodes and step.decode:
                     stores = (self.group.blocks_needed(2) - self.group.blocks_needed_now()) * self.bs
@@ -118,8 +118,8 @@ class Engine(BatchForming):
                 k, dur = self._jump_length(now, fwd, len(self.group.members), state)
                 if self.store_decodes:  # every block the jump fills is written through, hidden
                     stores = (self.group.blocks_needed(k + 1) - self.group.blocks_needed_now()) * self.bs
-            if self.pool.host is not None:
-                self.pool.host.stored_tokens += stores
+            if host is not None and stores:
+                host.stored_tokens += stores
             if not self.drain and now + dur > self.duration_s:
                 break
             if k > 1:
@@ -155,9 +155,10 @@ class Engine(BatchForming):
 
     # ---------- jumps ----------
     def _stores_hidden(self, shape: BatchShape, pipelined: bool) -> bool:
-        """Decoders' write-through stores hide behind every step of a jump: at most one block per decoder
-        per step, copied beside a forward pass no shorter than this one's."""
-        return pipelined and self.cost.swap_s(len(self.group.members) * self.bs) <= self.cost.gpu_s(shape)
+        """Decoders' write-through stores hide behind every step of a jump: a step fills at most one block
+        of each decoder of one phase (context length mod block size), copied beside a forward pass no
+        shorter than this one's."""
+        return pipelined and self.cost.swap_s(max(self.group.phase_list) * self.bs) <= self.cost.gpu_s(shape)
 
 
     def _jump_length(self, now: float, first_s: float, n: int, state: EngineState | None) -> tuple[int, float]:

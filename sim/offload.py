@@ -17,12 +17,20 @@ first when it finishes, so its leading blocks go last).
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from core.cost import FittedCostModel
     from sim.request import Req
+
+
+def host_blocks(cost: FittedCostModel, gib: float) -> int:
+    """KV blocks in ``gib`` GiB of host memory per GPU, whole blocks, as ``cpu_swap_bytes`` -> ``cpu_kv_blocks``
+    (the tolerance keeps a size given as ``n`` blocks' GiB at ``n`` blocks)."""
+    return math.floor(gib * 2**30 / (cost.kv_bytes_per_token * cost.block_size_tokens) * (1 + 1e-12))
 
 
 class HostTier:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import heapq
 import math
 
-from core.cost import FittedCostModel, host_blocks
+from core.cost import FittedCostModel
 from core.metrics import Metrics
 from core.policy import Policy
 from core.queue_order import keeps_ticket_on_resume
@@ -16,6 +16,7 @@ from core.types import EngineState, KvAction, Observation, RequestSpec, ReqView,
 from sim.decoders import DecodeGroup
 from sim.kvmanager import KvManager
 from sim.moves import KvMoves
+from sim.offload import host_blocks
 from sim.request import Req
 from sim.waitqueue import WaitQueue
 

@@ -10,16 +10,15 @@ import pytest
 import simpy
 from conftest import make_cost
 
-from core.config import ConfigError, build_config
-from core.cost import host_blocks
+from core.config import ConfigError, RunConfig, build_config
 from core.metrics import Metrics
 from core.policy import make_policy
 from core.summary import summarize
 from core.types import RequestSpec, Segment
 from sim.engine import Engine
 from sim.kvmanager import KvManager
-from sim.offload import HostTier
-from sim.run import load_cost
+from sim.offload import HostTier, host_blocks
+from sim.run import load_cost, simulate
 
 GIB_PER_BLOCK = 16 * 1000 / 2**30  # one 16-token block of the test cost, in GiB
 
@@ -176,3 +175,22 @@ def test_summary_has_prefix_hits_per_kind() -> None:
     assert s["overall"]["prefix_hit_tokens"] == 64
     assert s["by_kind"]["qa"]["prefix_hit_tokens"] == 64 and s["by_kind"]["plain"]["prefix_hit_tokens"] == 0
     assert not math.isnan(s["overall"]["norm_latency_ms"])
+
+
+@pytest.mark.parametrize(("policy", "options"), [
+    ("vllm_native", {}), ("vllm_offload", {}), ("vllm_offload", {"offload_prompt_only": False}),
+    ("vllm_offload", {"cpu_tier_gib": 0.5})])  # 0.5 GiB: 18 blocks of GPT-J, a host tier that evicts
+def test_jumping_and_stepping_give_the_same_summary(policy: str, options: dict) -> None:
+    # a small KV space (about 180 blocks) so that cached blocks are evicted within the minute
+    cfg = RunConfig(policy=policy, rate_rps=2.5, duration_s=60.0, seed=3, policy_options=options,
+                    engine={"gpu_memory_utilization": 0.42})
+    jumped = simulate(cfg)
+    stepped = simulate(RunConfig(**{**cfg.to_dict(), "jump": False}))
+    assert len(jumped.steps["count"]) < len(stepped.steps["count"])
+    assert sum(jumped.steps["count"]) == sum(stepped.steps["count"])
+    assert {k: v for k, v in jumped.notes.items() if k != "step_rows"} == {
+        k: v for k, v in stepped.notes.items() if k != "step_rows"}
+    a, b = summarize(jumped)["overall"], summarize(stepped)["overall"]
+    assert a["prefix_hit_tokens"] > 0
+    for k, v in a.items():
+        assert (math.isnan(v) and math.isnan(b[k])) or v == pytest.approx(b[k], rel=1e-9, abs=1e-9), k
