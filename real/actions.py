@@ -97,7 +97,7 @@ class PolicyActions:
                 self.ic_due_at = now  # the next plan may differ at once
 
     def _ic_catch_up(self, now: float) -> None:
-        """Called at a resume: if the engine went idle (``ic_idle``: nothing to step, so no plan was asked)
+        """Called at a resume and before each step: if the engine went idle (``ic_idle``: nothing to step, so no plan was asked)
         and the instant the policy's plan was due to change (``ic_due_at``) has passed, apply the plan as of
         that instant, before the resume: a TTL that ran out while nothing ran is discarded (and logged) at
         its expiry, as the simulator's jump to the expiry does. While the engine steps, the next step's

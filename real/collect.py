@@ -13,9 +13,10 @@ blocks for the recompute time, and the running blocks for the copy stall.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,19 @@ def step_waste(s: dict[str, Any], cost: FittedCostModel, span_s: float | None = 
     return StepWaste(stall, redo_s, waste, paused, by_rid)
 
 
+def freed_in_gap(s: dict[str, Any], gap_end: float, discards: list[dict[str, Any]], times: list[float],
+                 block_size_tokens: int, kind_of: dict[str, str]) -> dict[str, float]:
+    """Block-seconds, by kind, of paused KV charged over the gap after step ``s`` (until ``gap_end``, absolute)
+    though discarded inside it: a plan the engine applied after idling past its instant (a TTL's expiry,
+    logged at that instant) frees the blocks from then on, as the simulator frees them at the expiry.
+    ``discards``: the engine's discard events sorted by time, ``times`` their times."""
+    out: dict[str, float] = {}
+    for e in discards[bisect.bisect_right(times, s["t_exec"]):bisect.bisect_left(times, gap_end)]:
+        kind = kind_of.get(e["rid"], "")
+        out[kind] = out.get(kind, 0.0) + -(-e["v"] // block_size_tokens) * (gap_end - e["t"])
+    return out
+
+
 def step_row(s: dict[str, Any], t0: float, w: StepWaste) -> tuple[float, ...]:
     """One STEP_COLUMNS row of an engine step record and its waste."""
     dur = s["t_end"] - s["t0"]
@@ -125,10 +139,21 @@ def build_metrics(specs: list[RequestSpec], t0: float, client: ClientLog, engine
         elif name == "reload":
             m.prefix_hit(t, rid, 0, v)
     starts = [s["t0"] - t0 for s in steps] + [math.inf]
+    discards = sorted((e for e in kv_events if e["e"] == "discard"), key=lambda e: e["t"])
+    times = [e["t"] for e in discards]
+    kinds = {rid: spec.kind for rid, spec in by_rid.items()}
     for i, s in enumerate(steps):
         if s["t0"] - t0 > end:
             continue
         w = step_waste(s, cost, min(starts[i + 1], end) - (s["t0"] - t0))
+        freed = freed_in_gap(s, t0 + min(starts[i + 1], end), discards, times, cost.block_size_tokens, kinds)
+        if freed:
+            paused = dict(w.paused_by_kind)
+            for kind, block_s in freed.items():  # at most what the step charged that kind
+                block_s = min(block_s, paused.get(kind, 0.0))
+                paused[kind] = paused.get(kind, 0.0) - block_s
+                w = replace(w, waste_block_s=w.waste_block_s - block_s)
+            w = replace(w, paused_by_kind=paused)
         m.step(*step_row(s, t0, w))
         for kind, block_s in w.paused_by_kind.items():
             m.attribute(kind, waste_block_s=block_s)

@@ -137,6 +137,7 @@ class InterceptMixin(PolicyActions):
 
     def schedule(self, *args: Any, **kwargs: Any) -> Any:
         t0 = time.monotonic()
+        self._ic_catch_up(t0)  # woken by an arrival after idling past a due plan: apply it as of then
         self.ic_idle = False
         if self.ic_paused:
             self._ic_hook()

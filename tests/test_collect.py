@@ -55,3 +55,15 @@ def test_metrics_rows_and_attribution_add_up(tmp_path: Path) -> None:
     assert m.waste_by_kind[SWAP_STALL] == pytest.approx((RUNNING - 8) * 0.005)
     assert m.waste_by_kind["qa"] == pytest.approx(6 * 9.0 + (RUNNING - 8) * REDO_S + 8 * 0.025)
     assert m.recompute_s_by_kind == pytest.approx({"qa": REDO_S})
+
+
+def test_blocks_discarded_while_the_engine_idles_stop_counting_at_the_discard() -> None:
+    """A TTL that ran out while nothing ran is logged at its expiry (t = 101.0, inside the idle gap after the
+    step): its 2 blocks (40 tokens) are charged from the step until the expiry, not until the next step at
+    102.0; a discard before the step's snapshot (the step's own hook) or at the next step is not refunded."""
+    from real.collect import freed_in_gap
+
+    discards = [{"e": "discard", "t": 100.001, "rid": "b", "v": 64}, {"e": "discard", "t": 101.0, "rid": "a", "v": 40},
+                {"e": "discard", "t": 102.0, "rid": "b", "v": 64}]
+    freed = freed_in_gap(STEP, 102.0, discards, [e["t"] for e in discards], 32, {"a": "qa", "b": "math"})
+    assert freed == {"qa": pytest.approx(2 * 1.0)}
