@@ -97,6 +97,9 @@ class Engine(BatchForming):
                     replanned_at = now  # a preemption freed blocks after the plan: let it swap in now
                     continue
                 nxt = min(self._next_external(), math.inf if self.drain else self.duration_s)
+                if state is not None and not acted:  # nothing runs: wake for the policy's own deadline (a TTL)
+                    due = policy.next_decision_at(state)
+                    nxt = min(nxt, due) if due > now else nxt
                 if nxt == math.inf:
                     raise RuntimeError(f"simulation stuck at t={now:.3f}s: nothing can run "
                                        f"({len(self.waiting)} waiting, {len(self.holding)} resumed holding KV, "

@@ -219,8 +219,6 @@ def test_a_short_simulation_ends_every_request(policy: str) -> None:
         assert all(2.0 <= p < 2.1 for p in pins)  # dropped by the first step after the 2 s pin ran out
 
 
-@pytest.mark.xfail(strict=True, reason="sim/engine.py: with nothing to run, the engine sleeps until the next "
-                   "arrival or tool return without asking policy.next_decision_at, so a TTL expiry is missed")
 def test_an_expiry_frees_blocks_while_the_engine_idles() -> None:
     cost = make_cost(gpu_kv_blocks=20)  # a's 13 blocks leave too few for b
     specs = [RequestSpec("a", 0.0, 200, (Segment(2, 10.0, 5, "qa"), Segment(2)), "qa"),
