@@ -11,7 +11,7 @@ from pathlib import Path
 
 from core.config import ConfigError, build_config, load_config
 from core.cost import ProfileError
-from core.policy import POLICY_GROUPS, expand_policies
+from core.policy import POLICY_GROUPS, expand_policies, make_policy
 from core.trace_io import WorkloadError, write_jsonl
 
 DEFAULT_RATES = "1,1.5,2,2.5,3,3.5,4,4.5"
@@ -62,8 +62,10 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     cfg = load_config(args.config, args.set) if args.config else build_config(None, args.set)
     cost = load_cost(cfg)
+    forced = make_policy(cfg.policy, cost, **cfg.policy_options).traits.batching  # vllm_*: v1 whatever is set
+    batching = f"{forced} (the policy's)" if forced else cfg.batching
     print(f"simulating {cfg.policy} on {cfg.workload} at {cfg.rate_rps:g} req/s for {cfg.duration_s:g}s "
-          f"({cost.name}, batching {cfg.batching}, seed {cfg.seed}) ...", file=sys.stderr)
+          f"({cost.name}, batching {batching}, seed {cfg.seed}) ...", file=sys.stderr)
     t0 = time.perf_counter()
 
     def progress(now_s: float) -> None:
