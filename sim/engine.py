@@ -162,8 +162,6 @@ class Engine(BatchForming):
         of each decoder of one phase (context length mod block size), copied beside a forward pass no
         shorter than this one's."""
         return pipelined and self.cost.swap_s(max(self.group.phase_list) * self.bs) <= self.cost.gpu_s(shape)
-
-
     def _jump_length(self, now: float, first_s: float, n: int, state: EngineState | None) -> tuple[int, float]:
         """Identical decode steps to run at once, and their summed duration: step j lasts first_s + b*j.
         ``state`` is what the policy planned on this step (its plan was empty), or None if it was not asked."""

@@ -22,6 +22,8 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from sim.prefix import shrink_oldest
+
 if TYPE_CHECKING:
     from core.cost import FittedCostModel
     from sim.request import Req
@@ -64,17 +66,10 @@ class HostTier:
         if new == 0:
             return 0
         over = self.used_blocks + new - self.capacity_blocks
-        while over > 0:  # the oldest runs give up their tail blocks (never rid's own: it is the newest)
-            key = next(iter(runs))
-            assert key != rid, "host tier evicting the run it stores into"
-            n = runs[key]
-            took = min(n, over)
-            if took == n:
-                del runs[key]
-            else:
-                runs[key] = n - took
-            self.used_blocks -= took
-            over -= took
+        if over > 0:  # the oldest runs give up their tail blocks (never rid's own: it is the newest)
+            for key, took in shrink_oldest(runs, over):
+                assert key != rid, "host tier evicting the run it stores into"
+                self.used_blocks -= took
         runs[rid] = have + new
         self.used_blocks += new
         return new

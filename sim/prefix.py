@@ -16,6 +16,7 @@ swap-out), each at the place its blocks were freed.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 
 
 class PrefixCache:
@@ -64,20 +65,11 @@ class PrefixCache:
         """An allocation pops ``n`` blocks from the front; cached ones lose their content (a request's run
         shrinks from its tail)."""
         assert 0 <= n <= self.num_free, f"evict {n} of {self.num_free} free blocks"
-        q = self.queue
-        while n:
-            key = next(iter(q))
-            have = q[key]
-            took = min(have, n)
-            if took == have:
-                del q[key]
-            else:
-                q[key] = have - took
+        for key, took in shrink_oldest(self.queue, n):
             if type(key) is int:
                 self.num_anonymous -= took
             else:
                 self.num_cached -= took
-            n -= took
 
     def take(self, rid: str, n: int) -> None:
         """A hit: the first ``n`` blocks of ``rid``'s run leave the queue (their request holds them again).
@@ -106,3 +98,20 @@ class PrefixCache:
     def _new_key(self) -> int:
         self._next_key += 1
         return self._next_key
+
+
+def shrink_oldest(runs: OrderedDict[Any, int], n: int) -> list[tuple[Any, int]]:
+    """Take ``n`` blocks from the oldest runs of ``runs`` (key -> run length, oldest first), each from its
+    tail, dropping runs that empty; return (key, blocks taken) per run touched."""
+    taken = []
+    while n:
+        key = next(iter(runs))
+        have = runs[key]
+        took = min(have, n)
+        if took == have:
+            del runs[key]
+        else:
+            runs[key] = have - took
+        taken.append((key, took))
+        n -= took
+    return taken
