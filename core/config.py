@@ -17,7 +17,7 @@ from core.queue_order import QUEUE_ORDERS
 
 BATCHING = ("v0", "v1")
 
-OptionValues = tuple[str, ...] | type[bool] | type[float]
+OptionValues = tuple[str, ...] | type[bool] | type[int] | type[float]
 OPTION_VALUES: dict[str, dict[str, OptionValues]] = {
     "infercept": {"estimator": ("paper", "elapsed", "oracle"), "budget": ("step", "saturated"),
                   "chunk_fill": bool, "swap": bool, "pipelined": bool, "preserve": bool,
@@ -26,8 +26,9 @@ OPTION_VALUES: dict[str, dict[str, OptionValues]] = {
     "continuum_utility": {"eta": float, "eta_rule": ("fixed", "correlation")},
     "saga": {"cold_start_s": float},
     "vllm_offload": {"cpu_tier_gib": float, "offload_prompt_only": bool},
+    "mars": {"length_error_sigma": float, "noise_seed": int},
 }
-"""Policy -> option -> the strings it takes, ``bool`` (true or false) or ``float`` (a number >= 0). Which options a policy accepts is
+"""Policy -> option -> the strings it takes, ``bool`` (true or false), ``int`` (an integer) or ``float`` (a number >= 0). Which options a policy accepts is
 core.policy.POLICY_OPTIONS; this table only checks their values before a run starts."""
 
 
@@ -98,6 +99,8 @@ def _option_value_problem(policy: str, key: str, value: Any) -> str | None:
         return None
     if allowed is bool:
         ok, expected = isinstance(value, bool), "true or false"
+    elif allowed is int:
+        ok, expected = isinstance(value, int) and not isinstance(value, bool), "an integer"
     elif allowed is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < math.inf
         expected = "a number >= 0"

@@ -43,6 +43,14 @@ class Policy(Protocol):
         ...
 
 
+class RankingPolicy(Policy, Protocol):
+    """A policy that orders the waiting queue itself (``traits.queue_order == "mars"``)."""
+
+    def queue_score(self, req: ReqView) -> float:
+        """The request's rank when it enters the waiting queue: smaller is served first."""
+        ...
+
+
 class _Fixed:
     """A policy that decides once, at the pause, and never moves anything afterwards."""
 
@@ -142,6 +150,12 @@ def _ttl(preset: str) -> Callable[..., Policy]:
     return make
 
 
+def _mars(cost: CostModel, tool_means_s: Mapping[str, float] | None = None, **options: Any) -> Policy:
+    from core.mars import Mars
+
+    return Mars(cost, tool_means_s=tool_means_s, **options)
+
+
 def _vllm(offload: bool) -> Callable[..., Policy]:
     def make(cost: CostModel, tool_means_s: Mapping[str, float] | None = None, **options: Any) -> Policy:
         from core.vllm_policies import VllmNative, VllmOffload
@@ -163,6 +177,7 @@ POLICIES: dict[str, Callable[..., Policy]] = {
     "saga": _ttl("saga"),
     "vllm_native": _vllm(offload=False),
     "vllm_offload": _vllm(offload=True),
+    "mars": _mars,
 }
 """Policy name -> factory(cost_model, tool_means_s=None, **options)."""
 
@@ -176,14 +191,15 @@ POLICY_OPTIONS: dict[str, frozenset[str]] = {
     "saga": _EVERY | {"cold_start_s"},
     "vllm_native": _EVERY,
     "vllm_offload": _EVERY | {"cpu_tier_gib", "offload_prompt_only"},
+    "mars": frozenset({"length_error_sigma", "noise_seed"}),  # its own queue order
 }
 """Policy name -> the ``policy_options`` keys it accepts."""
 
 PAPER_POLICIES = ("discard", "improved_discard", "preserve", "swap", "infercept")
 """What ``--policies all`` means: the paper's five systems."""
 
-RECENT_POLICIES = ("continuum", "continuum_utility", "saga", "vllm_native", "vllm_offload")
-"""What ``--policies recent`` means: the systems that came after InferCept (MARS is not built yet)."""
+RECENT_POLICIES = ("continuum", "continuum_utility", "saga", "vllm_native", "vllm_offload", "mars")
+"""What ``--policies recent`` means: the systems that came after InferCept."""
 
 POLICY_GROUPS: dict[str, tuple[str, ...]] = {
     "all": PAPER_POLICIES, "recent": RECENT_POLICIES, "every": PAPER_POLICIES + RECENT_POLICIES}

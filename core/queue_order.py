@@ -11,6 +11,10 @@
   starvation: a request that has waited ``starvation_s`` or more in the queue is promoted ahead of every
   level. Autellix measures service in seconds of execution; tokens are its engine-independent stand-in here
   (a choice, documented in the README).
+- ``mars``: set by the ``mars`` policy only (not an option of the others): by the policy's memory x time
+  score of the request's coming segment (``RankingPolicy.queue_score``, computed when it enters the queue),
+  smallest first, then ticket. Anti-starvation as MARS: a request that has waited ``MARS_STARVATION_STEPS``
+  engine steps is promoted ahead of every unstarved one (score order among the promoted).
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 QUEUE_ORDERS = ("arrival", "program", "plas")
+"""The orders ``policy_options.queue_order`` accepts (``mars`` comes with the mars policy)."""
+
+MARS_STARVATION_STEPS = 100
+"""MARS's starvation threshold in engine steps (its bench scripts' ``--starvation-threshold 100``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +51,18 @@ def keeps_ticket_on_resume(order: str, resume_to_front: bool) -> bool:
     return resume_to_front or order != "arrival"
 
 
-def queue_key(order: str, ticket: int, service_tokens: int, starved: bool = False) -> tuple[int, int]:
-    """Sort key of a waiting request (smaller is served first); ``starved``: promoted by PLAS's guard."""
-    if order != "plas":
-        return (0, ticket)
-    return (-1 if starved else plas_level(service_tokens), ticket)
+def queue_key(order: str, ticket: int, service_tokens: int, starved: bool = False,
+              score: float = 0.0) -> tuple[int, float, int]:
+    """Sort key of a waiting request (smaller is served first); ``starved``: promoted by the order's
+    anti-starvation guard (PLAS, MARS); ``score``: MARS's score of the request."""
+    if order == "plas":
+        return (-1 if starved else plas_level(service_tokens), 0.0, ticket)
+    if order == "mars":
+        return (-1 if starved else 0, score, ticket)
+    return (0, 0.0, ticket)
+
+
+def patience(order: str) -> float:
+    """How long a request waits before the order's anti-starvation guard promotes it, in the order's clock:
+    seconds for PLAS, engine steps for MARS; ``inf`` for orders without a guard."""
+    return {"plas": PLAS.starvation_s, "mars": float(MARS_STARVATION_STEPS)}.get(order, float("inf"))

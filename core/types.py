@@ -80,6 +80,11 @@ class ReqView:
     paused_at_s: float  # when the current interception started (NaN if never paused)
     tool_s: float  # true duration of the current interception (only oracle estimators may use it)
     tool_kind: str = ""  # label of the current interception's tool (its augmentation kind); "" if unknown
+    # the current segment's true lengths and index (only policies that model a predictor, MARS, may use them)
+    seg_gen_tokens: int = 0  # tokens the segment decodes before its interception (or the end)
+    seg_tool_tokens: int = 0  # tokens its interception returns (0 on the last segment)
+    segment: int = 0  # index of the segment in the request
+    last_segment: bool = False  # no interception follows it: the request ends
 
     def growth_blocks(self, block_size_tokens: int) -> int:
         """GPU blocks beyond those it holds on either side that the request needs to compute its pending

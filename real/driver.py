@@ -57,7 +57,8 @@ def _params(spec: RequestSpec, ticket: int, i: int) -> Any:
 
     seg = spec.segments[i]
     hint = {"rid": spec.rid, "ticket": ticket, "kind": seg.kind or spec.kind, "req_kind": spec.kind,
-            "tool_s": seg.tool_s}
+            "tool_s": seg.tool_s, "seg": i, "gen_tokens": seg.gen_tokens, "tool_tokens": seg.tool_tokens,
+            "last": i == len(spec.segments) - 1}
     return SamplingParams(max_tokens=seg.gen_tokens, ignore_eos=True, detokenize=False, temperature=0.0,
                           output_kind=RequestOutputKind.DELTA, extra_args={HINT_KEY: hint})
 

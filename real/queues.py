@@ -6,7 +6,10 @@ the simulator's.
 - ``program``: every insertion by the request's first ticket (the whole program's arrival);
 - ``plas``: every insertion by ``queue_key`` (PLAS level of the service the request received in its finished
   turns, then ticket); a request that has waited ``PLAS.starvation_s`` is promoted ahead of every level
-  (``promote_starved``, called by the scheduler before each step).
+  (``promote_starved``, called by the scheduler before each step);
+- ``mars`` (the mars policy): every insertion by ``queue_key`` with the policy's score of the request as it
+  enters the queue (``score_of``); a request that has waited ``MARS_STARVATION_STEPS`` steps (the clock
+  counts the scheduler's steps) is promoted ahead of every unpromoted one.
 
 vLLM pops and peeks at the front and puts the requests it skipped in a step back at the front
 (``prepend_requests``): those keep their places. ``add_request`` and ``prepend_request`` (vLLM's preemption)
@@ -20,7 +23,7 @@ from typing import Any
 
 from vllm.v1.core.sched.request_queue import FCFSRequestQueue
 
-from core.queue_order import PLAS, queue_key
+from core.queue_order import patience, queue_key
 from real.views import hints
 
 
@@ -30,23 +33,29 @@ def ticket_of(request: Any) -> int:
 
 
 class OrderedWaiting(FCFSRequestQueue):
-    """A waiting deque kept sorted by ``queue_key`` on insertion (``program`` or ``plas``).
+    """A waiting deque kept sorted by ``queue_key`` on insertion (``program``, ``plas`` or ``mars``).
 
-    ``service_of(request_id)``: tokens computed for the request in its finished turns (PLAS's service)."""
+    ``service_of(request_id)``: tokens computed for the request in its finished turns (PLAS's service);
+    ``clock()``: the order's clock (seconds for PLAS, steps for MARS); ``score_of(request)``: MARS's score."""
 
-    def __init__(self, order: str, service_of: Callable[[str], int], clock: Callable[[], float]) -> None:
+    def __init__(self, order: str, service_of: Callable[[str], int], clock: Callable[[], float],
+                 score_of: Callable[[Any], float] | None = None) -> None:
         super().__init__()
-        assert order in ("program", "plas"), order
+        assert order in ("program", "plas", "mars"), order
+        assert (order == "mars") == (score_of is not None), order
         self.order = order
         self._service_of = service_of
         self._clock = clock
-        self.queued_at_s: dict[str, float] = {}  # request id -> when it entered the queue (plas)
-        self.starved: set[str] = set()  # request ids promoted by PLAS's anti-starvation guard
+        self._score_of = score_of
+        self.queued_at_s: dict[str, float] = {}  # request id -> when it entered the queue, on the clock
+        self.scores: dict[str, float] = {}  # request id -> MARS's score as it entered the queue
+        self.starved: set[str] = set()  # request ids promoted by the anti-starvation guard
 
-    def key(self, request: Any) -> tuple[int, int]:
+    def key(self, request: Any) -> tuple[int, float, int]:
         """The request's place: smaller is served first."""
         rid = request.request_id
-        return queue_key(self.order, ticket_of(request), self._service_of(rid), rid in self.starved)
+        return queue_key(self.order, ticket_of(request), self._service_of(rid), rid in self.starved,
+                         self.scores.get(rid, 0.0))
 
     def _insert(self, request: Any) -> None:
         key = self.key(request)
@@ -57,6 +66,8 @@ class OrderedWaiting(FCFSRequestQueue):
         """Queue ``request`` at its key's place (it waits from now)."""
         self.queued_at_s[request.request_id] = self._clock()
         self.starved.discard(request.request_id)
+        if self._score_of is not None:
+            self.scores[request.request_id] = self._score_of(request)
         self._insert(request)
 
     def prepend_request(self, request: Any) -> None:
@@ -66,14 +77,18 @@ class OrderedWaiting(FCFSRequestQueue):
     def forget(self, request_id: str) -> None:
         """The request left the queue for good (admitted, finished or aborted)."""
         self.queued_at_s.pop(request_id, None)
+        self.scores.pop(request_id, None)
         self.starved.discard(request_id)
 
-    def promote_starved(self, now_s: float) -> None:
-        """PLAS: move every request that has waited ``PLAS.starvation_s`` or more ahead of every level."""
-        if self.order != "plas":
+    def promote_starved(self) -> None:
+        """Move every request that has waited the order's patience or more (PLAS: ``PLAS.starvation_s``;
+        MARS: ``MARS_STARVATION_STEPS`` steps) ahead of every unpromoted one."""
+        wait = patience(self.order)
+        if wait == float("inf"):
             return
+        now = self._clock()
         late = [r for r in self if r.request_id not in self.starved
-                and self.queued_at_s.get(r.request_id, now_s) <= now_s - PLAS.starvation_s]
+                and self.queued_at_s.get(r.request_id, now) <= now - wait]
         for r in late:
             self.remove(r)
             self.starved.add(r.request_id)

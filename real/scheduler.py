@@ -24,20 +24,20 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
 from vllm.v1.core.sched.async_scheduler import AsyncScheduler
 from vllm.v1.core.sched.scheduler import Scheduler
 from vllm.v1.request import RequestStatus
 
 from core.cost import FittedCostModel
-from core.policy import make_policy
+from core.policy import RankingPolicy, make_policy
 from core.queue_order import keeps_ticket_on_resume
 from core.types import Observation
 from real.actions import PolicyActions
 from real.queues import OrderedWaiting, ticket_of
 from real.steplog import StepLog
-from real.views import Paused, hints, trace_rid
+from real.views import Paused, hints, trace_rid, wait_view
 
 
 class InterceptMixin(PolicyActions):
@@ -65,7 +65,12 @@ class InterceptMixin(PolicyActions):
         self.ic_service: dict[str, int] = {}
         self.ic_turn_base: dict[str, int] = {}
         self.ic_order = self.ic_policy.traits.queue_order
-        if self.ic_order != "arrival":  # vLLM's own deque otherwise
+        self.ic_steps = 0  # steps scheduled so far (MARS's starvation clock)
+        if self.ic_order == "mars":
+            ranker = cast(RankingPolicy, self.ic_policy)
+            self.waiting = OrderedWaiting("mars", lambda r: 0, lambda: float(self.ic_steps),
+                                          lambda req: ranker.queue_score(wait_view(req)))
+        elif self.ic_order != "arrival":  # vLLM's own deque otherwise
             self.waiting = OrderedWaiting(self.ic_order, lambda r: self.ic_service.get(r, 0), time.monotonic)
 
     # ------------------------------------------------------------------ pause / resume
@@ -141,8 +146,9 @@ class InterceptMixin(PolicyActions):
         self.ic_idle = False
         if self.ic_paused:
             self._ic_hook()
+        self.ic_steps += 1
         if isinstance(self.waiting, OrderedWaiting):
-            self.waiting.promote_starved(t0)
+            self.waiting.promote_starved()
         t1 = time.monotonic()
         out = super().schedule(*args, **kwargs)
         t_exec = time.monotonic()

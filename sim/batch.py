@@ -107,7 +107,7 @@ class BatchForming(EngineQueues):
     def _can_admit_whole(self, now: float) -> bool:
         if not self.waiting or self.swapped or len(self.running) >= self.cost.max_num_seqs:
             return False
-        if self.order == "plas":
+        if self.order in ("plas", "mars"):
             self.waiting.promote_starved(now)
         r = self.waiting.head()
         hit = sum(self._lookup(r)) * self.bs if self.lookups else 0
@@ -138,7 +138,7 @@ class BatchForming(EngineQueues):
         if self.holding:
             return
         whole_redo = self.mode == "fill" and not self.policy.traits.chunk_recompute
-        if self.order == "plas":
+        if self.order in ("plas", "mars"):
             self.waiting.promote_starved(now)
         while self.waiting and left > 0 and len(self.running) < self.cost.max_num_seqs:
             r = self.waiting.head()

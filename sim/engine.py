@@ -170,10 +170,15 @@ class Engine(BatchForming):
         until = self._next_external()
         if state is not None:
             until = min(until, self.policy.next_decision_at(state))
+        if self.order == "plas" and self.waiting:  # a promotion may change what is admitted
+            until = min(until, self.waiting.next_promotion())
         if until < math.inf:  # the first k whose end reaches the next event
             k = min(k, first_k_reaching(first_s, b, until - now))
         if not self.drain:  # the last k that ends inside the window (at least 1: the caller stops there)
             k = min(k, max(first_k_reaching(first_s, b, self.duration_s - now, strict=True) - 1, 1))
+        if self.order == "mars" and self.waiting:  # MARS's guard counts steps
+            due = self.waiting.next_promotion()
+            k = min(k, max(int(due) - self.steps_done, 1)) if due < math.inf else k
         free = self.pool.gpu_free + self.group.blocks_needed_now()  # this step's blocks are already taken
         if n * (k // self.bs + 1) > free:  # k steps might need more blocks than are free: the exact bound
             k = min(k, self.group.max_steps_within(free))
@@ -181,6 +186,7 @@ class Engine(BatchForming):
 
     # ---------- after the step ----------
     def _complete(self, step: Step, k: int, t: float) -> None:
+        self.steps_done += k
         if step.decode:
             self.num_generated += k * len(self.group.members)
             self.group.advance(k)

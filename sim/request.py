@@ -36,6 +36,7 @@ class Req:
         "turn_base",
         "version",
         "view",
+        "wait_key",
     )
 
     def __init__(self, spec: RequestSpec, ticket: int) -> None:
@@ -50,7 +51,8 @@ class Req:
         self.gen_in_seg = 0
         self.status = Status.WAITING
         self.paused_at = math.nan
-        self.queued_at = -1.0  # when it entered the waiting queue (-1: not in it)
+        self.queued_at = -1.0  # when it entered the waiting queue, on the order's clock (-1: not in it)
+        self.wait_key: tuple[int, float, int] = (0, 0.0, 0)  # its place in the waiting queue (sim/waitqueue.py)
         self.resumed_at = math.nan  # when its tool returned, while it waits with its KV dropped
         self.service_tokens = 0  # tokens computed for it in its finished turns (PLAS)
         self.turn_base = 0  # computed tokens when the current turn began
@@ -84,5 +86,6 @@ class Req:
         if self.view is None:
             seg = self.segment
             self.view = ReqView(self.rid, self.ticket, self.kind, self.status, self.num_tokens, self.computed,
-                                self.gpu_blocks, self.cpu_blocks, self.paused_at, seg.tool_s, seg.kind)
+                                self.gpu_blocks, self.cpu_blocks, self.paused_at, seg.tool_s, seg.kind,
+                                seg.gen_tokens, seg.tool_tokens, self.seg, self.is_last_segment)
         return self.view

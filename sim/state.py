@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import heapq
 import math
+from typing import cast
 
 from core.cost import FittedCostModel
 from core.metrics import Metrics
-from core.policy import Policy
+from core.policy import Policy, RankingPolicy
 from core.queue_order import keeps_ticket_on_resume
 from core.types import EngineState, KvAction, Observation, RequestSpec, ReqView, Status
 from sim.decoders import DecodeGroup
@@ -39,7 +40,9 @@ class EngineQueues(KvMoves):
         self.running: list[Req] = []  # admission order; group members included
         self.partials: list[Req] = []  # running and not in the group (prefilling, or about to), same order
         self.order = policy.traits.queue_order
-        self.waiting = WaitQueue(self.order)
+        self.steps_done = 0  # engine steps run so far (MARS's starvation clock)
+        self.waiting = WaitQueue(self.order, self._rank if self.order == "mars" else None,
+                                 (lambda: self.steps_done) if self.order == "mars" else None)
         # resumed with their KV on the GPU, waiting for blocks for the returned tokens (vLLM v1's
         # kv_holding_waiting, admitted before any waiting request); used when hold_resumes is set
         self.holding: list[Req] = []
@@ -61,6 +64,11 @@ class EngineQueues(KvMoves):
         self.next_ticket = 0
         self.pending_swap_tokens = 0  # swapped at a pause; charged to the next step
         self.num_done = 0
+
+    def _rank(self, r: Req) -> float:
+        """MARS: the policy's score of ``r`` as it enters the waiting queue (a fresh view)."""
+        r.view = None
+        return cast(RankingPolicy, self.policy).queue_score(r.make_view())
 
     # ---------- arrivals, pauses, resumes, finishes ----------
     def arrive(self, spec: RequestSpec, t: float) -> None:

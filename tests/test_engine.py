@@ -117,7 +117,7 @@ def test_decode_group_block_arithmetic_matches_brute_force() -> None:
         assert g.blocks_needed(k) <= free < g.blocks_needed(k + 1)
 
 
-@pytest.mark.parametrize("policy", ["discard", "improved_discard", "preserve", "swap", "infercept"])
+@pytest.mark.parametrize("policy", ["discard", "improved_discard", "preserve", "swap", "infercept", "mars"])
 @pytest.mark.parametrize("batching", ["v0", "v1"])
 def test_jumping_and_stepping_give_the_same_summary(policy: str, batching: str) -> None:
     # a small KV space (about 180 blocks) so that preemption and memory pressure happen within the minute

@@ -57,7 +57,7 @@ def test_swap_brings_back_whole_requests_in_fcfs_order() -> None:
 
 def test_registry() -> None:
     assert set(POLICIES) == {"discard", "improved_discard", "preserve", "swap", "swap_blocking", "infercept",
-                             "continuum", "continuum_utility", "saga", "vllm_native", "vllm_offload"}
+                             "continuum", "continuum_utility", "saga", "vllm_native", "vllm_offload", "mars"}
     assert PAPER_POLICIES == ("discard", "improved_discard", "preserve", "swap", "infercept")
     assert make_policy("infercept", make_cost(), estimator="oracle").estimator == "oracle"
     with pytest.raises(ValueError, match="unknown policy 'lru'"):

@@ -18,8 +18,10 @@ def test_plas_levels_are_geometric() -> None:
     q = PLAS.quantum_tokens  # 2048: level 0 below it, then [q, 2q) -> 1, [2q, 4q) -> 2, ...
     assert [plas_level(n) for n in (0, q - 1, q, 2 * q - 1, 2 * q, 4 * q - 1, 4 * q)] == [0, 0, 1, 1, 2, 2, 3]
     assert plas_level(10**9) == PLAS.levels - 1  # capped
-    assert queue_key("plas", 7, 3 * q) == (2, 7) and queue_key("plas", 7, 3 * q, starved=True) == (-1, 7)
-    assert queue_key("arrival", 7, 3 * q) == queue_key("program", 7, 0) == (0, 7)
+    assert queue_key("plas", 7, 3 * q) == (2, 0.0, 7) and queue_key("plas", 7, 3 * q, starved=True) == (-1, 0.0, 7)
+    assert queue_key("arrival", 7, 3 * q) == queue_key("program", 7, 0) == (0, 0.0, 7)
+    assert queue_key("mars", 7, 3 * q, score=2.5) == (0, 2.5, 7)  # by score; service plays no part
+    assert queue_key("mars", 7, 0, starved=True, score=2.5) == (-1, 2.5, 7)
 
 
 def test_which_orders_keep_the_first_ticket() -> None:

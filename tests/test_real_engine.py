@@ -12,11 +12,11 @@ pytest.importorskip("vllm")
 
 from real_support import BLOCK_TOKENS, run_real, tiny_model, tiny_profile
 
-from core.queue_order import PLAS
+from core.queue_order import MARS_STARVATION_STEPS, PLAS
 from core.types import RequestSpec, Segment
 
 POLICIES = ("preserve", "discard", "improved_discard", "swap", "infercept")
-RECENT = {"vllm_native": {}, "continuum": {"ttl_s": 0.2}}  # policy -> options
+RECENT = {"vllm_native": {}, "continuum": {"ttl_s": 0.2}, "mars": {}}  # policy -> options
 TRACE = [
     RequestSpec("a", 0.0, 600, (Segment(8, 0.6, 30, "qa"), Segment(8, 0.4, 10, "qa"), Segment(8)), "qa"),
     RequestSpec("b", 0.05, 300, (Segment(16, 0.5, 20, "math"), Segment(16)), "math"),
@@ -103,6 +103,16 @@ def test_infercept_uses_the_shared_min_waste_policy(runs: dict) -> None:
     # plenty of link budget in the profile: min-waste swaps the paused contexts out instead of keeping them
     assert "swap_out" in acted and "swap_in" in acted
     assert run.metrics.requests["a"].recomputed_tokens == 0
+
+
+def test_mars_decides_every_pause_and_ranks_with_the_turns_hints(runs: dict) -> None:
+    """Each of MARS's pauses gets one of the three actions, applied as the simulator applies it (a swap moves
+    the whole context, a discard recomputes it); its queue scored each turn from the driver's hints."""
+    run = runs["mars"]
+    pauses = [e["e"] for e in _pauses(run)]
+    assert len(pauses) == 3 and set(pauses) <= {"pause:preserve", "pause:discard", "pause:swap"}
+    a = run.metrics.requests["a"]
+    assert a.preserved_pauses + a.discarded_pauses + a.swapped_pauses == 2
 
 
 def test_policy_hook_is_timed(runs: dict) -> None:
@@ -229,9 +239,10 @@ def _fake(rid: str, ticket: int) -> SimpleNamespace:
     return SimpleNamespace(request_id=rid, sampling_params=SimpleNamespace(extra_args={"infercept": {"ticket": ticket}}))
 
 
-def test_ordered_waiting_queue_program_and_plas() -> None:
+def test_ordered_waiting_queue_program_plas_mars() -> None:
     """real.queues keeps vLLM's waiting deque in queue_key order: program by first ticket (preemptions
-    included), PLAS by service level then ticket, and a request waiting PLAS.starvation_s ahead of every level."""
+    included), PLAS by service level then ticket, and a request waiting PLAS.starvation_s ahead of every level;
+    MARS by score, a request waiting MARS_STARVATION_STEPS steps ahead of the others."""
     from real.queues import OrderedWaiting
 
     q = OrderedWaiting("program", lambda rid: 0, lambda: 0.0)
@@ -248,10 +259,36 @@ def test_ordered_waiting_queue_program_and_plas() -> None:
     q.add_request(_fake("new", 5))
     q.prepend_request(_fake("pre", 3))
     assert [r.request_id for r in q] == ["pre", "new", "old"]  # level 0 before old's level, then tickets
-    q.promote_starved(PLAS.starvation_s - 0.5)
+    clock[0] = PLAS.starvation_s - 0.5
+    q.promote_starved()
     assert [r.request_id for r in q] == ["pre", "new", "old"]
-    q.promote_starved(PLAS.starvation_s)  # old has waited starvation_s: ahead of every level
+    clock[0] = PLAS.starvation_s
+    q.promote_starved()  # old has waited starvation_s: ahead of every level
     assert [r.request_id for r in q] == ["old", "pre", "new"]
     assert q.popleft().request_id == "old"
     q.forget("old")
     assert "old" not in q.starved
+
+    steps = [0]  # MARS: by the policy's score, then ticket; promoted after MARS_STARVATION_STEPS steps
+    scores = {"big": 50.0, "small": 2.0, "mid": 9.0}
+    q = OrderedWaiting("mars", lambda rid: 0, lambda: steps[0], lambda r: scores[r.request_id])
+    q.add_request(_fake("big", 0))
+    steps[0] = 5
+    q.add_request(_fake("mid", 2))
+    q.add_request(_fake("small", 3))
+    assert [r.request_id for r in q] == ["small", "mid", "big"]
+    steps[0] = MARS_STARVATION_STEPS - 1
+    q.promote_starved()
+    assert [r.request_id for r in q] == ["small", "mid", "big"]
+    steps[0] = MARS_STARVATION_STEPS  # big has waited 100 steps
+    q.promote_starved()
+    assert [r.request_id for r in q] == ["big", "small", "mid"]
+
+    from real.views import wait_view  # what MARS scores: the turn's true lengths from the driver's hints
+    hint = {"rid": "t", "ticket": 4, "kind": "qa", "req_kind": "qa", "tool_s": 0.5, "seg": 1, "gen_tokens": 16,
+            "tool_tokens": 20, "last": False}
+    req = SimpleNamespace(request_id="t", num_tokens=345, num_computed_tokens=0,
+                          sampling_params=SimpleNamespace(extra_args={"infercept": hint}))
+    v = wait_view(req)
+    assert (v.rid, v.ticket, v.tool_kind, v.context_tokens, v.computed_tokens) == ("t", 4, "qa", 345, 0)
+    assert (v.seg_gen_tokens, v.seg_tool_tokens, v.segment, v.last_segment) == (16, 20, 1, False)
