@@ -115,6 +115,33 @@ class RecentMean:
         return math.fsum(self.values) / len(self.values) if self.values else 0.0
 
 
+class TurnCorrelation:
+    """Pearson correlation of (k, N - k) over finished programs: a program of N turns gives the pairs
+    (k, N - k) for k = 1..N-1 (turns done at each of its pauses, turns still to come)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.sx = self.sy = self.sxx = self.syy = self.sxy = 0.0
+
+    def add_program(self, turns: int) -> None:
+        """Add a finished program of ``turns`` turns (fewer than 2: no pause, no pair)."""
+        for k in range(1, turns):
+            x, y = float(k), float(turns - k)
+            self.n += 1
+            self.sx, self.sy = self.sx + x, self.sy + y
+            self.sxx, self.syy, self.sxy = self.sxx + x * x, self.syy + y * y, self.sxy + x * y
+
+    def corr(self) -> float | None:
+        """The correlation, or None while it is undefined (under 2 pairs, or a constant coordinate)."""
+        if self.n < 2:
+            return None
+        vx = self.sxx - self.sx * self.sx / self.n
+        vy = self.syy - self.sy * self.sy / self.n
+        if vx <= 1e-12 or vy <= 1e-12:
+            return None
+        return (self.sxy - self.sx * self.sy / self.n) / math.sqrt(vx * vy)
+
+
 def ecdf_argmax(sorted_s: NDArray[np.float64], benefit_s: float) -> float:
     """argmax over tau in {0} U samples of F(tau) * benefit_s - tau (s), F the empirical CDF of the sorted
     samples ``sorted_s`` (F(tau) = share of samples <= tau). F is a step function rising only at samples, so

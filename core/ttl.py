@@ -18,10 +18,11 @@ when tau runs out before the tool returns; tau = 0 discards at once. Durations a
     attention included (BatchShape(prefill_tokens=c, prefill_attn_pairs=c(c+1)/2)) — what the simulator
     charges a whole recompute with nothing beside it. T_fwd(c) would drop the quadratic attention term that
     Continuum's profiled prefill curve has.
-  * eta: ``eta`` (default 1). Continuum's data-driven eta = -Corr(k, N - k) over finished programs, k = a
-    program's turns done so far and N its total turns (each finished program of N turns gives the pairs
-    (k, N - k), k = 1..N-1), needs every request's final number of turns; the policy is never told when a
-    request finishes (no such Observation), so ``eta_rule="correlation"`` raises ValueError.
+  * eta: ``eta`` (default 1); with ``eta_rule="correlation"`` Continuum's data-driven eta = -Corr(k, N - k)
+    over the programs finished so far (the "finish" Observation gives N, a program's total turns; each
+    finished program of N turns gives the pairs (k, N - k), k = 1..N-1), and ``eta`` while the correlation
+    is undefined (fewer than 2 pairs, or every program with the same N). Not clipped: a positive correlation
+    gives a negative weight, as the formula says.
   * Ties go to the smaller tau.
 - ``saga`` — SAGA's pressure-scaled TTL: tau = min(exp(mu + 1.645 sigma), 300 s) * (1 - 0.5 m), mu and sigma
   from an exponentially weighted (0.2 on the newest) log-normal fit of the tool's durations (core/durations.py
@@ -44,7 +45,14 @@ import math
 from typing import Any
 
 from core.cost import BatchShape, CostModel
-from core.durations import DurationHistory, EwLogNormal, RecentMean, ecdf_argmax, exp_prior_argmax
+from core.durations import (
+    DurationHistory,
+    EwLogNormal,
+    RecentMean,
+    TurnCorrelation,
+    ecdf_argmax,
+    exp_prior_argmax,
+)
 from core.types import EMPTY_PLAN, EngineState, KvAction, Observation, PolicyTraits, ReqView, StepPlan
 
 HISTORY_THRESHOLD = 100  # continuum_utility: samples needed before a CDF (per tool, or in all) is trusted
@@ -141,11 +149,9 @@ class ContinuumUtility(TtlPolicy):
         super().__init__(PolicyTraits(resume_to_front=True, queue_order="program"))
         if eta_rule not in ETA_RULES:
             raise ValueError(f"policy option eta_rule={eta_rule!r}: expected one of {ETA_RULES}")
-        if eta_rule == "correlation":
-            raise ValueError("policy option eta_rule='correlation': Continuum's eta = -Corr(k, N - k) needs "
-                             "each finished request's total number of turns N, which the policy is never told "
-                             "(no finish observation); use eta_rule='fixed' with policy option eta")
+        self.eta_rule = eta_rule
         self.eta = _nonnegative("eta", eta)
+        self.turns = TurnCorrelation()
         self.cost = cost
         self.history = DurationHistory()
         self.queue_delay = RecentMean(QUEUE_WINDOW)
@@ -158,9 +164,14 @@ class ContinuumUtility(TtlPolicy):
         return self.cost.step_s(BatchShape(prefill_tokens=c, prefill_attn_pairs=c * (c + 1) / 2,
                                            num_prefill_seqs=1))
 
+    def current_eta(self) -> float:
+        """The weight of Qbar: ``eta``, or -Corr(k, N - k) of the finished programs (``eta`` while undefined)."""
+        corr = self.turns.corr() if self.eta_rule == "correlation" else None
+        return self.eta if corr is None else -corr
+
     def benefit_s(self, req: ReqView) -> float:
         """eta * Qbar + R(c): the time a pin saves if the tool returns within it (s)."""
-        return self.eta * self.queue_delay.mean + self.recompute_s(req.computed_tokens)
+        return self.current_eta() * self.queue_delay.mean + self.recompute_s(req.computed_tokens)
 
     def ttl_s(self, req: ReqView, state: EngineState) -> float:
         """tau* under the exponential prior (<= 100 durations in all), the pooled empirical CDF (this tool
@@ -173,11 +184,13 @@ class ContinuumUtility(TtlPolicy):
         return ecdf_argmax(self.history.sorted_s(req.tool_kind), benefit)
 
     def learn(self, obs: Observation) -> None:
-        """Resumes feed the duration history, readmissions the queueing-delay window."""
+        """Resumes feed the duration history, readmissions the queueing-delay window, finishes eta."""
         if obs.event == "resume":
             self.history.add(obs.tool_kind, obs.value_s)
         elif obs.event == "readmit":
             self.queue_delay.add(obs.value_s)
+        elif obs.event == "finish":
+            self.turns.add_program(round(obs.value_s))
 
 
 class SagaTtl(TtlPolicy):

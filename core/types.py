@@ -141,7 +141,9 @@ class Observation:
     - ``"resume"``: an interception of tool ``tool_kind`` returned at ``at_s``; ``value_s`` is its measured
       duration (pause to return).
     - ``"readmit"``: a resumed request whose KV had been dropped was admitted at ``at_s``; ``value_s`` is
-      its wait in the queue from the return to the admission."""
+      its wait in the queue from the return to the admission;
+    - ``"finish"``: the request finished at ``at_s``; ``value_s`` is its number of turns (segments);
+      ``tool_kind`` is ""."""
 
     event: str
     rid: str

@@ -78,6 +78,10 @@ class InterceptMixin(PolicyActions):
         rid = request.request_id  # the turn's service: what it computed (its last sampled token included)
         self.ic_service[rid] = self.ic_service.get(rid, 0) + request.num_tokens - self.ic_turn_base.pop(rid, 0)
         finished = super()._handle_stopped_request(request)
+        if finished:  # its number of turns: the index of this, its last, turn + 1
+            h = hints(request)
+            self.ic_policy.observe(Observation("finish", trace_rid(request), "", time.monotonic(),
+                                               float(int(h.get("seg", 0)) + 1)))
         if not finished and request.status == RequestStatus.WAITING_FOR_STREAMING_REQ:
             h = hints(request)
             self.ic_paused[request.request_id] = Paused(

@@ -91,6 +91,7 @@ class EngineQueues(KvMoves):
             r.gpu_blocks, r.status = 0, Status.DONE
             self.num_done += 1
             self.m.finish(t, r.rid, r.gen_in_seg)
+            self.policy.observe(Observation("finish", r.rid, "", t, float(len(r.spec.segments))))
             return
         r.status, r.paused_at = Status.PAUSED, t
         self.paused[r.rid] = r

@@ -91,8 +91,44 @@ def test_traits_options_and_bad_values() -> None:
     for name, key, value in bad:
         with pytest.raises(ValueError, match=f"policy option {key}="):
             make_policy(name, cost, **{key: value})
-    with pytest.raises(ValueError, match="eta_rule='correlation'.*never told"):
-        make_policy("continuum_utility", cost, eta_rule="correlation")
+
+
+def finish(pol: Policy, *turns: int) -> None:
+    for n in turns:
+        pol.observe(Observation("finish", "x", "", 0.0, float(n)))
+
+
+def test_eta_by_correlation_of_turns_done_and_to_come() -> None:
+    """Programs of 3 and 2 turns give the pairs (1, 2), (2, 1), (1, 1): means 4/3, covariance sum -1/3,
+    variance sums 2/3 each, Corr = -0.5, eta = 0.5. Undefined (eta = the option's) before 2 pairs or
+    while every program has the same N... except N = 3 alone, whose two pairs give Corr = -1."""
+    pol = make_policy("continuum_utility", make_cost(), eta_rule="correlation", eta=0.25)
+    assert isinstance(pol, ContinuumUtility)
+    assert pol.current_eta() == 0.25
+    finish(pol, 2, 1)  # one pair (a 1-turn program gives none)
+    assert pol.current_eta() == 0.25
+    finish(pol, 3)
+    assert pol.current_eta() == pytest.approx(0.5)
+    only3 = make_policy("continuum_utility", make_cost(), eta_rule="correlation")
+    finish(only3, 3)
+    assert only3.current_eta() == pytest.approx(1.0)
+    readmit(pol, 2.0)  # Qbar = 2 s; R(250) = 0.01 + 1e-4 * 250 = 0.035 s
+    assert pol.benefit_s(view("a", 0.0)) == pytest.approx(0.5 * 2.0 + 0.035)
+    fixed = make_policy("continuum_utility", make_cost(), eta=0.25)
+    finish(fixed, 3, 2)  # the fixed rule ignores finishes
+    assert fixed.current_eta() == 0.25
+
+
+def test_the_simulator_tells_the_policy_each_finish() -> None:
+    cost = make_cost()
+    pol = make_policy("continuum_utility", cost, eta_rule="correlation")
+    specs = [RequestSpec("a", 0.0, 100, (Segment(2, 0.1, 5, "qa"), Segment(2, 0.1, 5, "qa"), Segment(2)), "qa"),
+             RequestSpec("b", 0.0, 100, (Segment(2, 0.1, 5, "qa"), Segment(2)), "qa")]
+    env = simpy.Environment()
+    eng = Engine(env, specs, cost, pol, Metrics(100.0, 100), "v1", 100.0, drain=True, check=True)
+    env.process(eng.run())
+    env.run()
+    assert pol.current_eta() == pytest.approx(0.5)  # the 3- and 2-turn programs above
 
 
 def test_no_preset_reads_the_true_tool_duration() -> None:
