@@ -3,26 +3,30 @@
 waiting queue is ranked by the memory x time of the segment under that action, smallest first, with a
 starvation guard (core/queue_order.py ``mars``: promoted after ``MARS_STARVATION_STEPS`` steps of waiting).
 
-Predictions: the segment's length before its interception is the true one by default (an upper bound on
-what MARS's OPT-125M predictor achieves), times exp(sigma * z) with ``length_error_sigma`` (z a standard
+Predictions: the segment's length before its interception is the true one by default (an oracle: MARS's
+OPT-125M predictor guesses it in 50 bins of 10 tokens), times exp(sigma * z) with ``length_error_sigma`` (z a standard
 normal drawn from (``noise_seed``, request, segment), the same in both backends); the interception's duration
 is the tool's mean from the workload's per-type statistics (``tool_means_s``; 0 for a tool without one). The
 returned tokens are the true ones, as MARS's code uses them.
 
 The action (``choose``) is InferCept's rule on those predictions: preserve if T_INT * C is the smallest of
-the three wastes, else swap if Eq. 3's (the stall of an unpipelined copy, the waste MARS's code charges a swap)
-is, else discard (chunked Eq. 4); ties as MARS: preserve, then swap. It is applied at the pause with the
-engine's load then; the queue score uses the load the policy last saw. The score, in token-seconds, with
-every step charged T_fwd(S) as MARS's ``f_s``: the area of the pending prefill (chunks of S) and of the
-decode of the predicted length, then for a segment with an interception the hold (preserve: C * T_INT; swap:
-C * 2 T_swap(C); discard: 0) and the area of what the resume computes (the returned tokens, or the whole
-context after a discard).
+the three wastes, else swap if the swap's is, else discard (chunked Eq. 4); ties as MARS: preserve, then swap.
+The swap's waste (``swap_cost``): "stall" (default, what MARS's code charges): Eq. 3, the running batch
+stalled for an unpipelined copy out and back, 2 T_swap(C) * Rb; "pipelined": only the part of each copy a
+saturated step does not hide, 2 max(T_swap(C) - T_fwd(S), 0) * Rb — what the engine, which overlaps MARS's
+whole-context swaps with the forward pass as the reference's swap path does, actually stalls (an ablation).
+It is applied at the pause with the engine's load then; the queue score uses the load at the policy's last
+decision (a pause or a plan; none before the first pause). The score, in token-seconds, with every step
+charged T_fwd(S) as MARS's ``f_s``: the area of the pending prefill (chunks of S; its last chunk samples the
+first token) and of decoding the rest of the predicted length (minus what a preempted request had decoded),
+then for a segment with an interception the hold (preserve: C * T_INT; swap: C * 2 T_swap(C); discard: 0)
+and the area of what the resume computes (the returned tokens, or the whole context after a discard).
 
 Choices where the code is ambiguous or quirky (README "MARS"): the score is computed when the request enters
 the queue (MARS recomputes it every step against the running batch); every waiting request counts towards
 the starvation guard (MARS's counter starts only once a request has run); swapped requests come back whole,
-oldest first, as the swap baseline's; under memory pressure preserved pauses are discarded, the one expected
-back last first.
+oldest first, ahead of the waiting queue, as the swap baseline's; under memory pressure preserved pauses are
+discarded, the one expected back last first.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from core.policy import Swap
 from core.types import EngineState, KvAction, Observation, PolicyTraits, ReqView, StepPlan
 from core.waste import blocking_swap_waste, chunked_discard_waste, preserve_waste
 
+SWAP_COSTS = ("stall", "pipelined")
+
 
 class Mars(Swap):
     """The MARS policy; see the module docstring."""
@@ -44,7 +50,10 @@ class Mars(Swap):
     plans_steps = True
 
     def __init__(self, cost: CostModel, tool_means_s: Mapping[str, float] | None = None,
-                 length_error_sigma: float = 0.0, noise_seed: int = 0) -> None:
+                 length_error_sigma: float = 0.0, noise_seed: int = 0, swap_cost: str = "stall") -> None:
+        if swap_cost not in SWAP_COSTS:
+            raise ValueError(f"policy option swap_cost={swap_cost!r}: expected one of {SWAP_COSTS}")
+        self.swap_cost = swap_cost
         if isinstance(length_error_sigma, bool) or not (isinstance(length_error_sigma, (int, float))
                                                         and length_error_sigma >= 0):
             raise ValueError(f"policy option length_error_sigma={length_error_sigma!r}: expected a number >= 0")
@@ -59,7 +68,7 @@ class Mars(Swap):
 
     # ---------- predictions ----------
     def predicted_gen_tokens(self, req: ReqView) -> int:
-        """The predicted length of ``req``'s current segment (at least 1 token)."""
+        """The predicted length of ``req``'s current segment (at least 1 token), decoded tokens included."""
         if not self.sigma:
             return req.seg_gen_tokens
         z = random.Random(f"{self.seed}:{req.rid}:{req.segment}").gauss(0.0, 1.0)
@@ -74,6 +83,8 @@ class Mars(Swap):
         """The action of least waste for a pause of ``ctx_tokens`` lasting ``tool_s``, under ``load``."""
         wp = preserve_waste(tool_s, ctx_tokens)
         ws = blocking_swap_waste(self.cost, ctx_tokens, load[1])
+        if self.swap_cost == "pipelined":
+            ws = 2 * max(self.cost.swap_s(ctx_tokens) - self.step_s, 0.0) * load[1]
         wd = chunked_discard_waste(self.cost, ctx_tokens, load[0], load[1])
         if wp <= ws and wp <= wd:
             return KvAction.PRESERVE
@@ -88,12 +99,14 @@ class Mars(Swap):
 
     def queue_score(self, req: ReqView) -> float:
         """Memory x time (token-seconds) of ``req``'s coming segment under its predicted action."""
-        gen = self.predicted_gen_tokens(req)
         ctx = req.context_tokens
-        area = self.prefill_area(req.computed_tokens, ctx) + self.step_s * (gen * ctx + gen * (gen + 1) / 2)
+        left = max(self.predicted_gen_tokens(req) - req.seg_done_tokens, 1)  # tokens still to sample
+        # the prefill's last chunk samples the first; each of the other left - 1 steps holds one more token
+        area = self.prefill_area(req.computed_tokens, ctx) + self.step_s * (
+            (left - 1) * ctx + (left - 1) * left / 2)
         if req.last_segment:
             return area
-        end = ctx + gen
+        end = ctx + left
         tool_s = self.predicted_tool_s(req)
         action = self.choose(end, tool_s, self.load)
         if action is KvAction.PRESERVE:

@@ -191,7 +191,7 @@ POLICY_OPTIONS: dict[str, frozenset[str]] = {
     "saga": _EVERY | {"cold_start_s"},
     "vllm_native": _EVERY,
     "vllm_offload": _EVERY | {"cpu_tier_gib", "offload_prompt_only"},
-    "mars": frozenset({"length_error_sigma", "noise_seed"}),  # its own queue order
+    "mars": frozenset({"length_error_sigma", "noise_seed", "swap_cost"}),  # its own queue order
 }
 """Policy name -> the ``policy_options`` keys it accepts."""
 

@@ -21,8 +21,8 @@ when tau runs out before the tool returns; tau = 0 discards at once. Durations a
   * eta: ``eta`` (default 1); with ``eta_rule="correlation"`` Continuum's data-driven eta = -Corr(k, N - k)
     over the programs finished so far (the "finish" Observation gives N, a program's total turns; each
     finished program of N turns gives the pairs (k, N - k), k = 1..N-1), and ``eta`` while the correlation
-    is undefined (fewer than 2 pairs, or every program with the same N). Not clipped: a positive correlation
-    gives a negative weight, as the formula says.
+    is undefined (fewer than 2 pairs, or only programs of 2 turns, whose pairs are all (1, 1)). Not clipped:
+    a positive correlation gives a negative weight, as the formula says.
   * Ties go to the smaller tau.
 - ``saga`` — SAGA's pressure-scaled TTL: tau = min(exp(mu + 1.645 sigma), 300 s) * (1 - 0.5 m), mu and sigma
   from an exponentially weighted (0.2 on the newest) log-normal fit of the tool's durations (core/durations.py

@@ -84,6 +84,7 @@ class ReqView:
     seg_gen_tokens: int = 0  # tokens the segment decodes before its interception (or the end)
     seg_tool_tokens: int = 0  # tokens its interception returns (0 on the last segment)
     segment: int = 0  # index of the segment in the request
+    seg_done_tokens: int = 0  # tokens of the segment decoded so far (a preempted request's progress)
     last_segment: bool = False  # no interception follows it: the request ends
 
     def growth_blocks(self, block_size_tokens: int) -> int:

@@ -9,7 +9,9 @@ the simulator's.
   (``promote_starved``, called by the scheduler before each step);
 - ``mars`` (the mars policy): every insertion by ``queue_key`` with the policy's score of the request as it
   enters the queue (``score_of``); a request that has waited ``MARS_STARVATION_STEPS`` steps (the clock
-  counts the scheduler's steps) is promoted ahead of every unpromoted one.
+  counts the steps that scheduled tokens) is promoted ahead of every unpromoted one. A resume whose KV is on
+  the host (``add_swapped``) goes ahead of all of them, oldest first, as the simulator swaps resumed requests
+  back before it admits anyone.
 
 vLLM pops and peeks at the front and puts the requests it skipped in a step back at the front
 (``prepend_requests``): those keep their places. ``add_request`` and ``prepend_request`` (vLLM's preemption)
@@ -50,10 +52,13 @@ class OrderedWaiting(FCFSRequestQueue):
         self.queued_at_s: dict[str, float] = {}  # request id -> when it entered the queue, on the clock
         self.scores: dict[str, float] = {}  # request id -> MARS's score as it entered the queue
         self.starved: set[str] = set()  # request ids promoted by the anti-starvation guard
+        self.swapped_back: set[str] = set()  # mars: resumes whose KV is on the host, served first
 
     def key(self, request: Any) -> tuple[int, float, int]:
         """The request's place: smaller is served first."""
         rid = request.request_id
+        if rid in self.swapped_back:
+            return (-2, 0.0, ticket_of(request))
         return queue_key(self.order, ticket_of(request), self._service_of(rid), rid in self.starved,
                          self.scores.get(rid, 0.0))
 
@@ -70,6 +75,11 @@ class OrderedWaiting(FCFSRequestQueue):
             self.scores[request.request_id] = self._score_of(request)
         self._insert(request)
 
+    def add_swapped(self, request: Any) -> None:
+        """A resume whose KV waits on the host: ahead of every other, by ticket."""
+        self.swapped_back.add(request.request_id)
+        self.add_request(request)
+
     def prepend_request(self, request: Any) -> None:
         """vLLM's preemption: the request goes back by its key, not to the front."""
         self.add_request(request)
@@ -79,6 +89,7 @@ class OrderedWaiting(FCFSRequestQueue):
         self.queued_at_s.pop(request_id, None)
         self.scores.pop(request_id, None)
         self.starved.discard(request_id)
+        self.swapped_back.discard(request_id)
 
     def promote_starved(self) -> None:
         """Move every request that has waited the order's patience or more (PLAS: ``PLAS.starvation_s``;

@@ -65,11 +65,12 @@ class InterceptMixin(PolicyActions):
         self.ic_service: dict[str, int] = {}
         self.ic_turn_base: dict[str, int] = {}
         self.ic_order = self.ic_policy.traits.queue_order
-        self.ic_steps = 0  # steps scheduled so far (MARS's starvation clock)
+        self.ic_steps = 0  # steps that scheduled tokens so far (MARS's starvation clock)
+        self.ic_turn_start: dict[str, int] = {}  # req id -> its tokens when its current turn began (MARS)
         if self.ic_order == "mars":
             ranker = cast(RankingPolicy, self.ic_policy)
             self.waiting = OrderedWaiting("mars", lambda r: 0, lambda: float(self.ic_steps),
-                                          lambda req: ranker.queue_score(wait_view(req)))
+                                          lambda req: ranker.queue_score(wait_view(req, self._ic_decoded(req))))
         elif self.ic_order != "arrival":  # vLLM's own deque otherwise
             self.waiting = OrderedWaiting(self.ic_order, lambda r: self.ic_service.get(r, 0), time.monotonic)
 
@@ -103,6 +104,7 @@ class InterceptMixin(PolicyActions):
             self._ic_freeing = [r for r in self._ic_freeing if r != req_id]
             p.slots = []
         self.ic_turn_base[req_id] = 0 if p.place == "discarded" else p.ctx_tokens
+        self.ic_turn_start[req_id] = session.num_tokens
         if p.place not in ("discarded", "cpu"):
             if p.place == "new":  # resumed before any step asked the policy: it stayed preserved
                 self.ic_log.event(p.paused_at_s, p.rid, "pause:preserve", p.ctx_tokens)
@@ -111,7 +113,9 @@ class InterceptMixin(PolicyActions):
         self.ic_redo[req_id] = p.ctx_tokens if p.place == "discarded" else 0
         session.num_computed_tokens = 0  # the KV is gone: recompute (or load) through normal admission
         self.kv_holding_waiting.remove_request(session)
-        if self.ic_order != "arrival":
+        if self.ic_order == "mars" and p.place == "cpu":
+            self.waiting.add_swapped(session)  # back before anyone is admitted, as the simulator swaps in
+        elif self.ic_order != "arrival":
             self.waiting.add_request(session)  # by its key (real.queues)
         elif keeps_ticket_on_resume(self.ic_order, self.ic_policy.traits.resume_to_front):
             self._ic_insert_by_arrival(session, p.ticket)
@@ -122,6 +126,10 @@ class InterceptMixin(PolicyActions):
         else:
             self.ic_readmit[req_id] = (now, p.tool_kind, p.rid)
             del self.ic_paused[req_id]
+
+    def _ic_decoded(self, request: Any) -> int:
+        """Tokens the request's current turn decoded before it (re)entered the queue (0 for a new turn)."""
+        return request.num_tokens - self.ic_turn_start.get(request.request_id, request.num_prompt_tokens)
 
     def _ic_insert_by_arrival(self, session: Any, ticket: int) -> None:
         """Queue a resumed request by its original arrival (ahead of every later arrival), as the simulator
@@ -150,11 +158,11 @@ class InterceptMixin(PolicyActions):
         self.ic_idle = False
         if self.ic_paused:
             self._ic_hook()
-        self.ic_steps += 1
         if isinstance(self.waiting, OrderedWaiting):
             self.waiting.promote_starved()
         t1 = time.monotonic()
         out = super().schedule(*args, **kwargs)
+        self.ic_steps += out.total_num_scheduled_tokens > 0
         t_exec = time.monotonic()
         self._ic_admitted(out, t_exec)
         self._ic_swapped_in(out, t1)
@@ -210,7 +218,7 @@ class InterceptMixin(PolicyActions):
         reqs = super().finish_requests(request_ids, finished_status)
         for r in reqs:
             for d in (self.ic_paused, self.ic_redo, self.ic_readmit, self.ic_local_hit, self.ic_service,
-                      self.ic_turn_base):
+                      self.ic_turn_base, self.ic_turn_start):
                 d.pop(r.request_id, None)
             if isinstance(self.waiting, OrderedWaiting):
                 self.waiting.forget(r.request_id)

@@ -119,11 +119,12 @@ def engine_state(sched: Any, now_s: float, paused: dict[str, Paused], host_free_
                        gpu_blocks_total=pool.num_gpu_blocks - 1)  # vLLM's pool keeps one null block
 
 
-def wait_view(request: Any) -> ReqView:
+def wait_view(request: Any, decoded_tokens: int = 0) -> ReqView:
     """What a ranking policy (MARS) sees of a vLLM request entering the waiting queue, from the driver's
-    hints (the current turn's true lengths) and the request's tokens, as the simulator's view of it."""
+    hints (the current turn's true lengths) and the request's tokens, as the simulator's view of it;
+    ``decoded_tokens``: what the turn had decoded before a preemption."""
     h = hints(request)
     return ReqView(trace_rid(request), int(h.get("ticket", 0)), h.get("req_kind", h.get("kind", "")),
                    Status.WAITING, request.num_tokens, request.num_computed_tokens, 0, 0, math.nan,
                    float(h.get("tool_s", 0.0)), h.get("kind", ""), int(h.get("gen_tokens", 0)),
-                   int(h.get("tool_tokens", 0)), int(h.get("seg", 0)), bool(h.get("last", True)))
+                   int(h.get("tool_tokens", 0)), int(h.get("seg", 0)), decoded_tokens, bool(h.get("last", True)))

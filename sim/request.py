@@ -87,5 +87,5 @@ class Req:
             seg = self.segment
             self.view = ReqView(self.rid, self.ticket, self.kind, self.status, self.num_tokens, self.computed,
                                 self.gpu_blocks, self.cpu_blocks, self.paused_at, seg.tool_s, seg.kind,
-                                seg.gen_tokens, seg.tool_tokens, self.seg, self.is_last_segment)
+                                seg.gen_tokens, seg.tool_tokens, self.seg, self.gen_in_seg, self.is_last_segment)
         return self.view

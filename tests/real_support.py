@@ -60,7 +60,7 @@ def run_real(model_dir: str, profile: str, policy: str, specs: list[RequestSpec]
     for swap and infercept, its copies throttled to ``link_bytes_per_s`` if given)."""
     overrides = {"gpu_kv_blocks": kv_blocks, "cpu_kv_blocks": host_blocks, "swap_overlap": False}
     s = EngineSettings(model_dir, policy=policy, profile=profile, kv_blocks=kv_blocks,
-                       host_blocks=host_blocks if policy in ("swap", "infercept") else 0, token_budget_tokens=budget,
+                       host_blocks=host_blocks if policy in ("swap", "infercept", "mars") else 0, token_budget_tokens=budget,
                        max_context_tokens=(kv_blocks - 1) * BLOCK_TOKENS, log_path=str(log),
                        profile_overrides=overrides, link_bytes_per_s=link_bytes_per_s,
                        policy_options=dict(policy_options or {}), max_num_seqs=max_num_seqs)

@@ -20,8 +20,9 @@ MEANS = {"qa": 0.1, "math": 1e-4, "chatbot": 28.0}
 
 
 def waiting(ctx: int = 120, gen: int = 30, returned: int = 20, kind: str = "qa", last: bool = False,
-            rid: str = "a") -> ReqView:
-    return ReqView(rid, 0, kind, Status.WAITING, ctx, 0, 0, 0, float("nan"), 0.0, kind, gen, returned, 0, last)
+            rid: str = "a", done: int = 0) -> ReqView:
+    return ReqView(rid, 0, kind, Status.WAITING, ctx, 0, 0, 0, float("nan"), 0.0, kind, seg_gen_tokens=gen,
+                   seg_tool_tokens=returned, seg_done_tokens=done, last_segment=last)
 
 
 def paused(rid: str, at: float, kind: str, gpu: int, ctx: int = 200) -> ReqView:
@@ -50,22 +51,34 @@ def test_the_action_is_the_least_waste_of_the_three() -> None:
     assert pol.on_pause(paused("p", 0.0, "qa", 13), state()) is KvAction.PRESERVE  # mean 0.1
     assert pol.on_pause(paused("p", 0.0, "chatbot", 13), state()) is KvAction.DISCARD  # mean 28 s
     assert pol.on_pause(paused("p", 0.0, "qa", 13), state(gpu_tokens=10)) is KvAction.SWAP
+    # swap_cost = "pipelined": only the copy beyond a saturated step stalls, 2 * max(0.2 - 0.02, 0) * Rb:
+    # 360 under (50, 1000), still above WD = 26.25; 3.6 under (50, 10), below WP = 0.019 * 200 = 3.8, which
+    # the stall's 4 is not
+    piped = mars(swap_cost="pipelined")
+    assert piped.choose(200, 0.2, (50, 1000)) is KvAction.DISCARD
+    assert pol.choose(200, 0.019, (50, 10)) is KvAction.PRESERVE
+    assert piped.choose(200, 0.019, (50, 10)) is KvAction.SWAP
+    with pytest.raises(ValueError, match="swap_cost"):
+        mars(swap_cost="free")
 
 
 def test_the_score_is_the_segments_memory_times_time() -> None:
-    """Context 120 (none computed), 30 tokens decoded, 20 returned: prefill 0.02*(100 + 120) = 4.4, decode
-    0.02*(30*120 + 30*31/2) = 81.3; at the pause C = 150."""
+    """Context 120 (none computed), 30 tokens decoded, 20 returned: prefill 0.02*(100 + 120) = 4.4 (its last
+    chunk samples the first token), then 29 decode steps 0.02*(29*120 + 29*30/2) = 78.3; at the pause C = 150."""
     pol = mars()
-    assert pol.queue_score(waiting(last=True)) == pytest.approx(85.7)  # no interception follows
+    assert pol.queue_score(waiting(last=True)) == pytest.approx(82.7)  # no interception follows
+    # preempted after decoding 10 of its 30 (now in its 130-token context): 20 left, 19 decode steps
+    assert pol.queue_score(waiting(ctx=130, done=10, last=True)) == pytest.approx(
+        0.02 * (100 + 130) + 0.02 * (19 * 130 + 19 * 20 / 2))
     # load (0, 0): WS = 0, so swap: hold 150 * 2 * 0.15 = 45, then the 20 returned tokens 0.02 * 170 = 3.4
-    assert pol.queue_score(waiting()) == pytest.approx(85.7 + 45 + 3.4)
+    assert pol.queue_score(waiting()) == pytest.approx(82.7 + 45 + 3.4)
     pol.on_pause(paused("p", 0.0, "qa", 13), state())  # the policy now sees load (50, 1000)
     # math (mean 1e-4): preserve, hold 150 * 1e-4
-    assert pol.queue_score(waiting(kind="math")) == pytest.approx(85.7 + 0.015 + 3.4)
+    assert pol.queue_score(waiting(kind="math")) == pytest.approx(82.7 + 0.015 + 3.4)
     # qa (mean 0.1): WP 15 < WD (chunks of 50: 3 + 10 + 5.25 = 18.25): preserve, hold 15
-    assert pol.queue_score(waiting()) == pytest.approx(85.7 + 15 + 3.4)
+    assert pol.queue_score(waiting()) == pytest.approx(82.7 + 15 + 3.4)
     # chatbot (28 s): discard, the resume recomputes all 170 tokens: 0.02 * (100 + 170) = 5.4
-    assert pol.queue_score(waiting(kind="chatbot")) == pytest.approx(85.7 + 5.4)
+    assert pol.queue_score(waiting(kind="chatbot")) == pytest.approx(82.7 + 5.4)
 
 
 def test_predicted_lengths_are_true_by_default_and_seeded_noise_otherwise() -> None:

@@ -115,6 +115,23 @@ def test_mars_decides_every_pause_and_ranks_with_the_turns_hints(runs: dict) -> 
     assert a.preserved_pauses + a.discarded_pauses + a.swapped_pauses == 2
 
 
+def test_mars_ranks_vllms_waiting_queue(tmp_path: Path) -> None:
+    """A 2400-token prompt takes the whole 256-token budget for 9 steps; a long and then a short request arrive
+    meanwhile. vLLM's FCFS (discard) gives the leftover budget to the long one first; MARS's queue, ranked by
+    each request's memory x time, to the short one."""
+    model, profile = tiny_model(tmp_path), tiny_profile(tmp_path)
+    trace = [RequestSpec("hog", 0.0, 2400, (Segment(4),)), RequestSpec("long", 0.01, 1200, (Segment(4),)),
+             RequestSpec("short", 0.02, 40, (Segment(4),))]
+    first = {}
+    for policy in ("discard", "mars"):
+        run = run_real(model, profile, policy, trace, tmp_path / f"{policy}.jsonl")
+        admitted = [next(i for i, s in enumerate(run.steps) if rid in s["new"]) for rid in ("hog", "long", "short")]
+        assert admitted[0] < min(admitted[1:]), "the others arrived while the hog prefilled"
+        first[policy] = admitted
+    assert first["discard"][1] < first["discard"][2]  # FCFS: long first
+    assert first["mars"][2] < first["mars"][1]  # MARS: short first
+
+
 def test_policy_hook_is_timed(runs: dict) -> None:
     steps = runs["infercept"].metrics.steps
     assert steps["policy_s"].sum() > 0
@@ -283,12 +300,17 @@ def test_ordered_waiting_queue_program_plas_mars() -> None:
     steps[0] = MARS_STARVATION_STEPS  # big has waited 100 steps
     q.promote_starved()
     assert [r.request_id for r in q] == ["big", "small", "mid"]
+    scores["back"] = 1e9
+    q.add_swapped(_fake("back", 7))  # a resume whose KV is on the host: ahead of all, whatever its score
+    assert [r.request_id for r in q] == ["back", "big", "small", "mid"]
+    q.forget("back")
+    assert "back" not in q.swapped_back
 
     from real.views import wait_view  # what MARS scores: the turn's true lengths from the driver's hints
     hint = {"rid": "t", "ticket": 4, "kind": "qa", "req_kind": "qa", "tool_s": 0.5, "seg": 1, "gen_tokens": 16,
             "tool_tokens": 20, "last": False}
     req = SimpleNamespace(request_id="t", num_tokens=345, num_computed_tokens=0,
                           sampling_params=SimpleNamespace(extra_args={"infercept": hint}))
-    v = wait_view(req)
+    v = wait_view(req, 3)
     assert (v.rid, v.ticket, v.tool_kind, v.context_tokens, v.computed_tokens) == ("t", 4, "qa", 345, 0)
-    assert (v.seg_gen_tokens, v.seg_tool_tokens, v.segment, v.last_segment) == (16, 20, 1, False)
+    assert (v.seg_gen_tokens, v.seg_tool_tokens, v.segment, v.seg_done_tokens, v.last_segment) == (16, 20, 1, 3, False)

@@ -100,20 +100,21 @@ def finish(pol: Policy, *turns: int) -> None:
 
 def test_eta_by_correlation_of_turns_done_and_to_come() -> None:
     """Programs of 3 and 2 turns give the pairs (1, 2), (2, 1), (1, 1): means 4/3, covariance sum -1/3,
-    variance sums 2/3 each, Corr = -0.5, eta = 0.5. Undefined (eta = the option's) before 2 pairs or
-    while every program has the same N... except N = 3 alone, whose two pairs give Corr = -1."""
+    variance sums 2/3 each, Corr = -0.5, eta = 0.5 (the simulation below). Undefined (eta = the option's) before 2 pairs or with
+    only 2-turn programs (all pairs (1, 1)); programs of one N >= 3 alone give Corr = -1."""
     pol = make_policy("continuum_utility", make_cost(), eta_rule="correlation", eta=0.25)
     assert isinstance(pol, ContinuumUtility)
     assert pol.current_eta() == 0.25
-    finish(pol, 2, 1)  # one pair (a 1-turn program gives none)
+    finish(pol, 2, 1, 2)  # two pairs, both (1, 1) (a 1-turn program gives none)
     assert pol.current_eta() == 0.25
     finish(pol, 3)
-    assert pol.current_eta() == pytest.approx(0.5)
+    # pairs (1,1), (1,1), (1,2), (2,1): means 5/4, covariance sum -1/4, variance sums 3/4: Corr = -1/3
+    assert pol.current_eta() == pytest.approx(1 / 3)
     only3 = make_policy("continuum_utility", make_cost(), eta_rule="correlation")
     finish(only3, 3)
     assert only3.current_eta() == pytest.approx(1.0)
     readmit(pol, 2.0)  # Qbar = 2 s; R(250) = 0.01 + 1e-4 * 250 = 0.035 s
-    assert pol.benefit_s(view("a", 0.0)) == pytest.approx(0.5 * 2.0 + 0.035)
+    assert pol.benefit_s(view("a", 0.0)) == pytest.approx(2.0 / 3 + 0.035)
     fixed = make_policy("continuum_utility", make_cost(), eta=0.25)
     finish(fixed, 3, 2)  # the fixed rule ignores finishes
     assert fixed.current_eta() == 0.25
