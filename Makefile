@@ -30,7 +30,7 @@ test: real
 
 # Every figure the README quotes (see README, "Results"): the shipped sweeps' tables under docs/results/sweeps/,
 # their figures under docs/figures/, the reproduction report docs/reproduction.md. Long: both cores.
-SWEEPS := e2e_gptj6b e2e_gptj6b_v1 e2e_vicuna13b e2e_vicuna13b_tp2 e2e_llama70b_tp4 per_kind ablation estimator sensitivity recent_gptj6b_v0 recent_gptj6b_v1
+SWEEPS := e2e_gptj6b e2e_gptj6b_v1 e2e_vicuna13b e2e_vicuna13b_tp2 e2e_llama70b_tp4 per_kind ablation estimator sensitivity recent_gptj6b_v0 recent_gptj6b_v1 mars_variants
 SWEEP_DIRS := $(SWEEPS:%=docs/results/sweeps/%)
 bench: install
 	$(BIN)/python benchmarks/speed.py
