@@ -139,10 +139,11 @@ EMPTY_PLAN = StepPlan()
 class Observation:
     """What a learning policy is told after the fact (``Policy.observe``); it never sees the future.
 
-    - ``"resume"``: an interception of tool ``tool_kind`` returned at ``at_s``; ``value_s`` is its measured
-      duration (pause to return).
+    - ``"resume"``: the engine saw, at ``at_s`` (a step boundary), that an interception of tool ``tool_kind``
+      had returned; ``value_s`` is the duration it measured, from the pause to then (what a scheduler can
+      measure: the tool's time plus the wait for the step boundary);
     - ``"readmit"``: a resumed request whose KV had been dropped was admitted at ``at_s``; ``value_s`` is
-      its wait in the queue from the return to the admission;
+      its wait in the queue from when the engine saw the return to the admission;
     - ``"finish"``: the request finished at ``at_s``; ``value_s`` is its number of turns (segments);
       ``tool_kind`` is ""."""
 

@@ -53,7 +53,7 @@ class Req:
         self.paused_at = math.nan
         self.queued_at = -1.0  # when it entered the waiting queue, on the order's clock (-1: not in it)
         self.wait_key: tuple[int, float, int] = (0, 0.0, 0)  # its place in the waiting queue (sim/waitqueue.py)
-        self.resumed_at = math.nan  # when its tool returned, while it waits with its KV dropped
+        self.resumed_at = math.nan  # when the engine saw its tool return, while it waits with its KV dropped
         self.service_tokens = 0  # tokens computed for it in its finished turns (PLAS)
         self.turn_base = 0  # computed tokens when the current turn began
         self.in_group = False

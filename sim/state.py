@@ -113,7 +113,8 @@ class EngineQueues(KvMoves):
         del self.paused[r.rid]
         ret = r.segment.tool_tokens
         self.m.resume(t, r.rid, ret)
-        self.policy.observe(Observation("resume", r.rid, r.segment.kind, t, t - r.paused_at))
+        # a scheduler sees a tool's return only at its next step boundary: that is the duration it can learn
+        self.policy.observe(Observation("resume", r.rid, r.segment.kind, now, now - r.paused_at))
         r.num_tokens += ret
         r.chunk_prompt_tokens = r.num_tokens  # the session is reopened with the whole context
         r.seg += 1
@@ -131,7 +132,7 @@ class EngineQueues(KvMoves):
             if not keeps_ticket_on_resume(self.order, self.policy.traits.resume_to_front):
                 r.ticket, self.next_ticket = self.next_ticket, self.next_ticket + 1
             r.status = Status.WAITING
-            r.resumed_at = t
+            r.resumed_at = now  # its wait before readmission counts from when the engine saw the return
             self.waiting.add(r, now)
         self._changed(r, now)
 

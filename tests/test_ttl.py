@@ -268,3 +268,26 @@ def test_an_expiry_frees_blocks_while_the_engine_idles() -> None:
     paused_at = next(t for t, rid, e, _ in m.events if rid == "a" and e == "pause:preserve")
     admitted_b = next(t for t, rid, e, _ in m.events if rid == "b" and e == "admit")
     assert admitted_b == pytest.approx(paused_at + 2.0)  # a's pin runs out and b gets its blocks
+
+
+def test_a_duration_is_learned_as_the_engine_sees_it() -> None:
+    """The simulator tells a learning policy a pause's duration from the pause to the step boundary at which
+    the engine sees the return, as vLLM's scheduler measures it: with another request decoding, a 0.1 s tool
+    is seen at the end of the step that covers its return, so the duration is a little longer than 0.1 s."""
+    cost = make_cost()
+    pol = make_policy("saga", cost)
+    seen: list[Observation] = []
+    learn = pol.observe
+    pol.observe = lambda obs: (seen.append(obs), learn(obs))  # type: ignore[method-assign]
+    specs = [RequestSpec("a", 0.0, 100, (Segment(2, 0.1, 5, "qa"), Segment(2)), "qa"),
+             RequestSpec("bg", 0.0, 100, (Segment(60),), "plain")]
+    m = Metrics(100.0, 100)
+    env = simpy.Environment()
+    eng = Engine(env, specs, cost, pol, m, "v1", 100.0, drain=True, jump=False, check=True)
+    env.process(eng.run())
+    env.run()
+    resume = next(o for o in seen if o.event == "resume")
+    paused_at = next(t for t, rid, e, _ in m.events if rid == "a" and e.startswith("pause:"))
+    step_ends = {round(t + d, 12) for t, d in zip(m.steps["start_s"], m.steps["dur_s"], strict=True)}
+    assert resume.value_s == pytest.approx(resume.at_s - paused_at)
+    assert 0.1 < resume.value_s < 0.1 + 0.02 and round(resume.at_s, 12) in step_ends
