@@ -28,8 +28,9 @@ OPTION_VALUES: dict[str, dict[str, OptionValues]] = {
     "vllm_offload": {"cpu_tier_gib": float, "offload_prompt_only": bool},
     "mars": {"length_error_sigma": float, "noise_seed": int, "swap_cost": ("stall", "pipelined")},
 }
-"""Policy -> option -> the strings it takes, ``bool`` (true or false), ``int`` (an integer) or ``float`` (a number >= 0). Which options a policy accepts is
-core.policy.POLICY_OPTIONS; this table only checks their values before a run starts."""
+"""Policy -> option -> the strings it takes, ``bool`` (true or false), ``int`` (an integer) or ``float`` (a
+number >= 0). Which options a policy accepts is core.policy.POLICY_OPTIONS; this table only checks their values
+before a run starts."""
 
 
 class ConfigError(ValueError):

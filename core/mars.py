@@ -53,13 +53,12 @@ class Mars(Swap):
                  length_error_sigma: float = 0.0, noise_seed: int = 0, swap_cost: str = "stall") -> None:
         if swap_cost not in SWAP_COSTS:
             raise ValueError(f"policy option swap_cost={swap_cost!r}: expected one of {SWAP_COSTS}")
-        self.swap_cost = swap_cost
         if isinstance(length_error_sigma, bool) or not (isinstance(length_error_sigma, (int, float))
                                                         and length_error_sigma >= 0):
             raise ValueError(f"policy option length_error_sigma={length_error_sigma!r}: expected a number >= 0")
         if isinstance(noise_seed, bool) or not isinstance(noise_seed, int):
             raise ValueError(f"policy option noise_seed={noise_seed!r}: expected an integer")
-        self.cost = cost
+        self.cost, self.swap_cost = cost, swap_cost
         self.means = {k: float(v) for k, v in (tool_means_s or {}).items()}
         self.sigma, self.seed = float(length_error_sigma), noise_seed
         self.step_s = cost.fwd_s(cost.saturation_tokens)
@@ -109,11 +108,10 @@ class Mars(Swap):
         end = ctx + left
         tool_s = self.predicted_tool_s(req)
         action = self.choose(end, tool_s, self.load)
-        if action is KvAction.PRESERVE:
-            return area + end * tool_s + self.prefill_area(end, end + req.seg_tool_tokens)
-        if action is KvAction.SWAP:
-            return area + end * 2 * self.cost.swap_s(end) + self.prefill_area(end, end + req.seg_tool_tokens)
-        return area + self.prefill_area(0, end + req.seg_tool_tokens)
+        if action is KvAction.DISCARD:  # no hold; the resume recomputes the whole context
+            return area + self.prefill_area(0, end + req.seg_tool_tokens)
+        hold = end * tool_s if action is KvAction.PRESERVE else end * 2 * self.cost.swap_s(end)
+        return area + hold + self.prefill_area(end, end + req.seg_tool_tokens)
 
     # ---------- the Policy seam ----------
     def on_pause(self, req: ReqView, state: EngineState) -> KvAction:

@@ -96,7 +96,8 @@ def _real_run(v: Validation, policy: str, specs: list[RequestSpec], folder: Path
     from real.collect import build_metrics
     from real.driver import replay
 
-    swaps = policy in ("swap", "swap_blocking", "infercept", "mars")  # the swap connector; vllm_offload's host tier is its own
+    # the swap connector (vllm_offload's host tier is its own)
+    swaps = policy in ("swap", "swap_blocking", "infercept", "mars")
     s = dataclasses.replace(v.settings, policy=policy, profile=str(profile), profile_overrides=v.engine,
                             host_blocks=v.settings.host_blocks if swaps else 0,
                             link_bytes_per_s=link if swaps or policy == "vllm_offload" else 0.0,
