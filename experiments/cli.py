@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "seeds", 1) < 1:
         print("infercept: error: --seeds must be >= 1", file=sys.stderr)
         return 2
-    from real.driver import RealRunError
+    from real.errors import RealRunError  # not real.driver: a simulator run need not import the executor
 
     try:
         status = args.fn(args)

@@ -55,6 +55,9 @@ def simulate_calibrated(policy: str, specs: list[RequestSpec], runs: list[tuple[
                         engine: dict[str, Any]) -> dict[str, float]:
     """The dynamics alone: each real run re-simulated with its profile and every step-time coefficient scaled
     by the run's own fitted scale (``fidelity.speed_scale``: measured over predicted time of its steps), so
-    that the machine's speed during the run is the simulator's; the metric-wise median of those simulations.
+    that the machine's speed during the run is the simulator's; as the uncalibrated column, each at the
+    ensemble's scales around it (fitted scale x SPEED_SCALES), so that a chaotic run is compared by the
+    median of its neighbourhood, not by one draw; the metric-wise median of all of them.
     ``runs``: (profile, scale) per real run."""
-    return median_summary([summary_of(simulate_trace(policy, specs, p, window_s, engine, f)) for p, f in runs])
+    return median_summary([summary_of(simulate_trace(policy, specs, p, window_s, engine, f * s))
+                           for p, f in runs for s in SPEED_SCALES])

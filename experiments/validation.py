@@ -4,7 +4,7 @@ validate runs ``repeats`` rounds; each round measures a profile first (unless on
 profile and the runs see the same machine, then runs every policy and the plain trace once on the engine
 (round-robin, so that a drift of the machine's speed is shared). Each round's runs are simulated with that
 round's profile: an ensemble over SPEED_SCALES (``sim``), and each run at its own fitted step-time scale
-(``rel_error_calibrated``: the dynamics alone). The simulator charges swap copies in full
+times each of SPEED_SCALES (``rel_error_calibrated``: the dynamics alone). The simulator charges swap copies in full
 (``engine.swap_overlap = false``): the CPU build copies synchronously inside the step.
 """
 

@@ -78,7 +78,7 @@ def _report_lines(r: ReportInputs, drift: list[float]) -> list[str]:
               "swap copies charged in full (`engine.swap_overlap = false`: the CPU build copies inside the step)"),
              (f"- sim: median of {len(SPEED_SCALES)} runs per round's profile with step times scaled by "
               f"{', '.join(f'{x:g}' for x in SPEED_SCALES)}; calibrated: each real run re-simulated with its own "
-              "fitted scale (measured / predicted time of its steps), median")]
+              "fitted scale (measured / predicted time of its steps) times each of those, median of all")]
     if v.profile is not None:
         lines.append(f"- profile `{v.profile}` for every round (the machine's drift is not measured)")
     else:

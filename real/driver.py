@@ -22,11 +22,8 @@ from core.trace_io import WorkloadError, validate_spec
 from core.types import RequestSpec
 from core.workload import tool_means_s
 from real.engine import EngineSettings, start_engine, stop_engine
+from real.errors import RealRunError
 from real.views import HINT_KEY
-
-
-class RealRunError(RuntimeError):
-    """The engine failed during a real run; nothing was written."""
 
 
 @dataclass

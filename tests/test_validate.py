@@ -17,7 +17,7 @@ from core.cost import PROFILE_DIR, BatchShape, FittedCostModel
 from core.metrics import Metrics
 from core.types import RequestSpec, Segment
 from core.waste import swap_budget_tokens
-from experiments.ensemble import SPEED_SCALES, simulate_ensemble, simulate_trace
+from experiments.ensemble import SPEED_SCALES, simulate_calibrated, simulate_ensemble, simulate_trace
 from experiments.fidelity import (
     MIN_DECISIONS,
     TraceScale,
@@ -74,6 +74,20 @@ def test_the_ensemble_scales_every_step(tmp_path: Path) -> None:
     assert norms == pytest.approx([f * base["norm_latency_ms"] for f in SPEED_SCALES])
     assert median["norm_latency_ms"] == pytest.approx(base["norm_latency_ms"])  # the middle scale is 1
     assert summary_of(unscaled) == base
+
+
+def test_the_calibrated_column_is_the_median_over_each_runs_neighbourhood(tmp_path: Path) -> None:
+    one = [RequestSpec("a", 0.0, 100, (Segment(5),))]  # alone: its latency is proportional to the step time
+    profile = _profile(tmp_path)
+    base = summary_of(simulate_trace("discard", one, profile, 10.0, {}))["norm_latency_ms"]
+    # runs fitted at 1.1, 1.3 and 1.2: 15 simulations at 1.1 x 0.98 ... 1.3 x 1.02; their median is 1.2 x 1.0
+    cal = simulate_calibrated("discard", one, [(profile, 1.1), (profile, 1.3), (profile, 1.2)], 10.0, {})
+    assert cal["norm_latency_ms"] == pytest.approx(1.2 * base)
+    # two runs at 1.1 and 1.3: the median of their ten neighbours, (1.1 x 1.02 + 1.3 x 0.98) / 2, not the
+    # mean of the two draws (1.2)
+    two = simulate_calibrated("discard", one, [(profile, 1.1), (profile, 1.3)], 10.0, {})
+    assert two["norm_latency_ms"] == pytest.approx((1.1 * 1.02 + 1.3 * 0.98) / 2 * base)
+    assert two["norm_latency_ms"] != pytest.approx(1.2 * base)
 
 
 def test_calibration_scale_and_errors() -> None:
