@@ -82,6 +82,10 @@ ENGINE_KEYS: dict[str, tuple[str, str]] = {
     "gpu_kv_blocks": ("positive", "GPU KV blocks, given directly instead of derived from memory sizes"),
     "cpu_kv_blocks": ("count", "CPU KV blocks, given directly instead of derived from cpu_swap_bytes"),
     "swap_overlap": ("bool", "KV copies run beside the forward pass (default true); false: added to it"),
+    "swap_holds_blocks": ("bool", ("as vLLM 0.32's KV connector: a swap-out frees its GPU blocks only after its "
+                                   "last block is copied (a resume before then cancels it, keeping the KV) and "
+                                   "a swap-in allocates all of them with its first; default false: block by "
+                                   "block")),
     "prefix_caching": ("bool", ("vLLM v1's prefix cache for every policy: freed full blocks stay reusable until "
                                 "evicted (default false; the vllm_* policies turn it on whatever this says)")),
 }
@@ -152,6 +156,7 @@ class FittedCostModel:
     fit_max_query_tokens: int
     fit_max_decode_ctx_tokens: int
     swap_overlap: bool = True  # the link copies beside the forward pass (GPU); False: copies add to the step
+    swap_holds_blocks: bool = False  # engine.swap_holds_blocks: a swap holds all its GPU blocks while it runs
     prefix_caching: bool = False  # engine.prefix_caching: vLLM v1's prefix cache for every policy
     # optional terms (0 when a profile has none; measured profiles fold them into the fitted ones):
     host_per_step_s: float = 0.0  # the engine's CPU time per step outside the forward pass
@@ -249,6 +254,7 @@ class FittedCostModel:
             fit_max_query_tokens=int(_get(p, "fit_range.max_query_tokens", w)),
             fit_max_decode_ctx_tokens=int(_get(p, "fit_range.max_decode_ctx_tokens", w)),
             swap_overlap=bool(eng.get("swap_overlap", True)),
+            swap_holds_blocks=bool(eng.get("swap_holds_blocks", False)),
             prefix_caching=bool(eng.get("prefix_caching", False)),
         )
 

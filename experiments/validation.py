@@ -5,7 +5,8 @@ profile and the runs see the same machine, then runs every policy and the plain 
 (round-robin, so that a drift of the machine's speed is shared). Each round's runs are simulated with that
 round's profile: an ensemble over SPEED_SCALES (``sim``), and each run at its own fitted step-time scale
 times each of SPEED_SCALES (``rel_error_calibrated``: the dynamics alone). The simulator charges swap copies in full
-(``engine.swap_overlap = false``): the CPU build copies synchronously inside the step.
+(``engine.swap_overlap = false``): the CPU build copies synchronously inside the step; and a swap holds its
+GPU blocks while it runs (``engine.swap_holds_blocks = true``), as vLLM's connector in the executor does.
 """
 
 from __future__ import annotations
@@ -82,11 +83,12 @@ class Validation:
     @property
     def engine(self) -> dict[str, Any]:
         """The simulator's engine settings: the real engine's (vLLM keeps one of its num_gpu_blocks as the null
-        block: the simulator gets the blocks requests can use); copies charged in full."""
+        block: the simulator gets the blocks requests can use); copies charged in full; a swap holds its GPU
+        blocks while it runs, as the executor's connector does."""
         s = self.settings
         return {"gpu_kv_blocks": s.kv_blocks - 1, "cpu_kv_blocks": s.host_blocks,
                 "token_budget_tokens": s.token_budget_tokens, "saturation_tokens": s.token_budget_tokens,
-                "swap_overlap": False}
+                "swap_overlap": False, "swap_holds_blocks": True}
 
 
 def _real_run(v: Validation, policy: str, specs: list[RequestSpec], folder: Path, profile: Path, link: float,

@@ -75,7 +75,9 @@ def _report_lines(r: ReportInputs, drift: list[float]) -> list[str]:
              (f"- engine: {s.kv_blocks} KV blocks of {s.block_size_tokens} tokens, host swap {s.host_blocks} "
               f"blocks, link {link}, token budget {s.token_budget_tokens}, model `{s.model_dir}`"),
              (f"- window {v.window_s:g} s, {v.repeats} rounds (median of the real runs); simulator `v1` batching, "
-              "swap copies charged in full (`engine.swap_overlap = false`: the CPU build copies inside the step)"),
+              "swap copies charged in full (`engine.swap_overlap = false`: the CPU build copies inside the step), "
+              "a swap holding its GPU blocks while it runs (`engine.swap_holds_blocks = true`, as vLLM's "
+              "connector)"),
              (f"- sim: median of {len(SPEED_SCALES)} runs per round's profile with step times scaled by "
               f"{', '.join(f'{x:g}' for x in SPEED_SCALES)}; calibrated: each real run re-simulated with its own "
               "fitted scale (measured / predicted time of its steps) times each of those, median of all")]

@@ -118,8 +118,9 @@ class BatchForming(EngineQueues):
         the blocks swapped requests need to come back (v0, as vLLM 0.2: none while one waits)."""
         if self.mode == "v0" and self.swapped:
             return
-        # blocks that resumed, still-swapped requests need to come back are not for new admissions
-        reserve = sum(r.cpu_blocks for r in self.swapped.values()) if self.swapped else 0
+        # blocks that resumed, still-swapped requests need to come back are not for new admissions (those a
+        # running swap-in already holds are taken)
+        reserve = sum(r.cpu_blocks - r.held_blocks for r in self.swapped.values()) if self.swapped else 0
         while self.holding and left > 0 and len(self.running) < self.cost.max_num_seqs:
             r = self.holding[0]  # resumed requests holding their KV go first (FIFO), as in vLLM v1
             q = min(r.pending, left)

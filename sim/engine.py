@@ -66,6 +66,8 @@ class Engine(BatchForming):
             n_iter += 1
             if self.progress and n_iter % 4096 == 0:
                 self.progress(now)
+            if self.copied:  # swap-outs that held their blocks until their last copy (swap_holds_blocks)
+                self.release_copied(now)
             self._absorb(now)
             if self.loaded:
                 self.start_loaded(now)
@@ -135,6 +137,7 @@ class Engine(BatchForming):
             else:
                 self.check_gpu_blocks()
         if not self.drain:  # arrivals and tool returns inside the window that the last step overran
+            self.release_copied(self.duration_s)
             self._absorb(self.duration_s)
         self.m.end_s = env.now if self.drain else self.duration_s
         self.flush_waste(self.m.end_s)

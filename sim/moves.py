@@ -39,8 +39,16 @@ class KvMoves(_Base):
         self.m.discard(t, r.rid, r.computed)
         self.pool.free_gpu(r.gpu_blocks, r.rid, self.full_blocks(r))
         self.pool.free_cpu(r.cpu_blocks)
+        self._hold(r, -r.held_blocks, free=True)
         r.gpu_blocks = r.cpu_blocks = r.computed = 0
         self._changed(r, t)
+
+    def _hold(self, r: Req, n: int, free: bool = False) -> None:
+        """``r`` holds ``n`` more GPU blocks beyond its gpu_blocks (n < 0: fewer; ``free``: back to the pool)."""
+        r.held_blocks += n
+        self.held_blocks += n
+        if free and n:
+            self.pool.free_gpu(-n)
 
     def _gpu_tokens(self, r: Req) -> int:
         return min(r.computed, r.gpu_blocks * self.bs)
@@ -50,7 +58,12 @@ class KvMoves(_Base):
         assert 0 < n <= r.gpu_blocks and r.status is Status.PAUSED
         before = self._gpu_tokens(r)
         self.pool.allocate_cpu(n)
-        self.pool.free_gpu(n)
+        if self.cost.swap_holds_blocks:  # freed after the step that copies the last block (release_copied)
+            self._hold(r, n)
+            if n == r.gpu_blocks:
+                self.copied.append(r)
+        else:
+            self.pool.free_gpu(n)
         r.gpu_blocks -= n
         r.cpu_blocks += n
         self._changed(r, t)
@@ -65,7 +78,13 @@ class KvMoves(_Base):
         request asynchronously and schedules it once the load is done; engine.swap_overlap = false)."""
         assert 0 < n <= r.cpu_blocks
         before = self._gpu_tokens(r)
-        self.pool.allocate_gpu(n)
+        if self.cost.swap_holds_blocks:  # every block is allocated with the first, then filled
+            if not r.held_blocks:
+                self.pool.allocate_gpu(r.cpu_blocks)
+                self._hold(r, r.cpu_blocks)
+            self._hold(r, -n)
+        else:
+            self.pool.allocate_gpu(n)
         self.pool.free_cpu(n)
         r.gpu_blocks += n
         r.cpu_blocks -= n
@@ -87,6 +106,23 @@ class KvMoves(_Base):
             self._changed(r, t)
         self.loaded.clear()
 
+    def release_copied(self, t: float) -> None:
+        """engine.swap_holds_blocks: free the GPU blocks of the swap-outs whose last block the last step
+        copied (vLLM frees them after that step)."""
+        for r in self.copied:
+            if r.held_blocks and not r.gpu_blocks:  # not discarded or resumed since
+                self._hold(r, -r.held_blocks, free=True)
+                self._changed(r, t)
+        self.copied.clear()
+
+    def cancel_swap_out(self, r: Req) -> None:
+        """engine.swap_holds_blocks: ``r`` resumed while its swap-out ran: the copy is dropped (its CPU
+        blocks freed) and its KV, still whole on the GPU, is kept, as vLLM's connector does."""
+        self.pool.free_cpu(r.cpu_blocks)
+        r.gpu_blocks += r.held_blocks
+        self._hold(r, -r.held_blocks)
+        r.cpu_blocks = 0
+
     def apply(self, plan: StepPlan, t: float) -> int:
         """Apply a policy's plan — discards, then swap-ins, then swap-outs (a step's swap-outs may use the
         CPU blocks its swap-ins free, §2.5) — and return the tokens it moves over the link. An entry that
@@ -99,7 +135,10 @@ class KvMoves(_Base):
             self.discard(r, t)
         for rid, n in plan.swap_in:
             r = self.swapped.get(rid) or self.paused.get(rid)
-            if r is None or not 0 < n <= r.cpu_blocks or not self.pool.can_allocate_gpu(n):
+            if r is not None and self.cost.swap_holds_blocks and not r.held_blocks and 0 < n <= r.cpu_blocks \
+                    and not self.pool.can_allocate_gpu(r.cpu_blocks):
+                continue  # blocks the policy counts as free are still held by swap-outs: it starts later
+            if r is None or not 0 < n <= r.cpu_blocks or not self.pool.can_allocate_gpu(n - r.held_blocks):
                 raise ValueError(f"policy {self.policy.name}: cannot swap in {n} blocks of {rid!r} "
                                  f"({self.pool.gpu_free} GPU blocks free)")
             moved += self.swap_in(r, n, t)

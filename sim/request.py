@@ -21,6 +21,7 @@ class Req:
         "gen_at_join",
         "gen_in_seg",
         "gpu_blocks",
+        "held_blocks",
         "in_group",
         "kind",
         "num_tokens",
@@ -48,6 +49,9 @@ class Req:
         self.chunk_prompt_tokens = spec.prompt_tokens
         self.computed = self.ever_computed = 0
         self.gpu_blocks = self.cpu_blocks = 0
+        # GPU blocks held beyond gpu_blocks while a swap runs (engine.swap_holds_blocks): copied out and not
+        # yet freed, or allocated for a swap-in and not yet filled; the policy counts them as free
+        self.held_blocks = 0
         self.gen_in_seg = 0
         self.status = Status.WAITING
         self.paused_at = math.nan

@@ -13,7 +13,7 @@ from core.cost import FittedCostModel
 from core.metrics import Metrics
 from core.policy import Policy, RankingPolicy
 from core.queue_order import keeps_ticket_on_resume
-from core.types import EngineState, KvAction, Observation, RequestSpec, ReqView, Status
+from core.types import EngineState, KvAction, Observation, RequestSpec, Status
 from sim.decoders import DecodeGroup
 from sim.kvmanager import KvManager
 from sim.moves import KvMoves
@@ -52,8 +52,7 @@ class EngineQueues(KvMoves):
         self.loaded: list[Req] = []  # resumed, the last of its KV copied back in this step: runs from the next
         # caches that follow paused/swapped requests (see _changed): what policies see, and paused GPU blocks
         self.paused_gpu: dict[str, Req] = {}  # paused and holding GPU blocks (what policies act on)
-        self.paused_views: dict[str, ReqView] = {}
-        self.swapped_views: dict[str, ReqView] = {}
+        self.swapped_cpu: dict[str, Req] = {}  # resumed with KV still on the CPU (what policies swap in)
         # GPU blocks that sit idle, by kind: held by paused requests, by resumed ones whose swap-in is not
         # complete, and by resumed ones holding their KV while they wait for admission (v1)
         self.paused_blocks_by_kind: dict[str, int] = {}
@@ -63,6 +62,8 @@ class EngineQueues(KvMoves):
         self.returns: list[tuple[float, int, Req]] = []  # (tool return time, ticket, req)
         self.next_ticket = 0
         self.pending_swap_tokens = 0  # swapped at a pause; charged to the next step
+        self.held_blocks = 0  # GPU blocks held by running swaps beyond their gpu_blocks (swap_holds_blocks)
+        self.copied: list[Req] = []  # swap-outs whose last block the coming step copies (freed after it)
         self.num_done = 0
 
     def _rank(self, r: Req) -> float:
@@ -120,6 +121,8 @@ class EngineQueues(KvMoves):
         r.seg += 1
         r.gen_in_seg = 0
         r.turn_base = r.computed
+        if r.held_blocks and r.gpu_blocks:  # engine.swap_holds_blocks: back while its swap-out ran
+            self.cancel_swap_out(r)
         if r.cpu_blocks:
             r.status = Status.SWAPPED
             self.swapped[r.rid] = r
@@ -137,7 +140,7 @@ class EngineQueues(KvMoves):
         self._changed(r, now)
 
     def _changed(self, r: Req, t: float) -> None:
-        """Refresh what follows a paused, swapped or holding request: its view, the policy's view dicts and
+        """Refresh what follows a paused, swapped or holding request: its view, the policy's dicts and
         the tally of idle GPU blocks per kind (paused, half swapped-in, or holding their KV while waiting for
         admission), whose time integral is that part of the memory waste. Called at time ``t`` after every
         change to such a request."""
@@ -146,7 +149,7 @@ class EngineQueues(KvMoves):
         paused_on_gpu = r.status is Status.PAUSED and r.gpu_blocks > 0
         # only resumed requests in `holding` wait with GPU blocks
         idle = r.status in (Status.PAUSED, Status.SWAPPED, Status.WAITING)
-        new = r.gpu_blocks if idle else 0
+        new = r.gpu_blocks + r.held_blocks if idle else 0
         old = self._counted.get(rid, 0)
         if new != old:
             self._integrate(r.kind, t)
@@ -158,14 +161,12 @@ class EngineQueues(KvMoves):
                 del self._counted[rid]
         if paused_on_gpu:
             self.paused_gpu[rid] = r
-            self.paused_views[rid] = r.make_view()
         else:
             self.paused_gpu.pop(rid, None)
-            self.paused_views.pop(rid, None)
         if r.status is Status.SWAPPED and r.cpu_blocks:
-            self.swapped_views[rid] = r.make_view()
+            self.swapped_cpu[rid] = r
         else:
-            self.swapped_views.pop(rid, None)
+            self.swapped_cpu.pop(rid, None)
 
     def _integrate(self, kind: str, t: float) -> None:
         blocks = self.paused_blocks_by_kind.get(kind, 0)
@@ -204,13 +205,15 @@ class EngineQueues(KvMoves):
             if waiting >= waiting_cap_tokens:
                 break
             waiting += r.pending
-        group, free = self.group, self.pool.gpu_free
+        group = self.group
+        free = self.pool.gpu_free + self.held_blocks  # as vLLM's view: a running swap's blocks count as free
         # fields in EngineState's order: now, block size, free GPU / CPU blocks, R, Rb, short, paused, swapped,
         # running blocks needed, waiting query tokens
         return EngineState(t, self.bs, free, self.pool.cpu_free,
                            len(group.members) + tokens - computed, group.ctx_tokens + computed,
-                           max(blocks_needed - free, 0), tuple(self.paused_views.values()),
-                           tuple(self.swapped_views.values()), blocks_needed, waiting, self.pool.gpu_total)
+                           max(blocks_needed - free, 0), tuple([r.make_view() for r in self.paused_gpu.values()]),
+                           tuple([r.make_view() for r in self.swapped_cpu.values()]), blocks_needed, waiting,
+                           self.pool.gpu_total)
 
     def next_return_at(self) -> float:
         """When the next interception returns (inf if none is running)."""
@@ -226,16 +229,13 @@ class EngineQueues(KvMoves):
     def check(self) -> None:
         """Full recount of every block holder against the pool (O(requests); used in check mode)."""
         assert self.partials == [r for r in self.running if not r.in_group], "partials out of step with running"
-        gpu = self.group.held_blocks_exact() + sum(r.gpu_blocks for r in self.partials)
-        gpu += sum(r.gpu_blocks for r in self.paused.values()) + sum(r.gpu_blocks for r in self.swapped.values())
-        gpu += sum(r.gpu_blocks for r in self.holding)
-        gpu += sum(r.gpu_blocks for r in self.loaded)
+        idle = [*self.paused.values(), *self.swapped.values(), *self.holding, *self.loaded]
+        idle_gpu = sum(r.gpu_blocks + r.held_blocks for r in idle)
+        gpu = self.group.held_blocks_exact() + sum(r.gpu_blocks for r in self.partials) + idle_gpu
         cpu = sum(r.cpu_blocks for r in self.paused.values()) + sum(r.cpu_blocks for r in self.swapped.values())
         assert self.group.blocks == self.group.held_blocks_exact(), "decode group block count drifted"
-        assert self.paused_gpu_blocks == (sum(r.gpu_blocks for r in self.paused.values())
-                                          + sum(r.gpu_blocks for r in self.swapped.values())
-                                          + sum(r.gpu_blocks for r in self.loaded)
-                                          + sum(r.gpu_blocks for r in self.holding))
+        assert self.paused_gpu_blocks == idle_gpu, "idle block tally drifted"
+        assert self.held_blocks == sum(r.held_blocks for r in idle), "held block count drifted"
         self.pool.check_conservation(gpu, cpu)
         for r in self.running:
             assert r.in_group or (r.computed >= 0 and r.pending >= 1), f"{r.rid}: bad token counts"

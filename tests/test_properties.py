@@ -38,9 +38,9 @@ def workloads(draw: st.DrawFn) -> list[RequestSpec]:
 
 def simulate_specs(specs: list[RequestSpec], policy: str, batching: str, gpu_blocks: int, cpu_blocks: int = 40,
                    link_bytes_per_s: float = 1e6, window_s: float | None = None,
-                   overlap: bool = True) -> tuple[Metrics, Engine]:
+                   overlap: bool = True, holds: bool = False) -> tuple[Metrics, Engine]:
     cost = make_cost(gpu_kv_blocks=gpu_blocks, cpu_kv_blocks=cpu_blocks, link_bytes_per_s=link_bytes_per_s,
-                     swap_overlap=overlap)
+                     swap_overlap=overlap, swap_holds_blocks=holds)
     m = Metrics(window_s or 5.0, gpu_blocks)
     env = simpy.Environment()
     eng = Engine(env, specs, cost, make_policy(policy, cost), m, batching, window_s or 5.0,
@@ -55,12 +55,13 @@ def simulate_specs(specs: list[RequestSpec], policy: str, batching: str, gpu_blo
 @given(specs=workloads(), policy=st.sampled_from(sorted(POLICIES)), batching=st.sampled_from(["v0", "v1"]),
        gpu_blocks=st.integers(30, 120), cpu_blocks=st.integers(0, 40),
        link_bytes_per_s=st.sampled_from([1e6, 2e7, 2e8]), window_s=st.sampled_from([None, 0.5, 2.0]),
-       overlap=st.booleans())
+       overlap=st.booleans(), holds=st.booleans())
 def test_invariants(specs: list[RequestSpec], policy: str, batching: str, gpu_blocks: int, cpu_blocks: int,
-                    link_bytes_per_s: float, window_s: float | None, overlap: bool) -> None:
+                    link_bytes_per_s: float, window_s: float | None, overlap: bool, holds: bool) -> None:
     gpu_blocks = max(gpu_blocks, max(-(-s.total_tokens // 16) for s in specs))  # every request fits alone
     # check=True asserts block conservation on every step
-    m, eng = simulate_specs(specs, policy, batching, gpu_blocks, cpu_blocks, link_bytes_per_s, window_s, overlap)
+    m, eng = simulate_specs(specs, policy, batching, gpu_blocks, cpu_blocks, link_bytes_per_s, window_s, overlap,
+                            holds)
     assert sum(rec.gen_tokens for rec in m.requests.values()) == eng.num_generated, "tokens not conserved"
     for s in specs:
         rec = m.requests.get(s.rid)
@@ -84,7 +85,8 @@ def test_invariants(specs: list[RequestSpec], policy: str, batching: str, gpu_bl
     assert not [(rid, t) for t, rid, e, _ in m.events if e == "discard" and (rid, t) in swapped_in]
     for col in ("gpu_used_blocks", "cpu_used_blocks", "gpu_paused_blocks"):
         assert min(m.steps[col], default=0) >= 0
-    again, _ = simulate_specs(specs, policy, batching, gpu_blocks, cpu_blocks, link_bytes_per_s, window_s, overlap)
+    again, _ = simulate_specs(specs, policy, batching, gpu_blocks, cpu_blocks, link_bytes_per_s, window_s, overlap,
+                              holds)
     assert summarize(m) == summarize(again)
 
 

@@ -1,0 +1,77 @@
+"""engine.swap_holds_blocks (vLLM 0.32's KV connector, as the real executor runs it), worked out by hand with the
+test cost (a step of n query tokens: 0.01 + 1e-4 n s; the link: 1 ms per token; 16-token blocks; copies charged
+in full, engine.swap_overlap = false, as `infercept validate` simulates).
+
+InferCept alone on the engine: its per-step budget is T_fwd(0) = 10 ms of link, under a block, so one block
+a step. The request pauses at 0.0402 s with 102 tokens of KV in 7 blocks; the swap-out copies the partial last
+block (6 tokens, 6 ms) and then one full block (16 ms) a step."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import make_cost
+from test_engine import run
+
+from core.types import RequestSpec, Segment
+
+CHUNK_STARTS = [0.0402, 0.0462, 0.0622, 0.0782, 0.0942, 0.1102, 0.1262]  # the seven swap-out steps
+
+
+def _tool(tool_s: float) -> list[RequestSpec]:
+    return [RequestSpec("a", 0.0, 100, (Segment(3, tool_s, 10, "qa"), Segment(2)), "qa")]
+
+
+def _gpu_used_at(m, starts: list[float]) -> list[int]:
+    at = {round(t, 4): int(g) for t, g in zip(m.steps["start_s"], m.steps["gpu_used_blocks"])}
+    return [at[round(t, 4)] for t in starts]
+
+
+@pytest.mark.parametrize("holds", [False, True])
+def test_a_swap_out_holds_its_blocks_until_its_last_copy(holds: bool) -> None:
+    m = run(_tool(1.0), "infercept", cost=make_cost(swap_overlap=False, swap_holds_blocks=holds))
+    # block by block, each step's copy frees its block; held, all 7 stay taken through the step that copies
+    # the last (vLLM frees them after it)
+    assert _gpu_used_at(m, CHUNK_STARTS) == ([7] * 7 if holds else [6, 5, 4, 3, 2, 1, 0])
+    assert max(m.steps["gpu_paused_blocks"]) == 7 if holds else 6  # held blocks are idle memory
+    # the swap-in (from 1.0402, one block a step): held, all 7 blocks are allocated with the first
+    swap_in = [1.0402, 1.0562, 1.0722, 1.0882, 1.1042, 1.1202, 1.1362]
+    assert _gpu_used_at(m, swap_in) == ([7] * 7 if holds else [1, 2, 3, 4, 5, 6, 7])
+    rec = m.requests["a"]
+    assert rec.swapped_tokens == 102 and rec.resume_latency_s == [pytest.approx(6 * 0.016 + 0.006 + 0.0111)]
+
+
+@pytest.mark.parametrize("holds", [False, True])
+def test_a_resume_during_the_swap_out(holds: bool) -> None:
+    # the tool returns at 0.0902, during the fifth copy step (0.0782 + 0.016 = 0.0942 is its end): four
+    # chunks, 6 + 3 x 16 = 54 tokens, are on the host
+    m = run(_tool(0.05), "infercept", cost=make_cost(swap_overlap=False, swap_holds_blocks=holds))
+    rec = m.requests["a"]
+    events = [e for _, _, e, _ in m.events if e.startswith("swap")]
+    assert rec.swapped_tokens == 54
+    if holds:  # the copy is cancelled: its host blocks are freed, the KV on the GPU is used as it is
+        assert events == ["swap_out"] * 4
+        assert rec.resume_latency_s == [pytest.approx(0.004 + 0.01 + 11e-4)]  # next boundary, then 11 tokens
+        assert max(m.steps["cpu_used_blocks"][m.steps["start_s"] >= 0.094]) == 0
+    else:  # the four copied blocks come back one a step, the 6-token one last
+        assert events == ["swap_out"] * 4 + ["swap_in"] * 4
+        assert rec.resume_latency_s == [pytest.approx(0.004 + 3 * 0.016 + 0.006 + 0.0111)]
+
+
+@pytest.mark.parametrize("holds", [False, True])
+def test_a_swap_in_waits_while_a_swap_out_holds_the_blocks_it_needs(holds: bool) -> None:
+    # 9 GPU blocks. "b" (7 blocks) swaps out by 0.1422 and its tool returns at 0.2402; "c" (100 tokens,
+    # 7 blocks) is admitted at 0.1422, pauses at 0.1824 and swaps out a block a step. When b returns, c has
+    # copied 5 blocks, and after the step from 0.2524, 6: the policy, which counts copied blocks as free (as
+    # vLLM's view does), sees 8 free and gives the step's one-block budget to b's swap-in.
+    cost = make_cost(swap_overlap=False, swap_holds_blocks=holds, gpu_kv_blocks=9)
+    specs = [RequestSpec("b", 0.0, 100, (Segment(3, 0.2, 10, "qa"), Segment(2)), "qa"),
+             RequestSpec("c", 0.13, 100, (Segment(3, 1.0, 10, "qa"), Segment(2)), "qa")]
+    m = run(specs, "infercept", cost=cost)
+    first_in = min(t for t, rid, e, _ in m.events if rid == "b" and e == "swap_in")
+    c_out = [t for t, rid, e, _ in m.events if rid == "c" and e == "swap_out"]
+    if not holds:  # block by block: b's blocks are free, its swap-in starts at once
+        assert first_in == pytest.approx(0.2684)
+    else:  # held: c still holds all 7 blocks, so b's swap-in cannot take its 7; with the budget planned for
+        # it, c's last block is never copied; both wait until c's tool returns (1.1824) and c finishes
+        assert len(c_out) == 6 and first_in == pytest.approx(m.requests["c"].finish_s) == pytest.approx(1.2036)
+        assert not [e for _, rid, e, _ in m.events if rid == "c" and e == "discard"]
