@@ -4,9 +4,10 @@ Also the engine-private bookkeeping of one paused request (``Paused``) and the h
 (``hints``: rid, the request's kind, the interception's kind, ticket and true tool time, sent by the driver in
 ``SamplingParams.extra_args``).
 
-The policy is shown the state the simulator would be in: a partial swap-out's copied blocks count as moved
-(free on the GPU) although vLLM frees a request's blocks only all at once, and a budgeted swap-in holds the
-blocks copied back so far (vLLM allocated all of them at its admission).
+The policy is shown vLLM's free blocks, plus the blocks a budgeted swap-in holds for what it has still to copy
+back (vLLM allocated all of them at its admission: they are there for the request's own coming chunks). A
+partial swap-out's copied blocks are neither free nor in the request's view: vLLM frees a request's blocks only
+after its last copy. The simulator models the same with ``engine.swap_holds_blocks``.
 """
 
 from __future__ import annotations
@@ -91,13 +92,11 @@ def engine_state(sched: Any, now_s: float, paused: dict[str, Paused], host_free_
     requests' pending tokens are summed until they reach ``waiting_cap_tokens`` (swapped ones excluded)."""
     bs = sched.block_size
     pool = sched.kv_cache_manager.block_pool
-    free = pool.get_num_free_blocks()
-    for p in paused.values():  # moved to the host (partial swap-out) or not yet copied back (swap-in)
+    free = pool.get_num_free_blocks()  # a swap-out's held blocks are not free (see the module's docstring)
+    for p in paused.values():  # a swap-in's blocks not copied back yet are its own coming chunks'
         loading = load_progress(sched, p)
         if loading is not None:
             free += blocks_of(sched, p.req_id) - loading[0]
-        elif p.place in ("new", "gpu"):
-            free += p.copied_blocks
     holding = [r for r in sched.kv_holding_waiting if r.status.name in _WAITING_STATES]
     query = ctx = need = 0
     for r in [*sched.running, *holding]:

@@ -137,7 +137,7 @@ class Engine(BatchForming):
             else:
                 self.check_gpu_blocks()
         if not self.drain:  # arrivals and tool returns inside the window that the last step overran
-            self.release_copied(self.duration_s)
+            self.release_copied(self.duration_s, end=True)
             self._absorb(self.duration_s)
         self.m.end_s = env.now if self.drain else self.duration_s
         self.flush_waste(self.m.end_s)

@@ -58,10 +58,10 @@ class KvMoves(_Base):
         assert 0 < n <= r.gpu_blocks and r.status is Status.PAUSED
         before = self._gpu_tokens(r)
         self.pool.allocate_cpu(n)
-        if self.cost.swap_holds_blocks:  # freed after the step that copies the last block (release_copied)
-            self._hold(r, n)
+        if self.cost.swap_holds_blocks:  # freed after the step that copies the last block (release_copied):
+            self._hold(r, n)  # the coming one (a plan's, or a pause's swap charged to the next step)
             if n == r.gpu_blocks:
-                self.copied.append(r)
+                self.copied.append((r, self.steps_done + 1))
         else:
             self.pool.free_gpu(n)
         r.gpu_blocks -= n
@@ -106,14 +106,15 @@ class KvMoves(_Base):
             self._changed(r, t)
         self.loaded.clear()
 
-    def release_copied(self, t: float) -> None:
-        """engine.swap_holds_blocks: free the GPU blocks of the swap-outs whose last block the last step
-        copied (vLLM frees them after that step)."""
-        for r in self.copied:
-            if r.held_blocks and not r.gpu_blocks:  # not discarded or resumed since
+    def release_copied(self, t: float, end: bool = False) -> None:
+        """engine.swap_holds_blocks: free the GPU blocks of the swap-outs whose last block a completed step
+        copied (vLLM frees them after that step); ``end``: all of them (the end of the run)."""
+        due = [r for r, after in self.copied if end or after <= self.steps_done]
+        self.copied = [(r, after) for r, after in self.copied if not (end or after <= self.steps_done)]
+        for r in due:
+            if r.held_blocks and not r.gpu_blocks:  # not discarded since
                 self._hold(r, -r.held_blocks, free=True)
                 self._changed(r, t)
-        self.copied.clear()
 
     def cancel_swap_out(self, r: Req) -> None:
         """engine.swap_holds_blocks: ``r`` resumed while its swap-out ran: the copy is dropped (its CPU
@@ -144,6 +145,9 @@ class KvMoves(_Base):
             moved += self.swap_in(r, n, t)
         for rid, n in plan.swap_out:
             r = self.paused.get(rid)
+            if r is not None and self.cost.swap_holds_blocks and 0 < n <= r.gpu_blocks \
+                    and not self.pool.can_allocate_cpu(n):
+                continue  # a skipped swap-in kept the host blocks the plan counted on: as the executor, skip
             if r is None or not 0 < n <= r.gpu_blocks or not self.pool.can_allocate_cpu(n):
                 raise ValueError(f"policy {self.policy.name}: cannot swap out {n} blocks of {rid!r} "
                                  f"({self.pool.cpu_free} CPU blocks free)")

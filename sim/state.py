@@ -63,7 +63,8 @@ class EngineQueues(KvMoves):
         self.next_ticket = 0
         self.pending_swap_tokens = 0  # swapped at a pause; charged to the next step
         self.held_blocks = 0  # GPU blocks held by running swaps beyond their gpu_blocks (swap_holds_blocks)
-        self.copied: list[Req] = []  # swap-outs whose last block the coming step copies (freed after it)
+        # swap-outs whose last block is copied, with the step count after which their blocks are freed
+        self.copied: list[tuple[Req, int]] = []
         self.num_done = 0
 
     def _rank(self, r: Req) -> float:
@@ -206,7 +207,9 @@ class EngineQueues(KvMoves):
                 break
             waiting += r.pending
         group = self.group
-        free = self.pool.gpu_free + self.held_blocks  # as vLLM's view: a running swap's blocks count as free
+        free = self.pool.gpu_free  # a swap-out's held blocks are not free; a swap-in's are its coming chunks'
+        if self.held_blocks:
+            free += sum(r.held_blocks for r in self.swapped_cpu.values())
         # fields in EngineState's order: now, block size, free GPU / CPU blocks, R, Rb, short, paused, swapped,
         # running blocks needed, waiting query tokens
         return EngineState(t, self.bs, free, self.pool.cpu_free,
