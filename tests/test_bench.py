@@ -73,3 +73,23 @@ def test_the_refinement_midpoint_is_the_first_crossing_intervals() -> None:
     pts = [(1.0, 20.0), (1.5, 48.0), (2.0, 405.0), (2.5, 900.0)]
     assert crossing_midpoint(pts, 100.0) == 1.75
     assert crossing_midpoint(pts, 1000.0) is None  # never crosses
+
+
+def test_policy_facts_are_means_over_seeds(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from benchmarks.policy_facts import COLUMNS, means
+
+    rows = [{"policy": "saga", "rate_rps": 2.0, "seed": s, "kind": "qa", **dict.fromkeys(COLUMNS, 0.0)}
+            for s in range(3)] + [{"policy": "continuum", "rate_rps": 2.0, "seed": 0, "kind": "qa",
+                                   **dict.fromkeys(COLUMNS, 7.0)}]
+    for s, r in enumerate(rows[:3]):
+        r["discarded_pauses"], r["gpu_waste_pct"] = 10.0 * s, 1.0 + s  # 0, 10, 20 and 1, 2, 3
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "runs.parquet")
+    out = means(tmp_path / "runs.parquet", {"saga"}, {2.0}, by_kind=False)
+    assert list(out) == [("saga", 2.0)]
+    assert out[("saga", 2.0)]["discarded_pauses"] == 10.0 and out[("saga", 2.0)]["gpu_waste_pct"] == 2.0
+    assert out[("saga", 2.0)]["seeds"] == 3
+    by_kind = means(tmp_path / "runs.parquet", None, None, by_kind=True)
+    assert by_kind[("continuum", 2.0, "qa")]["norm_latency_ms"] == 7.0
