@@ -138,7 +138,7 @@ class KvMoves(_Base):
             r = self.swapped.get(rid) or self.paused.get(rid)
             if r is not None and self.cost.swap_holds_blocks and not r.held_blocks and 0 < n <= r.cpu_blocks \
                     and not self.pool.can_allocate_gpu(r.cpu_blocks):
-                continue  # blocks the policy counts as free are still held by swap-outs: it starts later
+                continue  # not all its blocks are free (the policy counted another swap-in's): it starts later
             if r is None or not 0 < n <= r.cpu_blocks or not self.pool.can_allocate_gpu(n - r.held_blocks):
                 raise ValueError(f"policy {self.policy.name}: cannot swap in {n} blocks of {rid!r} "
                                  f"({self.pool.gpu_free} GPU blocks free)")

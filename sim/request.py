@@ -50,7 +50,7 @@ class Req:
         self.computed = self.ever_computed = 0
         self.gpu_blocks = self.cpu_blocks = 0
         # GPU blocks held beyond gpu_blocks while a swap runs (engine.swap_holds_blocks): copied out and not
-        # yet freed, or allocated for a swap-in and not yet filled; the policy counts them as free
+        # yet freed, or allocated for a swap-in and not yet filled (the policy counts only the latter as free)
         self.held_blocks = 0
         self.gen_in_seg = 0
         self.status = Status.WAITING
