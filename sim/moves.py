@@ -54,20 +54,23 @@ class KvMoves(_Base):
         return min(r.computed, r.gpu_blocks * self.bs)
 
     def swap_out(self, r: Req, n: int, t: float) -> int:
-        """Move the last ``n`` GPU blocks of paused ``r`` to the CPU; return the tokens moved."""
+        """Move ``n`` GPU blocks of paused ``r`` to the CPU; return the tokens moved. Block by block the last
+        ones go first (the GPU keeps a prefix); with engine.swap_holds_blocks the first ones, as the
+        executor's connector copies them (the request's blocks are freed together after the last)."""
         assert 0 < n <= r.gpu_blocks and r.status is Status.PAUSED
-        before = self._gpu_tokens(r)
         self.pool.allocate_cpu(n)
         if self.cost.swap_holds_blocks:  # freed after the step that copies the last block (release_copied):
-            self._hold(r, n)  # the coming one (a plan's, or a pause's swap charged to the next step)
+            done = r.held_blocks * self.bs  # the coming one (a plan's, or a pause's swap charged to the next)
+            moved = min(r.computed, done + n * self.bs) - min(r.computed, done)
+            self._hold(r, n)
             if n == r.gpu_blocks:
                 self.copied.append((r, self.steps_done + 1))
         else:
+            moved = self._gpu_tokens(r) - min(r.computed, (r.gpu_blocks - n) * self.bs)
             self.pool.free_gpu(n)
         r.gpu_blocks -= n
         r.cpu_blocks += n
         self._changed(r, t)
-        moved = before - self._gpu_tokens(r)
         self.m.swap(t, r.rid, "swap_out", moved)
         return moved
 

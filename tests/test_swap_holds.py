@@ -3,8 +3,9 @@ test cost (a step of n query tokens: 0.01 + 1e-4 n s; the link: 1 ms per token; 
 in full, engine.swap_overlap = false, as `infercept validate` simulates).
 
 InferCept alone on the engine: its per-step budget is T_fwd(0) = 10 ms of link, under a block, so one block
-a step. The request pauses at 0.0402 s with 102 tokens of KV in 7 blocks; the swap-out copies the partial last
-block (6 tokens, 6 ms) and then one full block (16 ms) a step."""
+a step. The request pauses at 0.0402 s with 102 tokens of KV in 7 blocks. Block by block, the swap-out copies
+the partial last block (6 tokens, 6 ms) first and then one full block (16 ms) a step; held, it copies from the
+first block, as the executor's connector does: six full blocks, then the partial one."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from core.types import RequestSpec, Segment, Status, StepPlan
 from sim.engine import Engine
 from sim.request import Req
 
-CHUNK_STARTS = [0.0402, 0.0462, 0.0622, 0.0782, 0.0942, 0.1102, 0.1262]  # the seven swap-out steps
+CHUNK_STARTS = {False: [0.0402, 0.0462, 0.0622, 0.0782, 0.0942, 0.1102, 0.1262],  # the seven swap-out steps
+                True: [0.0402, 0.0562, 0.0722, 0.0882, 0.1042, 0.1202, 0.1362]}
 
 
 def _tool(tool_s: float) -> list[RequestSpec]:
@@ -36,9 +38,12 @@ def test_a_swap_out_holds_its_blocks_until_its_last_copy(holds: bool) -> None:
     m = run(_tool(1.0), "infercept", cost=make_cost(swap_overlap=False, swap_holds_blocks=holds))
     # block by block, each step's copy frees its block; held, all 7 stay taken through the step that copies
     # the last (vLLM frees them after it)
-    assert _gpu_used_at(m, CHUNK_STARTS) == ([7] * 7 if holds else [6, 5, 4, 3, 2, 1, 0])
+    starts = CHUNK_STARTS[holds]
+    assert _gpu_used_at(m, starts) == ([7] * 7 if holds else [6, 5, 4, 3, 2, 1, 0])
     paused = {round(t, 4): int(b) for t, b in zip(m.steps["start_s"], m.steps["gpu_paused_blocks"])}
-    assert [paused[t] for t in CHUNK_STARTS] == _gpu_used_at(m, CHUNK_STARTS)  # held blocks are idle memory
+    assert [paused[t] for t in starts] == _gpu_used_at(m, starts)  # held blocks are idle memory
+    out = [v for _, _, e, v in m.events if e == "swap_out"]
+    assert out == ([16] * 6 + [6] if holds else [6] + [16] * 6)
     # the swap-in (from 1.0402, one block a step): held, all 7 blocks are allocated with the first
     swap_in = [1.0402, 1.0562, 1.0722, 1.0882, 1.1042, 1.1202, 1.1362]
     assert _gpu_used_at(m, swap_in) == ([7] * 7 if holds else [1, 2, 3, 4, 5, 6, 7])
@@ -48,15 +53,15 @@ def test_a_swap_out_holds_its_blocks_until_its_last_copy(holds: bool) -> None:
 
 @pytest.mark.parametrize("holds", [False, True])
 def test_a_resume_during_the_swap_out(holds: bool) -> None:
-    # the tool returns at 0.0902, during the fifth copy step (0.0782 + 0.016 = 0.0942 is its end): four
-    # chunks, 6 + 3 x 16 = 54 tokens, are on the host
+    # the tool returns at 0.0902, during the fourth copy step: four chunks are on the host when the engine
+    # sees it, 6 + 3 x 16 = 54 tokens at 0.0942 (block by block), 4 x 16 = 64 at 0.1042 (held, first blocks)
     m = run(_tool(0.05), "infercept", cost=make_cost(swap_overlap=False, swap_holds_blocks=holds))
     rec = m.requests["a"]
     events = [e for _, _, e, _ in m.events if e.startswith("swap")]
-    assert rec.swapped_tokens == 54
+    assert rec.swapped_tokens == (64 if holds else 54)
     if holds:  # the copy is cancelled: its host blocks are freed, the KV on the GPU is used as it is
         assert events == ["swap_out"] * 4
-        assert rec.resume_latency_s == [pytest.approx(0.004 + 0.01 + 11e-4)]  # next boundary, then 11 tokens
+        assert rec.resume_latency_s == [pytest.approx(0.014 + 0.01 + 11e-4)]  # next boundary, then 11 tokens
         assert max(m.steps["cpu_used_blocks"][m.steps["start_s"] >= 0.094]) == 0
     else:  # the four copied blocks come back one a step, the 6-token one last
         assert events == ["swap_out"] * 4 + ["swap_in"] * 4
@@ -66,8 +71,8 @@ def test_a_resume_during_the_swap_out(holds: bool) -> None:
 @pytest.mark.parametrize("holds", [False, True])
 def test_a_swap_in_waits_for_the_blocks_a_swap_out_holds(holds: bool) -> None:
     # 9 GPU blocks. "b" (7 blocks) swaps out by 0.1422 and its tool returns at 0.2402; "c" (100 tokens,
-    # 7 blocks) is admitted at 0.1422, pauses at 0.1824 and swaps out a block a step. When b returns c has
-    # copied 5 blocks, and 6 after the step from 0.2524.
+    # 7 blocks) is admitted at 0.1422, pauses at 0.1824 and swaps out a block a step. Block by block, c has
+    # copied 6 blocks after the step from 0.2524.
     cost = make_cost(swap_overlap=False, swap_holds_blocks=holds, gpu_kv_blocks=9)
     specs = [RequestSpec("b", 0.0, 100, (Segment(3, 0.2, 10, "qa"), Segment(2)), "qa"),
              RequestSpec("c", 0.13, 100, (Segment(3, 1.0, 10, "qa"), Segment(2)), "qa")]
@@ -76,10 +81,10 @@ def test_a_swap_in_waits_for_the_blocks_a_swap_out_holds(holds: bool) -> None:
     c_out = [t for t, rid, e, _ in m.events if rid == "c" and e == "swap_out"]
     if not holds:  # block by block: 8 blocks are free after 6 copies, so b's swap-in takes the next budget
         assert first_in == pytest.approx(0.2684) and len(c_out) == 6
-    else:  # c holds all 7 until the step that copies its last (0.2684) is over: the policy sees 2 free
-        # blocks, lets c finish its copy, and b comes back from the step after
-        assert c_out[-1] == pytest.approx(0.2684) and len(c_out) == 7
-        assert first_in == pytest.approx(0.2684 + 0.016)
+    else:  # c's copies: six full blocks from 0.1824, then the partial one at 0.2784 (6 ms); c holds all 7
+        # until that step is over: the policy sees 2 free blocks, lets c finish, and b comes back after it
+        assert c_out[-1] == pytest.approx(0.2784) and len(c_out) == 7
+        assert first_in == pytest.approx(0.2784 + 0.006)
     assert not [e for _, rid, e, _ in m.events if rid == "c" and e == "discard"] or not holds
 
 
