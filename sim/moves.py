@@ -59,8 +59,8 @@ class KvMoves(_Base):
         executor's connector copies them (the request's blocks are freed together after the last)."""
         assert 0 < n <= r.gpu_blocks and r.status is Status.PAUSED
         self.pool.allocate_cpu(n)
-        if self.cost.swap_holds_blocks:  # freed after the step that copies the last block (release_copied):
-            done = r.held_blocks * self.bs  # the coming one (a plan's, or a pause's swap charged to the next)
+        if self.cost.swap_holds_blocks:  # freed after the coming step, which copies them (release_copied)
+            done = r.held_blocks * self.bs  # tokens of the first blocks, copied already
             moved = min(r.computed, done + n * self.bs) - min(r.computed, done)
             self._hold(r, n)
             if n == r.gpu_blocks:
@@ -112,12 +112,14 @@ class KvMoves(_Base):
     def release_copied(self, t: float, end: bool = False) -> None:
         """engine.swap_holds_blocks: free the GPU blocks of the swap-outs whose last block a completed step
         copied (vLLM frees them after that step); ``end``: all of them (the end of the run)."""
-        due = [r for r, after in self.copied if end or after <= self.steps_done]
-        self.copied = [(r, after) for r, after in self.copied if not (end or after <= self.steps_done)]
-        for r in due:
-            if r.held_blocks and not r.gpu_blocks:  # not discarded since
+        waiting = []
+        for r, after in self.copied:
+            if not (end or after <= self.steps_done):
+                waiting.append((r, after))
+            elif r.held_blocks and not r.gpu_blocks:  # not discarded since
                 self._hold(r, -r.held_blocks, free=True)
                 self._changed(r, t)
+        self.copied = waiting
 
     def cancel_swap_out(self, r: Req) -> None:
         """engine.swap_holds_blocks: ``r`` resumed while its swap-out ran: the copy is dropped (its CPU
@@ -137,21 +139,28 @@ class KvMoves(_Base):
             if r is None:
                 raise ValueError(f"policy {self.policy.name}: discard of {rid!r}, which is not paused")
             self.discard(r, t)
+        holds = self.cost.swap_holds_blocks  # a plan the held pools cannot honour waits, as in the executor
         for rid, n in plan.swap_in:
             r = self.swapped.get(rid) or self.paused.get(rid)
-            if r is not None and self.cost.swap_holds_blocks and not r.held_blocks and 0 < n <= r.cpu_blocks \
-                    and not self.pool.can_allocate_gpu(r.cpu_blocks):
-                continue  # not all its blocks are free (the policy counted another swap-in's): it starts later
-            if r is None or not 0 < n <= r.cpu_blocks or not self.pool.can_allocate_gpu(n - r.held_blocks):
+            ok = r is not None and 0 < n <= r.cpu_blocks
+            # held: all its blocks are taken with the first chunk (the policy may have counted another
+            # swap-in's held blocks as free); block by block: this chunk's
+            if ok and not self.pool.can_allocate_gpu((0 if r.held_blocks else r.cpu_blocks) if holds else n):
+                if holds:
+                    continue
+                ok = False
+            if not ok:
                 raise ValueError(f"policy {self.policy.name}: cannot swap in {n} blocks of {rid!r} "
                                  f"({self.pool.gpu_free} GPU blocks free)")
             moved += self.swap_in(r, n, t)
         for rid, n in plan.swap_out:
             r = self.paused.get(rid)
-            if r is not None and self.cost.swap_holds_blocks and 0 < n <= r.gpu_blocks \
-                    and not self.pool.can_allocate_cpu(n):
-                continue  # a skipped swap-in kept the host blocks the plan counted on: as the executor, skip
-            if r is None or not 0 < n <= r.gpu_blocks or not self.pool.can_allocate_cpu(n):
+            ok = r is not None and 0 < n <= r.gpu_blocks
+            if ok and not self.pool.can_allocate_cpu(n):
+                if holds:  # a skipped swap-in kept the host blocks the plan counted on
+                    continue
+                ok = False
+            if not ok:
                 raise ValueError(f"policy {self.policy.name}: cannot swap out {n} blocks of {rid!r} "
                                  f"({self.pool.cpu_free} CPU blocks free)")
             moved += self.swap_out(r, n, t)
