@@ -67,6 +67,7 @@ class MinWaste:
         self.traits = PolicyTraits(resume_to_front=True, chunk_fill=True, pipelined_swap=pipelined,
                                    chunk_recompute=chunk_fill)
         self.saturated_blocks = swap_budget_tokens(cost) // cost.block_size_tokens
+        self.step_blocks: dict[int, int] = {}  # N in blocks by the step's query tokens B (the cost is fixed)
 
     # ---------- the quantities of the equations ----------
     def budget_blocks(self, state: EngineState) -> int:
@@ -77,8 +78,10 @@ class MinWaste:
         if self.budget == "saturated":
             return max(self.saturated_blocks, 1)
         b = min(state.running_query_tokens + state.waiting_query_tokens, self.cost.saturation_tokens)
-        # at least one block, so a swapped request comes back even over a link slower than a block per step
-        return max(swap_budget_tokens(self.cost, b) // self.cost.block_size_tokens, 1)
+        n = self.step_blocks.get(b)
+        if n is None:  # at least one block, so a swapped request comes back over a link slower than that
+            n = self.step_blocks[b] = max(swap_budget_tokens(self.cost, b) // self.cost.block_size_tokens, 1)
+        return n
 
     def gpu_tokens(self, req: ReqView) -> int:
         """Tokens of ``req``'s KV that sit on the GPU (a partial swap-out leaves the first blocks)."""
@@ -143,10 +146,11 @@ class MinWaste:
         free_cpu = state.free_cpu_blocks + sum(n for _, n in ins)
         short = state.gpu_blocks_short
         outs, discards, kept = [], [], []
-        for (wp, wd), r in sorted(((self.wastes(r, state), r) for r in state.paused if r.gpu_blocks),
+        may_skip = self.skip_short or self.heuristic_s
+        for (wp, wd), r in sorted([(self.wastes(r, state), r) for r in state.paused if r.gpu_blocks],
                                   key=_by_waste):
             n = 0
-            if self.pipelined and not self.skips(r, state):
+            if self.pipelined and not (may_skip and self.skips(r, state)):
                 n = min(r.gpu_blocks, budget, free_cpu)
             elif self.swap and not self.pipelined and r.gpu_blocks <= free_cpu:
                 ws = blocking_swap_waste(self.cost, r.computed_tokens, state.running_gpu_tokens)

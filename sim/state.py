@@ -146,10 +146,10 @@ class EngineQueues(KvMoves):
         admission), whose time integral is that part of the memory waste. Called at time ``t`` after every
         change to such a request."""
         r.view = None
-        rid = r.rid
-        paused_on_gpu = r.status is Status.PAUSED and r.gpu_blocks > 0
+        rid, status = r.rid, r.status
+        paused_on_gpu = status is Status.PAUSED and r.gpu_blocks > 0
         # only resumed requests in `holding` wait with GPU blocks
-        idle = r.status in (Status.PAUSED, Status.SWAPPED, Status.WAITING)
+        idle = status is Status.PAUSED or status is Status.SWAPPED or status is Status.WAITING
         new = r.gpu_blocks + r.held_blocks if idle else 0
         old = self._counted.get(rid, 0)
         if new != old:
@@ -164,7 +164,7 @@ class EngineQueues(KvMoves):
             self.paused_gpu[rid] = r
         else:
             self.paused_gpu.pop(rid, None)
-        if r.status is Status.SWAPPED and r.cpu_blocks:
+        if status is Status.SWAPPED and r.cpu_blocks:
             self.swapped_cpu[rid] = r
         else:
             self.swapped_cpu.pop(rid, None)
@@ -210,12 +210,13 @@ class EngineQueues(KvMoves):
         free = self.pool.gpu_free  # a swap-out's held blocks are not free; a swap-in's are its coming chunks'
         if self.held_blocks:
             free += sum(r.held_blocks for r in self.swapped_cpu.values())
+        paused = tuple([r.view or r.make_view() for r in self.paused_gpu.values()])
+        swapped = tuple([r.view or r.make_view() for r in self.swapped_cpu.values()])
         # fields in EngineState's order: now, block size, free GPU / CPU blocks, R, Rb, short, paused, swapped,
         # running blocks needed, waiting query tokens
         return EngineState(t, self.bs, free, self.pool.cpu_free,
                            len(group.members) + tokens - computed, group.ctx_tokens + computed,
-                           max(blocks_needed - free, 0), tuple([r.make_view() for r in self.paused_gpu.values()]),
-                           tuple([r.make_view() for r in self.swapped_cpu.values()]), blocks_needed, waiting,
+                           max(blocks_needed - free, 0), paused, swapped, blocks_needed, waiting,
                            self.pool.gpu_total)
 
     def next_return_at(self) -> float:
