@@ -7,7 +7,8 @@
 - discard frees the blocks at once (logged ``discard``);
 - swap copies blocks to host slots through ``real.swap`` (whole request, or the plan's blocks per step); the
   device blocks are freed after the step that copied the last of them; a whole swap that finds too few free
-  host slots discards instead (as the simulator does).
+  host slots discards instead (as the simulator does). A plan is applied in the simulator's order: discards,
+  swap-ins, then swap-outs, whose host slots are taken once the step's swap-ins have given theirs back.
 """
 
 from __future__ import annotations
@@ -41,34 +42,55 @@ class PolicyActions:
         self._ic_freeing = [r for r in self._ic_freeing if r != rid]
         p.place = "discarded"
 
-    def _ic_swap_out(self, rid: str, p: Paused, num_blocks: int, now: float) -> bool:
-        """Copy the next ``num_blocks`` blocks; once all are copied, free the device blocks after the step.
-        False if there are not enough free host slots (nothing is copied)."""
+    def _ic_next_blocks(self, rid: str, p: Paused, num_blocks: int) -> list[int]:
+        """The device blocks of ``rid`` a swap-out of ``num_blocks`` copies next (none once all are copied)."""
         if self.ic_swapper is None or rid in self._ic_freeing:
-            return False
+            return []
         ids = self.kv_cache_manager.get_block_ids(rid)[0]  # type: ignore[attr-defined]
-        todo = list(ids[p.copied_blocks:p.copied_blocks + num_blocks])
+        start = p.copied_blocks + self.ic_swapper.pending_out(rid)  # after those a plan queued already
+        return list(ids[start:start + num_blocks])
+
+    def _ic_copied_out(self, rid: str, p: Paused, slots: list[int], t: float) -> None:
+        """``rid``'s next blocks are copied into ``slots`` in the step being scheduled; once all are, its device
+        blocks are freed after that step."""
+        p.slots.extend(slots)
+        bs = self.block_size  # type: ignore[attr-defined]
+        tokens = min(p.ctx_tokens, len(p.slots) * bs) - min(p.ctx_tokens, (len(p.slots) - len(slots)) * bs)
+        self.ic_log.event(t, p.rid, "swap_out", tokens)
+        if len(p.slots) == blocks_of(self, rid):
+            self._ic_freeing.append(rid)
+
+    def _ic_swap_out(self, rid: str, p: Paused, num_blocks: int, now: float) -> bool:
+        """A pause's swap: copy the next ``num_blocks`` blocks; False if there are not enough free host slots
+        (nothing is copied)."""
+        todo = self._ic_next_blocks(rid, p, num_blocks)
         slots = self.ic_swapper.reserve(len(todo)) if todo else None
         if not slots:
             return False
         self.ic_swapper.queue_out(todo, slots)
-        p.slots.extend(slots)
-        bs = self.block_size  # type: ignore[attr-defined]
-        tokens = min(p.ctx_tokens, len(p.slots) * bs) - min(p.ctx_tokens, (len(p.slots) - len(slots)) * bs)
-        self.ic_log.event(now, p.rid, "swap_out", tokens)
-        if len(p.slots) == len(ids):
-            self._ic_freeing.append(rid)
+        self._ic_copied_out(rid, p, slots, now)
         return True
 
+    def _ic_swapped_out(self, t: float) -> None:
+        """The plan's swap-outs that got host slots when the step was built (``real.swap``'s ``out_done``)."""
+        if self.ic_swapper is None:
+            return
+        for req_id, slots in self.ic_swapper.out_done.items():
+            self._ic_copied_out(req_id, self.ic_paused[req_id], slots, t)
+        self.ic_swapper.out_done = {}
+
     def _ic_apply(self, plan: StepPlan, by_rid: dict[str, str], now: float) -> None:
-        for rid, n in plan.swap_out:
-            self._ic_swap_out(by_rid[rid], self.ic_paused[by_rid[rid]], n, now)
+        """Discards, then swap-ins, then swap-outs (which may take the host slots this step's swap-ins free)."""
         for rid in plan.discard:
             self._ic_discard(by_rid[rid], self.ic_paused[by_rid[rid]], now)
         if self.ic_swapper is not None and self.ic_swapper.chunked_in:
             for rid, n in plan.swap_in:  # copied in this step if vLLM admits the request now (or has)
                 self.ic_swapper.grant(by_rid[rid], n)
         # otherwise a swapped request is loaded whole when vLLM admits it (see real.swap)
+        for rid, n in plan.swap_out:
+            todo = self._ic_next_blocks(by_rid[rid], self.ic_paused[by_rid[rid]], n)
+            if todo:
+                self.ic_swapper.plan_out(by_rid[rid], todo)
 
     def _ic_hook(self, at_s: float | None = None) -> None:
         """Ask the policy (``on_pause`` for new pauses, then ``plan_step``) and apply its decisions, as of

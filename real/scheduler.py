@@ -99,6 +99,8 @@ class InterceptMixin(PolicyActions):
         if p is None:
             return
         self.ic_policy.observe(Observation("resume", p.rid, p.tool_kind, now, now - p.paused_at_s))
+        if self.ic_swapper is not None:
+            self.ic_swapper.cancel_out(req_id)
         if p.place in ("new", "gpu") and p.copied_blocks:  # a swap-out in progress: cancel it, keep the KV
             self.ic_swapper.release(req_id, p.slots)
             self._ic_freeing = [r for r in self._ic_freeing if r != req_id]
@@ -166,6 +168,7 @@ class InterceptMixin(PolicyActions):
         t_exec = time.monotonic()
         self._ic_admitted(out, t_exec)
         self._ic_swapped_in(out, t1)
+        self._ic_swapped_out(t1)
         rec = self.ic_log.shape(self, out, t0, t1, t_exec, self.ic_redo, self.ic_paused)
         freeing, self._ic_freeing = self._ic_freeing, []
         self._ic_inflight.append({"rec": rec, "freeing": freeing})

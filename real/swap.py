@@ -11,6 +11,11 @@ Scheduler side (in the engine-core process, driven by ``real.scheduler``): ``res
   and the worker reports the load finished (``get_finished``) in the step that copied the last of them, so
   the request computes from the next step on.
 
+A plan's swap-outs (``plan_out``, budgeted chunks) take their host slots when the step's copies are handed
+to the worker, after that step's swap-ins gave back the slots they read, as the simulator's plan does (a
+step's swap-outs may use the host blocks its swap-ins free, INFERCEPT.md §2.5): the worker copies the
+swap-ins first. A pause's whole swap-out takes its slots at once (``reserve``; too few: the KV is dropped).
+
 Worker side: ``start_load_kv`` runs the step's copies with ``index_select``/``index_copy_`` on every layer's
 KV tensor (the block dimension is the one whose size is the number of blocks). ``link_bytes_per_s`` throttles
 the copies: each copy is made to last at least its bytes / that rate (a sleep after it), so a fast host
@@ -84,6 +89,8 @@ class InterceptSwapConnector(KVConnectorBase_V1):
         self.claimed: dict[str, int] = {}  # rid -> tokens loaded at its last admission (read by the scheduler)
         self._loading: dict[str, Load] = {}
         self._grants: dict[str, int] = {}
+        self._outs: list[tuple[str, list[int]]] = []  # plan swap-outs of the step being scheduled
+        self.out_done: dict[str, list[int]] = {}  # rid -> host slots its plan swap-out took in this step
         self.moved_in: dict[str, tuple[int, int]] = {}  # rid -> (blocks before, after) copied in by this step
         self.last_copy_s = 0.0  # seconds the worker spent copying in the last step (read by the scheduler)
         # worker side
@@ -109,6 +116,24 @@ class InterceptSwapConnector(KVConnectorBase_V1):
         """Copy ``device_blocks`` into ``slots`` in the next step (before the forward pass)."""
         self._meta.out_dev.extend(device_blocks)
         self._meta.out_host.extend(slots)
+
+    def plan_out(self, rid: str, device_blocks: list[int]) -> None:
+        """A plan's swap-out of ``device_blocks`` in the step being scheduled: its host slots are taken (all
+        or none) once this step's swap-ins have given theirs back; ``out_done`` tells which got them. A second
+        plan before the step (one applied between steps, then the step's) extends the first."""
+        for i, (r, dev) in enumerate(self._outs):
+            if r == rid:
+                self._outs[i] = (rid, dev + device_blocks)
+                return
+        self._outs.append((rid, device_blocks))
+
+    def pending_out(self, rid: str) -> int:
+        """Device blocks of ``rid`` that a plan swap-out not built yet will copy."""
+        return sum(len(dev) for r, dev in self._outs if r == rid)
+
+    def cancel_out(self, rid: str) -> None:
+        """Drop ``rid``'s plan swap-out not built yet (it resumed after a plan applied between steps)."""
+        self._outs = [(r, dev) for r, dev in self._outs if r != rid]
 
     def set_swapped(self, rid: str, slots: list[int], num_tokens: int) -> None:
         """Record that ``rid``'s first ``num_tokens`` tokens live in ``slots`` (block order)."""
@@ -168,15 +193,23 @@ class InterceptSwapConnector(KVConnectorBase_V1):
             if k:
                 meta.in_dev.extend(ld.dev[ld.done:ld.done + k])
                 meta.in_host.extend(ld.slots[ld.done:ld.done + k])
+                self._release.extend(ld.slots[ld.done:ld.done + k])  # read before this step's swap-outs write
                 self.moved_in[rid] = (ld.done, ld.done + k)
                 ld.done += k
             if ld.done == len(ld.dev):
                 meta.loaded.append(rid)
-                self._release.extend(ld.slots)
                 del self._loading[rid]
         self._grants = {}
         self._free_slots.extend(self._release)
         self._release = []
+        self.out_done = {}
+        for rid, dev in self._outs:
+            slots = self.reserve(len(dev))
+            if slots:
+                meta.out_dev.extend(dev)
+                meta.out_host.extend(slots)
+                self.out_done[rid] = slots
+        self._outs = []
         return meta
 
     def update_connector_output(self, connector_output: Any) -> None:
@@ -188,13 +221,13 @@ class InterceptSwapConnector(KVConnectorBase_V1):
         """A finished or aborted request gives its host slots back; vLLM frees its device blocks."""
         self.release(request.request_id)
         ld = self._loading.pop(request.request_id, None)
-        if ld is not None:
-            self._free_slots.extend(ld.slots)
+        if ld is not None:  # the slots of its chunks copied back are free already
+            self._free_slots.extend(ld.slots[ld.done:])
         return False, None
 
     def has_pending_push_work(self) -> bool:
         """Keep the engine stepping while swap-outs are queued."""
-        return bool(self._meta.out_dev)
+        return bool(self._meta.out_dev or self._outs)
 
     # ---------------------------------------------------------------- worker side
     def register_kv_caches(self, kv_caches: dict[str, torch.Tensor]) -> None:
@@ -229,24 +262,25 @@ class InterceptSwapConnector(KVConnectorBase_V1):
         self._copy_s += time.perf_counter() - t0
 
     def start_load_kv(self, forward_context: Any, **kwargs: Any) -> None:
-        """Run this step's swap-outs and swap-ins (swap-ins complete before returning)."""
+        """Run this step's swap-ins, then its swap-outs (which may write the host slots the swap-ins read);
+        swap-ins complete before returning."""
         meta = self._get_connector_metadata()
         assert isinstance(meta, SwapMeta)
         self._finished_in.update(meta.loaded)
         if self._stream is None:
-            if meta.out_dev:
-                self._copy(meta.out_dev, meta.out_host, True)
             if meta.in_dev:
                 self._copy(meta.in_dev, meta.in_host, False)
+            if meta.out_dev:
+                self._copy(meta.out_dev, meta.out_host, True)
             return
         self._stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(self._stream):
-            if meta.out_dev:
-                self._copy(meta.out_dev, meta.out_host, True)
-            if meta.in_dev:
-                self._copy(meta.in_dev, meta.in_host, False)
         if meta.in_dev:
-            torch.cuda.current_stream().wait_stream(self._stream)
+            with torch.cuda.stream(self._stream):
+                self._copy(meta.in_dev, meta.in_host, False)
+            torch.cuda.current_stream().wait_stream(self._stream)  # the forward waits for the swap-ins only
+        if meta.out_dev:
+            with torch.cuda.stream(self._stream):
+                self._copy(meta.out_dev, meta.out_host, True)
 
     def get_finished(self, finished_req_ids: set[str]) -> tuple[set[str] | None, set[str] | None]:
         """Budgeted swap-ins whose last blocks this step copied: their requests may compute next step."""
