@@ -16,49 +16,22 @@ to the worker, after that step's swap-ins gave back the slots they read, as the 
 step's swap-outs may use the host blocks its swap-ins free, INFERCEPT.md §2.5): the worker copies the
 swap-ins first. A pause's whole swap-out takes its slots at once (``reserve``; too few: the KV is dropped).
 
-Worker side: ``start_load_kv`` runs the step's copies with ``index_select``/``index_copy_`` on every layer's
-KV tensor (the block dimension is the one whose size is the number of blocks). ``link_bytes_per_s`` throttles
-the copies: each copy is made to last at least its bytes / that rate (a sleep after it), so a fast host
-link can stand in for a GPU's slower one relative to its step time. The time spent copying in a step goes
-back to the scheduler in the worker metadata (``last_copy_s``). On CUDA the copies go to a side stream from
-pinned host memory: swap-ins are waited for before the forward, swap-outs overlap it and are waited for in
-``wait_for_save`` (before the scheduler may free the blocks). Only the CPU path is tested.
+Worker side (``real.swap_worker``): ``start_load_kv`` runs the step's copies with ``index_select``/
+``index_copy_`` on every layer's KV tensor (the block dimension is the one whose size is the number of blocks).
+``link_bytes_per_s`` throttles the copies: each copy is made to last at least its bytes / that rate (a sleep
+after it), so a fast host link can stand in for a GPU's slower one relative to its step time. The time spent
+copying in a step goes back to the scheduler in the worker metadata (``last_copy_s``). Only the CPU path is
+tested.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import torch
-from vllm.distributed.kv_transfer.kv_connector.v1.base import (
-    KVConnectorBase_V1,
-    KVConnectorMetadata,
-    KVConnectorWorkerMetadata,
-)
+from vllm.distributed.kv_transfer.kv_connector.v1.base import KVConnectorBase_V1
 
-
-@dataclass
-class SwapMeta(KVConnectorMetadata):
-    """One step's copies: parallel lists of device block ids and host slots."""
-
-    out_dev: list[int] = field(default_factory=list)
-    out_host: list[int] = field(default_factory=list)
-    in_dev: list[int] = field(default_factory=list)
-    in_host: list[int] = field(default_factory=list)
-    loaded: list[str] = field(default_factory=list)  # budgeted loads whose last blocks this step copies
-
-
-@dataclass
-class SwapWorkerMeta(KVConnectorWorkerMetadata):
-    """Worker -> scheduler, per step: seconds spent copying (throttle included)."""
-
-    copy_s: float = 0.0
-
-    def aggregate(self, other: KVConnectorWorkerMetadata) -> KVConnectorWorkerMetadata:
-        """Workers copy in parallel: the step waits for the slowest."""
-        return SwapWorkerMeta(max(self.copy_s, getattr(other, "copy_s", 0.0)))
+from real.swap_worker import SwapMeta, SwapWorker
 
 
 @dataclass
@@ -71,7 +44,7 @@ class Load:
     done: int = 0
 
 
-class InterceptSwapConnector(KVConnectorBase_V1):
+class InterceptSwapConnector(SwapWorker, KVConnectorBase_V1):
     """Moves paused requests' KV to host memory and back (see the module docstring)."""
 
     def __init__(self, vllm_config: Any, role: Any, kv_cache_config: Any = None) -> None:
@@ -93,13 +66,7 @@ class InterceptSwapConnector(KVConnectorBase_V1):
         self.out_done: dict[str, list[int]] = {}  # rid -> host slots its plan swap-out took in this step
         self.moved_in: dict[str, tuple[int, int]] = {}  # rid -> (blocks before, after) copied in by this step
         self.last_copy_s = 0.0  # seconds the worker spent copying in the last step (read by the scheduler)
-        # worker side
-        self._layers: list[tuple[torch.Tensor, int]] = []
-        self._host: list[torch.Tensor] = []
-        self._stream: Any = None
-        self._block_bytes = 0
-        self._copy_s = 0.0
-        self._finished_in: set[str] = set()
+        self.init_worker()
 
     # ---------------------------------------------------------------- scheduler side
     def host_free_blocks(self) -> int:
@@ -228,77 +195,3 @@ class InterceptSwapConnector(KVConnectorBase_V1):
     def has_pending_push_work(self) -> bool:
         """Keep the engine stepping while swap-outs are queued."""
         return bool(self._meta.out_dev or self._outs)
-
-    # ---------------------------------------------------------------- worker side
-    def register_kv_caches(self, kv_caches: dict[str, torch.Tensor]) -> None:
-        """Allocate one host tensor per layer, shaped like the layer's KV with ``host_blocks`` blocks."""
-        num_blocks = self._kv_cache_config.num_blocks
-        for name, t in kv_caches.items():
-            # the first dimension of size num_blocks (CPU: (blocks, heads, block, 2*hd); CUDA flash-attn:
-            # (2, blocks, block, heads, hd)); a later one of the same size is a coincidence of the head shape
-            dims = [d for d, s in enumerate(t.shape) if s == num_blocks]
-            if not dims:
-                raise RuntimeError(f"swap connector: cannot find the block dimension of {name} {tuple(t.shape)}")
-            shape = list(t.shape)
-            shape[dims[0]] = self.num_host_blocks
-            self._layers.append((t, dims[0]))
-            self._host.append(torch.empty(shape, dtype=t.dtype, device="cpu", pin_memory=t.is_cuda))
-            self._block_bytes += t.numel() * t.element_size() // num_blocks
-        if self._layers and self._layers[0][0].is_cuda:
-            self._stream = torch.cuda.Stream()
-
-    def _copy(self, dev_ids: list[int], host_ids: list[int], to_host: bool) -> None:
-        t0 = time.perf_counter()
-        host = torch.tensor(host_ids)
-        for (t, d), h in zip(self._layers, self._host):
-            dev = torch.tensor(dev_ids, device=t.device)
-            if to_host:
-                h.index_copy_(d, host, t.index_select(d, dev).to("cpu", non_blocking=t.is_cuda))
-            else:
-                t.index_copy_(d, dev, h.index_select(d, host).to(t.device, non_blocking=t.is_cuda))
-        if self.link_bytes_per_s > 0:  # the throttle: the copy lasts at least bytes / rate
-            time.sleep(max(len(dev_ids) * self._block_bytes / self.link_bytes_per_s - (time.perf_counter() - t0),
-                           0.0))
-        self._copy_s += time.perf_counter() - t0
-
-    def start_load_kv(self, forward_context: Any, **kwargs: Any) -> None:
-        """Run this step's swap-ins, then its swap-outs (which may write the host slots the swap-ins read);
-        swap-ins complete before returning."""
-        meta = self._get_connector_metadata()
-        assert isinstance(meta, SwapMeta)
-        self._finished_in.update(meta.loaded)
-        if self._stream is None:
-            if meta.in_dev:
-                self._copy(meta.in_dev, meta.in_host, False)
-            if meta.out_dev:
-                self._copy(meta.out_dev, meta.out_host, True)
-            return
-        self._stream.wait_stream(torch.cuda.current_stream())
-        if meta.in_dev:
-            with torch.cuda.stream(self._stream):
-                self._copy(meta.in_dev, meta.in_host, False)
-            torch.cuda.current_stream().wait_stream(self._stream)  # the forward waits for the swap-ins only
-        if meta.out_dev:
-            with torch.cuda.stream(self._stream):
-                self._copy(meta.out_dev, meta.out_host, True)
-
-    def get_finished(self, finished_req_ids: set[str]) -> tuple[set[str] | None, set[str] | None]:
-        """Budgeted swap-ins whose last blocks this step copied: their requests may compute next step."""
-        done, self._finished_in = self._finished_in, set()
-        return None, done or None
-
-    def build_connector_worker_meta(self) -> SwapWorkerMeta:
-        """This step's copy time, for the scheduler's step log."""
-        meta, self._copy_s = SwapWorkerMeta(self._copy_s), 0.0
-        return meta
-
-    def wait_for_layer_load(self, layer_name: str) -> None:
-        """Loads are done in start_load_kv."""
-
-    def save_kv_layer(self, layer_name: str, kv_layer: Any, attn_metadata: Any, **kwargs: Any) -> None:
-        """Nothing is saved layer by layer."""
-
-    def wait_for_save(self) -> None:
-        """On CUDA: the step's swap-outs must finish before the scheduler frees their blocks."""
-        if self._stream is not None:
-            self._stream.synchronize()
