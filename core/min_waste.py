@@ -65,7 +65,7 @@ class MinWaste:
             raise ValueError(f"policy option heuristic_preserve_s={heuristic_preserve_s!r}: expected a number >= 0")
         self.heuristic_s = float(heuristic_preserve_s)
         self.traits = PolicyTraits(resume_to_front=True, chunk_fill=True, pipelined_swap=pipelined,
-                                   chunk_recompute=chunk_fill)
+                                   chunk_recompute=chunk_fill, async_swap_in=True)
         self.saturated_blocks = swap_budget_tokens(cost) // cost.block_size_tokens
         self.step_blocks: dict[int, int] = {}  # N in blocks by the step's query tokens B (the cost is fixed)
 

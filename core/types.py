@@ -162,6 +162,11 @@ class PolicyTraits:
     chunk_fill: bool = False  # chunk-and-fill up to the saturation point S, whatever the run's batching
     chunk_recompute: bool = True  # recomputation is chunked like any prefill; False: a recompute runs whole
     pipelined_swap: bool = False  # swaps overlap the forward pass; only the excess stalls
+    # a swap-in comes back as vLLM's asynchronous load (the executor's connector), in the plan's chunks, the
+    # request computing from the step after its last; False: whole, copied before the forward pass of the step
+    # that admits it, computing in that step (a synchronous load). Matters only without copy/compute overlap
+    # (engine.swap_overlap = false); with it a request computes in the step that brings its last block back.
+    async_swap_in: bool = False
     # order of the waiting queue (core/queue_order.py): "arrival" (tickets; resume_to_front decides where a
     # discarded request re-enters), "program" (the whole request's arrival), "plas" (least attained service)
     queue_order: str = "arrival"

@@ -52,7 +52,7 @@ class InterceptMixin(PolicyActions):
         self.ic_waiting_cap = cost.saturation_tokens if cost is not None else self.max_num_scheduled_tokens
         self.ic_swapper = self.connector if hasattr(self.connector, "reserve") else None
         if self.ic_swapper is not None:  # InferCept swaps in within its per-step budget; the baseline whole
-            self.ic_swapper.chunked_in = cfg["policy"] == "infercept"
+            self.ic_swapper.chunked_in = self.ic_policy.traits.async_swap_in
         self.ic_paused: dict[str, Paused] = {}  # by vLLM request id
         self.ic_redo: dict[str, int] = {}  # request id -> frontier of KV computed before (recompute below it)
         self.ic_log = StepLog(cfg["log"])

@@ -63,6 +63,7 @@ class KvMoves(_Base):
             done = r.held_blocks * self.bs  # tokens of the first blocks, copied already
             moved = min(r.computed, done + n * self.bs) - min(r.computed, done)
             self._hold(r, n)
+            self.swap_blocks += n
             if n == r.gpu_blocks:
                 self.copied.append((r, self.steps_done + 1))
         else:
@@ -77,8 +78,9 @@ class KvMoves(_Base):
     def swap_in(self, r: Req, n: int, t: float) -> int:
         """Bring ``n`` CPU blocks of ``r`` back to the GPU; a resumed request whose KV is all back runs in
         this step where the link copies layer by layer beside the forward pass (each layer waits for its
-        copy, as vLLM 0.2 and the reference did), else from the next step (vLLM 0.32's connector loads a
-        request asynchronously and schedules it once the load is done; engine.swap_overlap = false)."""
+        copy, as vLLM 0.2 and the reference did) or where the copy is a synchronous load before it (the
+        executor's whole swap-in), else from the next step (an asynchronous load, the policy trait
+        ``async_swap_in``: vLLM 0.32's connector schedules the request once the load is done)."""
         assert 0 < n <= r.cpu_blocks
         before = self._gpu_tokens(r)
         if self.cost.swap_holds_blocks:  # every block is allocated with the first, then filled
@@ -86,6 +88,7 @@ class KvMoves(_Base):
                 self.pool.allocate_gpu(r.cpu_blocks)
                 self._hold(r, r.cpu_blocks)
             self._hold(r, -n)
+            self.swap_blocks += n
         else:
             self.pool.allocate_gpu(n)
         self.pool.free_cpu(n)
@@ -95,7 +98,7 @@ class KvMoves(_Base):
         self.m.swap(t, r.rid, "swap_in", moved)
         if r.status is Status.SWAPPED and not r.cpu_blocks:
             del self.swapped[r.rid]
-            if self.cost.swap_overlap:
+            if self.cost.swap_overlap or not self.policy.traits.async_swap_in:
                 self.start_running(r)
             else:
                 self.loaded.append(r)

@@ -81,6 +81,19 @@ def test_without_overlap_the_link_adds_to_the_step() -> None:
     assert m.requests["a"].resume_latency_s == [pytest.approx(0.102 + 0.0111)]
 
 
+@pytest.mark.parametrize(("policy", "same_step"), [("swap", True), ("infercept", False)])
+def test_without_overlap_a_whole_swap_in_computes_in_its_step_a_budgeted_one_after(policy: str,
+                                                                                   same_step: bool) -> None:
+    """As the executor's connector loads them: the swap baseline's whole swap-in is a synchronous load before
+    the forward pass of the step that brings it back, which computes the resume (the last sampled token and the
+    10 returned ones); InferCept's is an asynchronous load (trait async_swap_in), computed from the next step."""
+    m = run(TOOL, policy, cost=make_cost(swap_overlap=False, link_bytes_per_s=1e12))  # a budget for it all
+    i = [k for k, (t, n) in enumerate(zip(m.steps["start_s"], m.steps["swap_tokens"])) if t > 1.0 and n][0]
+    assert m.steps["swap_tokens"][i] == 102
+    assert m.steps["prefill_tokens"][i] == (11 if same_step else 0)  # the last sampled token and 10 returned
+    assert m.steps["prefill_tokens"][i + 1] == (0 if same_step else 11)
+
+
 def test_preemption_under_memory_pressure_takes_the_newest() -> None:
     # 8 blocks of 16 tokens: two requests of 60 tokens (4 blocks each) fill the GPU once they decode
     cost = make_cost(gpu_kv_blocks=8)
