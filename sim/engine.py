@@ -82,6 +82,9 @@ class Engine(BatchForming):
                 if not plan.empty:
                     moved += self.apply(plan, now)
                     acted = True  # the plan changed the state: no jump this step
+            # the connector copies whole blocks (swap_holds_blocks): the rest of a partial last block rides too
+            pad = self.swap_blocks * self.bs - moved if cost.swap_holds_blocks else 0
+            self.swap_blocks = 0
             step = self._form(now)
             stores = 0  # tokens the host tier stores from this step's decoders (offload_prompt_only off)
             if host is not None:  # one link: reloads and write-through stores ride it with the swaps
@@ -113,7 +116,7 @@ class Engine(BatchForming):
                 self.warned = True
             stall = 0.0
             if moved or stores:
-                swap_s = cost.swap_s(moved + stores)
+                swap_s = cost.swap_s(moved + pad + stores)
                 # a pipelined copy hides behind the forward pass, not behind the host's work around it
                 hide = cost.gpu_s(shape) if shape.query_tokens else 0.0
                 stall = max(swap_s - hide, 0.0) if pipelined else swap_s

@@ -62,6 +62,7 @@ class EngineQueues(KvMoves):
         self.returns: list[tuple[float, int, Req]] = []  # (tool return time, ticket, req)
         self.next_ticket = 0
         self.pending_swap_tokens = 0  # swapped at a pause; charged to the next step
+        self.swap_blocks = 0  # blocks swapped since the last step was charged (swap_holds_blocks: the link's)
         self.held_blocks = 0  # GPU blocks held by running swaps beyond their gpu_blocks (swap_holds_blocks)
         # swap-outs whose last block is copied, with the step count after which their blocks are freed
         self.copied: list[tuple[Req, int]] = []

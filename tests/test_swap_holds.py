@@ -48,7 +48,9 @@ def test_a_swap_out_holds_its_blocks_until_its_last_copy(holds: bool) -> None:
     swap_in = [1.0402, 1.0562, 1.0722, 1.0882, 1.1042, 1.1202, 1.1362]
     assert _gpu_used_at(m, swap_in) == ([7] * 7 if holds else [1, 2, 3, 4, 5, 6, 7])
     rec = m.requests["a"]
-    assert rec.swapped_tokens == 102 and rec.resume_latency_s == [pytest.approx(6 * 0.016 + 0.006 + 0.0111)]
+    # held, the connector copies whole blocks: the 6-token block costs a full block's 16 ms on the link
+    back_s = 7 * 0.016 if holds else 6 * 0.016 + 0.006
+    assert rec.swapped_tokens == 102 and rec.resume_latency_s == [pytest.approx(back_s + 0.0111)]
 
 
 @pytest.mark.parametrize("holds", [False, True])
@@ -70,9 +72,9 @@ def test_a_resume_during_the_swap_out(holds: bool) -> None:
 
 @pytest.mark.parametrize("holds", [False, True])
 def test_a_swap_in_waits_for_the_blocks_a_swap_out_holds(holds: bool) -> None:
-    # 9 GPU blocks. "b" (7 blocks) swaps out by 0.1422 and its tool returns at 0.2402; "c" (100 tokens,
-    # 7 blocks) is admitted at 0.1422, pauses at 0.1824 and swaps out a block a step. Block by block, c has
-    # copied 6 blocks after the step from 0.2524.
+    # 9 GPU blocks. "b" (7 blocks) swaps out by 0.1422 (held, whole blocks on the link: 0.1522) and its tool
+    # returns at 0.2402; "c" (100 tokens, 7 blocks) is admitted then, pauses 40 ms later and swaps out a block
+    # a step. Block by block, c has copied 6 blocks after the step from 0.2524.
     cost = make_cost(swap_overlap=False, swap_holds_blocks=holds, gpu_kv_blocks=9)
     specs = [RequestSpec("b", 0.0, 100, (Segment(3, 0.2, 10, "qa"), Segment(2)), "qa"),
              RequestSpec("c", 0.13, 100, (Segment(3, 1.0, 10, "qa"), Segment(2)), "qa")]
@@ -81,10 +83,11 @@ def test_a_swap_in_waits_for_the_blocks_a_swap_out_holds(holds: bool) -> None:
     c_out = [t for t, rid, e, _ in m.events if rid == "c" and e == "swap_out"]
     if not holds:  # block by block: 8 blocks are free after 6 copies, so b's swap-in takes the next budget
         assert first_in == pytest.approx(0.2684) and len(c_out) == 6
-    else:  # c's copies: six full blocks from 0.1824, then the partial one at 0.2784 (6 ms); c holds all 7
-        # until that step is over: the policy sees 2 free blocks, lets c finish, and b comes back after it
-        assert c_out[-1] == pytest.approx(0.2784) and len(c_out) == 7
-        assert first_in == pytest.approx(0.2784 + 0.006)
+    else:  # c's copies: six full blocks from 0.1924, then the partial one at 0.2884 (a whole block's 16 ms);
+        # c holds all 7 until that step is over: the policy sees 2 free blocks, lets c finish, and b comes back
+        # after it
+        assert c_out[-1] == pytest.approx(0.2884) and len(c_out) == 7
+        assert first_in == pytest.approx(0.2884 + 0.016)
         assert not [e for _, rid, e, _ in m.events if rid == "c" and e == "discard"]
 
 
