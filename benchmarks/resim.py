@@ -1,11 +1,14 @@
-"""Re-simulate a finished `infercept validate` folder with other profiles, against the same real runs.
+"""Re-simulate a finished `infercept validate` folder with other profiles, or with this checkout's simulator,
+against the same real runs.
 
 Answers "which part of the model is wrong" without re-running the engine: the real runs (their summary.json
-files) stay as measured; only the simulator's inputs change. The link is the runs' own where the connector was
-throttled (the constrained scenario); "calibrated" re-simulates each run with the profile's step times scaled
-to that run's own engine log.
+and event log) stay as measured; only the simulator, or its inputs, change. The link is the runs' own where the
+connector was throttled (the constrained scenario); "calibrated" re-simulates each run with the profile's step
+times scaled to that run's own engine log. Without ``--profile`` every run is re-simulated with the profile of
+its own round, as `infercept validate` does, and the verdict's rows are printed (decision counts included).
 
     python benchmarks/resim.py results/validate --profile profiles/cpu2-llama-small-tp1.json
+    python benchmarks/resim.py results/validate-constrained     # the validation's own profiles, this simulator
 """
 
 from __future__ import annotations
@@ -16,18 +19,23 @@ import sys
 import tempfile
 import tomllib
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
+
+import pyarrow.parquet as pq
 
 from core.cost import FittedCostModel
 from core.trace_io import read_jsonl
 from experiments.ensemble import simulate_calibrated, simulate_ensemble
 from experiments.fidelity import (
     STEP_KINDS,
+    VERDICT_METRICS,
     compare_rows,
     median_by_kind,
+    pause_decisions,
     plain,
     speed_scale,
     step_time_errors,
@@ -38,15 +46,49 @@ from real.collect import read_engine_log
 LABELS = ("discard", "improved_discard", "preserve", "swap", "infercept", "plain")
 
 
+def real_summary(run: Path) -> dict[str, float]:
+    """A real run folder's overall summary with its pause decisions (from its event log)."""
+    t = pq.read_table(run / "events.parquet")
+    events = list(zip(*[t.column(c).to_pylist() for c in ("time_s", "rid", "event", "value")]))
+    return {**pause_decisions(SimpleNamespace(events=events)),  # type: ignore[arg-type]
+            **json.loads((run / "summary.json").read_text())["overall"]}
+
+
+def own_profiles(folder: Path) -> None:
+    """Every policy's verdict rows, each real run re-simulated with its own round's profile (as validate)."""
+    specs = read_jsonl(folder / "trace.jsonl")
+    labels = sorted({p.name.rsplit("-", 1)[0] for p in (folder / "runs").iterdir()})
+    print("| policy | metric | real | sim | rel. error | calibrated |")
+    print("|---|---|---|---|---|---|")
+    for label in labels:
+        runs = sorted((folder / "runs").glob(f"{label}-*"))
+        configs = [tomllib.loads((p / "config.toml").read_text()) for p in runs]
+        engine, window = configs[0]["engine"], configs[0]["window_s"]
+        profiles = [c["profile"] for c in configs]
+        trace = plain(specs) if label == "plain" else specs
+        policy = "discard" if label == "plain" else label
+        sim, _, _ = simulate_ensemble(policy, trace, sorted(set(profiles)), window, engine)
+        scales = [speed_scale(read_engine_log(folder / "engine-logs" / f"{p.name}.jsonl")[0],
+                              FittedCostModel.from_profile(prof, engine)) for p, prof in zip(runs, profiles)]
+        cal = simulate_calibrated(policy, trace, list(zip(profiles, scales)), window, engine)
+        for r in compare_rows(label, [real_summary(p) for p in runs], sim, cal):
+            if r["metric"] in VERDICT_METRICS:
+                print(f"| {label} | {r['metric']} | {r['real']:.4g} | {r['sim']:.4g} | "
+                      f"{100 * r['rel_error']:+.1f} % | {100 * r['rel_error_calibrated']:+.1f} % |")
+
+
 def main() -> None:
     """Print real vs re-simulated completed_rps and norm_latency_ms per policy, and the profile's signed
     step-time error by kind of step on the real runs' engine logs. The engine settings and the window are the
     real runs' own (their config.toml)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", help="an `infercept validate --out` folder")
-    ap.add_argument("--profile", required=True, help="profile for every policy")
+    ap.add_argument("--profile", help="profile for every policy (default: each run's own round's)")
     args = ap.parse_args()
     folder = Path(args.folder)
+    if not args.profile:
+        own_profiles(folder)
+        return
     specs = read_jsonl(folder / "trace.jsonl")
     print("| policy | completed_rps real / sim | error | calibrated | norm_latency_ms real / sim | error | calibrated |")
     print("|---|---|---|---|---|---|---|")
