@@ -117,6 +117,8 @@ class InterceptMixin(PolicyActions):
         self.kv_holding_waiting.remove_request(session)
         if self.ic_order == "mars" and p.place == "cpu":
             self.waiting.add_swapped(session)  # back before anyone is admitted, as the simulator swaps in
+        elif self.ic_order == "arrival" and p.place == "cpu":
+            self._ic_insert_swapped(session, p.ticket)
         elif self.ic_order != "arrival":
             self.waiting.add_request(session)  # by its key (real.queues)
         elif keeps_ticket_on_resume(self.ic_order, self.ic_policy.traits.resume_to_front):
@@ -137,6 +139,18 @@ class InterceptMixin(PolicyActions):
         """Queue a resumed request by its original arrival (ahead of every later arrival), as the simulator
         does; vLLM's FCFS waiting queue is a deque."""
         at = next((i for i, r in enumerate(self.waiting) if ticket_of(r) > ticket), len(self.waiting))
+        self.waiting.insert(at, session)
+
+    def _ic_insert_swapped(self, session: Any, ticket: int) -> None:
+        """Queue a resumed request whose KV is on the host ahead of every waiting request (behind those back
+        the same way with earlier tickets): the simulator swaps such requests in ahead of any admission, as
+        vLLM 0.2 (the paper's engine) scheduled its swapped queue before its waiting one."""
+        def back(r: Any) -> bool:
+            p = self.ic_paused.get(r.request_id)
+            return p is not None and p.resumed and p.place == "cpu"
+
+        at = next((i for i, r in enumerate(self.waiting) if not (back(r) and ticket_of(r) < ticket)),
+                  len(self.waiting))
         self.waiting.insert(at, session)
 
     # ------------------------------------------------------------------ the step

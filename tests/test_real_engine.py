@@ -315,3 +315,22 @@ def test_ordered_waiting_queue_program_plas_mars() -> None:
     v = wait_view(req, 3)
     assert (v.rid, v.ticket, v.tool_kind, v.context_tokens, v.computed_tokens) == ("t", 4, "qa", 345, 0)
     assert (v.seg_gen_tokens, v.seg_tool_tokens, v.segment, v.seg_done_tokens, v.last_segment) == (16, 20, 1, 3, False)
+
+
+def test_a_resumed_swap_queues_ahead_of_waiting_requests_by_ticket() -> None:
+    """A resume whose KV is on the host (queue order arrival: swap, InferCept) goes ahead of every waiting
+    request, behind those back the same way with earlier tickets, as the simulator swaps them in before any
+    admission; vLLM's own order would put it behind the earlier arrivals that wait."""
+    from collections import deque
+
+    from real.scheduler import InterceptMixin
+    from real.views import Paused
+
+    def paused(rid: str, ticket: int) -> Paused:
+        return Paused(rid, rid, ticket, "qa", "qa", 1.0, 0.0, 64, place="cpu", resumed=True)
+
+    sched = SimpleNamespace(waiting=deque([_fake("b", 1), _fake("w1", 2), _fake("w3", 5)]),
+                            ic_paused={"b": paused("b", 1)})
+    InterceptMixin._ic_insert_swapped(sched, _fake("d", 4), 4)  # type: ignore[arg-type]
+    InterceptMixin._ic_insert_swapped(sched, _fake("a", 0), 0)  # type: ignore[arg-type]
+    assert [r.request_id for r in sched.waiting] == ["a", "b", "d", "w1", "w3"]
