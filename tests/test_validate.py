@@ -155,7 +155,7 @@ def test_with_link_changes_only_the_link(tmp_path: Path) -> None:
     assert b["link"] == {"bytes_per_s": 5e7} and a["step"] == b["step"] and a["engine"] == b["engine"]
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_infercept_must_choose_in_the_constrained_scenario(seed: int, tmp_path: Path) -> None:
     """A short simulation of the constrained scenario (the default trace and the held-out one, the measured CPU
     profile with the throttled link, 16 host blocks): InferCept preserves, discards and swaps, >= 20 each."""
