@@ -36,6 +36,8 @@ class PolicyActions:
     def _ic_discard(self, rid: str, p: Paused, now: float) -> None:
         self.ic_log.event(now, p.rid, "discard", p.ctx_tokens)
         self._free_request_blocks(self.requests[rid])  # type: ignore[attr-defined]
+        if self.ic_swapper is not None:  # a swap-out planned between steps is dropped with the KV
+            self.ic_swapper.cancel_out(rid)
         if p.slots:
             self.ic_swapper.release(rid, p.slots)
             p.slots = []

@@ -99,7 +99,8 @@ class InterceptSwapConnector(SwapWorker, KVConnectorBase_V1):
         return sum(len(dev) for r, dev in self._outs if r == rid)
 
     def cancel_out(self, rid: str) -> None:
-        """Drop ``rid``'s plan swap-out not built yet (it resumed after a plan applied between steps)."""
+        """Drop ``rid``'s plan swap-out not built yet (after a plan applied between steps it resumed, or a
+        later plan discarded it)."""
         self._outs = [(r, dev) for r, dev in self._outs if r != rid]
 
     def set_swapped(self, rid: str, slots: list[int], num_tokens: int) -> None:
