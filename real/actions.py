@@ -38,8 +38,8 @@ class PolicyActions:
         self._free_request_blocks(self.requests[rid])  # type: ignore[attr-defined]
         if self.ic_swapper is not None:  # a swap-out planned between steps is dropped with the KV
             self.ic_swapper.cancel_out(rid)
-        if p.slots:
-            self.ic_swapper.release(rid, p.slots)
+        if p.slots:  # all on the host: its slots are the swapped entry's, given back by release itself
+            self.ic_swapper.release(rid, None if p.place == "cpu" else p.slots)
             p.slots = []
         self._ic_freeing = [r for r in self._ic_freeing if r != rid]
         p.place = "discarded"
@@ -78,7 +78,11 @@ class PolicyActions:
         if self.ic_swapper is None:
             return
         for req_id, slots in self.ic_swapper.out_done.items():
-            self._ic_copied_out(req_id, self.ic_paused[req_id], slots, t)
+            p = self.ic_paused.get(req_id)
+            if p is None:  # gone since its plan (request_finished cancels it; kept as a guard)
+                self.ic_swapper.release(req_id, slots)
+                continue
+            self._ic_copied_out(req_id, p, slots, t)
         self.ic_swapper.out_done = {}
 
     def _ic_apply(self, plan: StepPlan, by_rid: dict[str, str], now: float) -> None:

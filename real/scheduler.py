@@ -234,6 +234,9 @@ class InterceptMixin(PolicyActions):
     def finish_requests(self, request_ids: Any, finished_status: Any) -> Any:
         reqs = super().finish_requests(request_ids, finished_status)
         for r in reqs:
+            p = self.ic_paused.get(r.request_id)
+            if p is not None and p.slots and p.place != "cpu" and self.ic_swapper is not None:
+                self.ic_swapper.release(r.request_id, p.slots)  # a swap-out cut short (the host entry: vLLM's)
             for d in (self.ic_paused, self.ic_redo, self.ic_readmit, self.ic_local_hit, self.ic_service,
                       self.ic_turn_base, self.ic_turn_start):
                 d.pop(r.request_id, None)

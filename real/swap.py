@@ -70,8 +70,9 @@ class InterceptSwapConnector(SwapWorker, KVConnectorBase_V1):
 
     # ---------------------------------------------------------------- scheduler side
     def host_free_blocks(self) -> int:
-        """Host slots not reserved."""
-        return len(self._free_slots)
+        """Host slots neither reserved nor promised to a plan's swap-out not built yet (what a second plan
+        before the same step may count on)."""
+        return max(len(self._free_slots) - sum(len(dev) for _, dev in self._outs), 0)
 
     def reserve(self, num_blocks: int) -> list[int] | None:
         """Check-and-take ``num_blocks`` host slots; None if there are not enough."""
@@ -85,8 +86,9 @@ class InterceptSwapConnector(SwapWorker, KVConnectorBase_V1):
         self._meta.out_host.extend(slots)
 
     def plan_out(self, rid: str, device_blocks: list[int]) -> None:
-        """A plan's swap-out of ``device_blocks`` in the step being scheduled: its host slots are taken (all
-        or none) once this step's swap-ins have given theirs back; ``out_done`` tells which got them. A second
+        """A plan's swap-out of ``device_blocks`` in the step being scheduled: its host slots are taken (for
+        the first blocks that fit) once this step's swap-ins have given theirs back; ``out_done`` tells which got how
+        many. A second
         plan before the step (one applied between steps, then the step's) extends the first."""
         for i, (r, dev) in enumerate(self._outs):
             if r == rid:
@@ -171,10 +173,10 @@ class InterceptSwapConnector(SwapWorker, KVConnectorBase_V1):
         self._free_slots.extend(self._release)
         self._release = []
         self.out_done = {}
-        for rid, dev in self._outs:
-            slots = self.reserve(len(dev))
+        for rid, dev in self._outs:  # the first blocks that fit (a swap-in counted on may not have run)
+            slots = self.reserve(min(len(dev), len(self._free_slots)))
             if slots:
-                meta.out_dev.extend(dev)
+                meta.out_dev.extend(dev[:len(slots)])
                 meta.out_host.extend(slots)
                 self.out_done[rid] = slots
         self._outs = []
@@ -186,7 +188,9 @@ class InterceptSwapConnector(SwapWorker, KVConnectorBase_V1):
         self.last_copy_s = meta.copy_s if isinstance(meta, SwapWorkerMeta) else 0.0
 
     def request_finished(self, request: Any, block_ids: Any) -> tuple[bool, None]:
-        """A finished or aborted request gives its host slots back; vLLM frees its device blocks."""
+        """A finished or aborted request gives its host slots back (and drops a swap-out not built yet);
+        vLLM frees its device blocks."""
+        self.cancel_out(request.request_id)
         self.release(request.request_id)
         ld = self._loading.pop(request.request_id, None)
         if ld is not None:  # the slots of its chunks copied back are free already

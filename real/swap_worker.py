@@ -1,7 +1,8 @@
 """The worker side of the swap connector (real/swap.py): the host copy of every layer's KV and each step's
 copies, swap-ins first (a step's swap-outs may write the host slots its swap-ins read), timed and throttled to
-``link_bytes_per_s``. On CUDA the copies go to a side stream from pinned host memory: the forward pass waits
-for the swap-ins only, the swap-outs overlap it and are waited for in ``wait_for_save``."""
+``link_bytes_per_s``. On CUDA the swap-ins go to a side stream from pinned host memory and the forward pass
+waits for them; the swap-outs are copied synchronously (the host thread waits for each device-to-host copy
+before scattering it into the host slots), so they do not overlap the forward pass. The CUDA path has not run."""
 
 from __future__ import annotations
 
@@ -75,8 +76,8 @@ class SwapWorker:
         host = torch.tensor(host_ids)
         for (t, d), h in zip(self._layers, self._host):
             dev = torch.tensor(dev_ids, device=t.device)
-            if to_host:
-                h.index_copy_(d, host, t.index_select(d, dev).to("cpu", non_blocking=t.is_cuda))
+            if to_host:  # synchronous: index_copy_ reads the host copy at once
+                h.index_copy_(d, host, t.index_select(d, dev).to("cpu"))
             else:
                 t.index_copy_(d, dev, h.index_select(d, host).to(t.device, non_blocking=t.is_cuda))
         if self.link_bytes_per_s > 0:  # the throttle: the copy lasts at least bytes / rate

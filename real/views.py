@@ -71,8 +71,10 @@ def load_progress(sched: Any, p: Paused) -> tuple[int, int] | None:
 
 def req_view(sched: Any, p: Paused) -> ReqView:
     """The policy's view of one paused (or resumed-but-swapped) request."""
-    gpu = 0 if p.place in ("cpu", "discarded") else blocks_of(sched, p.req_id) - p.copied_blocks
-    cpu = p.copied_blocks
+    # blocks a plan's swap-out will copy in the step being scheduled count as moved (a second plan before it)
+    copied = p.copied_blocks + (sched.ic_swapper.pending_out(p.req_id) if sched.ic_swapper is not None else 0)
+    gpu = 0 if p.place in ("cpu", "discarded") else blocks_of(sched, p.req_id) - copied
+    cpu = copied
     loading = load_progress(sched, p)
     if loading is not None:
         gpu, cpu = loading[0], loading[1] - loading[0]

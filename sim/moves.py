@@ -142,7 +142,7 @@ class KvMoves(_Base):
             if r is None:
                 raise ValueError(f"policy {self.policy.name}: discard of {rid!r}, which is not paused")
             self.discard(r, t)
-        holds = self.cost.swap_holds_blocks  # a plan the held pools cannot honour waits, as in the executor
+        holds = self.cost.swap_holds_blocks  # held pools: a swap-in they cannot take waits, a swap-out takes what fits (the executor)
         for rid, n in plan.swap_in:
             r = self.swapped.get(rid) or self.paused.get(rid)
             ok = r is not None and 0 < n <= r.cpu_blocks
@@ -160,9 +160,12 @@ class KvMoves(_Base):
             r = self.paused.get(rid)
             ok = r is not None and 0 < n <= r.gpu_blocks
             if ok and not self.pool.can_allocate_cpu(n):
-                if holds:  # a skipped swap-in kept the host blocks the plan counted on
-                    continue
-                ok = False
+                if holds:  # a skipped swap-in kept the host blocks the plan counted on: the first that fit
+                    n = self.pool.cpu_free
+                    if not n:
+                        continue
+                else:
+                    ok = False
             if not ok:
                 raise ValueError(f"policy {self.policy.name}: cannot swap out {n} blocks of {rid!r} "
                                  f"({self.pool.cpu_free} CPU blocks free)")

@@ -331,6 +331,7 @@ def test_a_resumed_swap_queues_ahead_of_waiting_requests_by_ticket() -> None:
 
     sched = SimpleNamespace(waiting=deque([_fake("b", 1), _fake("w1", 2), _fake("w3", 5)]),
                             ic_paused={"b": paused("b", 1)})
-    InterceptMixin._ic_insert_swapped(sched, _fake("d", 4), 4)  # type: ignore[arg-type]
-    InterceptMixin._ic_insert_swapped(sched, _fake("a", 0), 0)  # type: ignore[arg-type]
-    assert [r.request_id for r in sched.waiting] == ["a", "b", "d", "w1", "w3"]
+    for rid, ticket in (("d", 4), ("a", 0), ("c", 3)):
+        InterceptMixin._ic_insert_swapped(sched, _fake(rid, ticket), ticket)  # type: ignore[arg-type]
+        sched.ic_paused[rid] = paused(rid, ticket)
+    assert [r.request_id for r in sched.waiting] == ["a", "b", "c", "d", "w1", "w3"]

@@ -73,18 +73,22 @@ def test_a_plan_swap_out_reuses_the_slot_a_swap_in_reads_in_the_same_step() -> N
     assert torch.all(host[slots[0]] == 6) and torch.all(host[slots[1]] == 2)
 
 
-def test_a_plan_swap_out_without_a_free_slot_copies_nothing() -> None:
-    c, kv = _connector(host_blocks=2)
+def test_a_plan_swap_out_takes_the_slots_there_are() -> None:
+    """One free slot for two blocks: the first block is copied (as the simulator's held pools copy the first
+    blocks that fit), and the slot is promised to it, not free, for a second plan before the step; with no
+    free slot, and a grant to a request vLLM has not admitted (which frees nothing), nothing is copied."""
+    c, kv = _connector(host_blocks=3)
     _swapped(c, "a", [0, 1])
-    c.plan_out("b", [5])  # a is not coming back: no slot frees up
+    c.plan_out("b", [4, 5])
+    assert c.host_free_blocks() == 0
     meta = _step(c)
-    assert meta.out_dev == [] and c.out_done == {}
-    c.plan_out("b", [4, 5])  # all or none: one slot is not enough for two blocks
-    _admit(c, "a", [2, 3])
+    (slot,) = c.out_done["b"]
+    assert meta.out_dev == [4] and torch.all(c._host[0][slot] == 5)
     c.grant("a", 1)
+    c.plan_out("x", [3])
     meta = _step(c)
-    assert meta.out_dev == [] and c.out_done == {} and c.host_free_blocks() == 1
-    assert torch.all(kv[5] == 6)
+    assert meta.out_dev == [] and meta.in_dev == [] and c.out_done == {}
+    assert torch.all(kv[3] == 4)
 
 
 def test_an_aborted_load_frees_only_the_slots_not_yet_read() -> None:
