@@ -142,7 +142,8 @@ class KvMoves(_Base):
             if r is None:
                 raise ValueError(f"policy {self.policy.name}: discard of {rid!r}, which is not paused")
             self.discard(r, t)
-        holds = self.cost.swap_holds_blocks  # held pools: a swap-in they cannot take waits, a swap-out takes what fits (the executor)
+        holds = self.cost.swap_holds_blocks  # held: a swap-in that cannot take its blocks waits, a swap-out
+        # takes the host blocks that are free (the executor)
         for rid, n in plan.swap_in:
             r = self.swapped.get(rid) or self.paused.get(rid)
             ok = r is not None and 0 < n <= r.cpu_blocks
