@@ -31,7 +31,7 @@ from typing import Any
 
 from vllm.distributed.kv_transfer.kv_connector.v1.base import KVConnectorBase_V1
 
-from real.swap_worker import SwapMeta, SwapWorker
+from real.swap_worker import SwapMeta, SwapWorker, SwapWorkerMeta
 
 
 @dataclass
