@@ -2,13 +2,13 @@
 against the same real runs.
 
 Answers "which part of the model is wrong" without re-running the engine: the real runs (their summary.json
-and event log) stay as measured; only the simulator, or its inputs, change. The link is the runs' own where the
-connector was throttled (the constrained scenario); "calibrated" re-simulates each run with the profile's step
-times scaled to that run's own engine log. Without ``--profile`` every run is re-simulated with the profile of
+and event log) stay as measured; only the simulator, or its inputs, change. The link is the runs' own where
+the connector was throttled (the constrained scenario); "calibrated" re-simulates each run with the profile's
+step times scaled to that run's own engine log. Without ``--profile`` every run is re-simulated with the profile of
 its own round, as `infercept validate` does, and the verdict's rows are printed (decision counts included).
 
     python benchmarks/resim.py results/validate --profile profiles/cpu2-llama-small-tp1.json
-    python benchmarks/resim.py results/validate-constrained     # the validation's own profiles, this simulator
+    python benchmarks/resim.py results/validate-constrained    # the validation's own profiles, this simulator
 """
 
 from __future__ import annotations

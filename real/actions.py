@@ -45,7 +45,7 @@ class PolicyActions:
         p.place = "discarded"
 
     def _ic_next_blocks(self, rid: str, p: Paused, num_blocks: int) -> list[int]:
-        """The device blocks of ``rid`` a swap-out of ``num_blocks`` copies next (none once all are copied)."""
+        """The device blocks of ``rid`` that a swap-out of ``num_blocks`` copies next (none once all are)."""
         if self.ic_swapper is None or rid in self._ic_freeing:
             return []
         ids = self.kv_cache_manager.get_block_ids(rid)[0]  # type: ignore[attr-defined]
