@@ -62,7 +62,7 @@ class InterceptSwapConnector(SwapWorker, KVConnectorBase_V1):
         self.claimed: dict[str, int] = {}  # rid -> tokens loaded at its last admission (read by the scheduler)
         self._loading: dict[str, Load] = {}
         self._grants: dict[str, int] = {}
-        self._outs: list[tuple[str, list[int]]] = []  # plan swap-outs of the step being scheduled
+        self._outs: dict[str, list[int]] = {}  # rid -> device blocks its plan swap-out copies this step
         self.out_done: dict[str, list[int]] = {}  # rid -> host slots its plan swap-out took in this step
         self.moved_in: dict[str, tuple[int, int]] = {}  # rid -> (blocks before, after) copied in by this step
         self.last_copy_s = 0.0  # seconds the worker spent copying in the last step (read by the scheduler)
@@ -72,7 +72,7 @@ class InterceptSwapConnector(SwapWorker, KVConnectorBase_V1):
     def host_free_blocks(self) -> int:
         """Host slots neither reserved nor promised to a plan's swap-out not built yet (what a second plan
         before the same step may count on)."""
-        return max(len(self._free_slots) - sum(len(dev) for _, dev in self._outs), 0)
+        return max(len(self._free_slots) - sum(len(dev) for dev in self._outs.values()), 0)
 
     def reserve(self, num_blocks: int) -> list[int] | None:
         """Check-and-take ``num_blocks`` host slots; None if there are not enough."""
@@ -87,23 +87,19 @@ class InterceptSwapConnector(SwapWorker, KVConnectorBase_V1):
 
     def plan_out(self, rid: str, device_blocks: list[int]) -> None:
         """A plan's swap-out of ``device_blocks`` in the step being scheduled: its host slots are taken (for
-        the first blocks that fit) once this step's swap-ins have given theirs back; ``out_done`` tells which got how
-        many. A second
-        plan before the step (one applied between steps, then the step's) extends the first."""
-        for i, (r, dev) in enumerate(self._outs):
-            if r == rid:
-                self._outs[i] = (rid, dev + device_blocks)
-                return
-        self._outs.append((rid, device_blocks))
+        the first blocks that fit) once this step's swap-ins have given theirs back; ``out_done`` tells which
+        request got how many. A second plan before the step (one applied between steps, then the step's)
+        extends the first."""
+        self._outs.setdefault(rid, []).extend(device_blocks)
 
     def pending_out(self, rid: str) -> int:
         """Device blocks of ``rid`` that a plan swap-out not built yet will copy."""
-        return sum(len(dev) for r, dev in self._outs if r == rid)
+        return len(self._outs.get(rid, ()))
 
     def cancel_out(self, rid: str) -> None:
         """Drop ``rid``'s plan swap-out not built yet (after a plan applied between steps it resumed, or a
         later plan discarded it)."""
-        self._outs = [(r, dev) for r, dev in self._outs if r != rid]
+        self._outs.pop(rid, None)
 
     def set_swapped(self, rid: str, slots: list[int], num_tokens: int) -> None:
         """Record that ``rid``'s first ``num_tokens`` tokens live in ``slots`` (block order)."""
@@ -173,13 +169,13 @@ class InterceptSwapConnector(SwapWorker, KVConnectorBase_V1):
         self._free_slots.extend(self._release)
         self._release = []
         self.out_done = {}
-        for rid, dev in self._outs:  # the first blocks that fit (a swap-in counted on may not have run)
+        for rid, dev in self._outs.items():  # the first blocks that fit (a swap-in counted on may not have run)
             slots = self.reserve(min(len(dev), len(self._free_slots)))
             if slots:
                 meta.out_dev.extend(dev[:len(slots)])
                 meta.out_host.extend(slots)
                 self.out_done[rid] = slots
-        self._outs = []
+        self._outs = {}
         return meta
 
     def update_connector_output(self, connector_output: Any) -> None:

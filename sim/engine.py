@@ -82,9 +82,9 @@ class Engine(BatchForming):
                 if not plan.empty:
                     moved += self.apply(plan, now)
                     acted = True  # the plan changed the state: no jump this step
-            # the connector copies whole blocks (swap_holds_blocks): the rest of a partial last block rides too
-            pad = self.swap_blocks * self.bs - moved if cost.swap_holds_blocks else 0
-            self.swap_blocks = 0
+            pad = 0  # swap_holds_blocks: the connector copies whole blocks, a partial last block's rest rides too
+            if self.swap_blocks:
+                pad, self.swap_blocks = self.swap_blocks * self.bs - moved, 0
             step = self._form(now)
             stores = 0  # tokens the host tier stores from this step's decoders (offload_prompt_only off)
             if host is not None:  # one link: reloads and write-through stores ride it with the swaps
