@@ -7,7 +7,8 @@ Every step row is the simulator's (``sim/engine.py``, ``_record``), from measure
 swap connector's copy time inside the step (the CPU build copies synchronously), ``fwd_s`` the rest;
 ``recompute_s`` is the recomputed tokens' share of the step by the cost model applied to its shape (step time
 less that of the same step without them), times the measured ``fwd_s``; ``waste_block_s`` charges the blocks
-held by paused requests for the step, the blocks of recomputing requests for the step, the other running
+held by paused requests for the step (and those idle when it ends until the next step: a step's swap-outs
+free blocks, its pauses idle them), the blocks of recomputing requests for the step, the other running
 blocks for the recompute time, and the running blocks for the copy stall.
 """
 
@@ -48,8 +49,9 @@ class StepWaste:
 
 def step_waste(s: dict[str, Any], cost: FittedCostModel, span_s: float | None = None) -> StepWaste:
     """Stall, recompute time and waste of one engine step record, as the simulator records a step.
-    ``span_s``: time from this step's start to the next one's (or the window end): idle blocks are charged
-    over it, so the engine's idle gaps count as the simulator's continuous integral does (default: the step)."""
+    ``span_s``: time from this step's start to the next one's (or the window end): the blocks idle when the
+    step ends are charged over the rest of it, so the engine's idle gaps count as the simulator's continuous
+    integral does (default: the step)."""
     dur = s["t_end"] - s["t0"]
     span = dur if span_s is None else max(span_s, dur)
     stall = s.get("copy_s", 0.0)
@@ -62,8 +64,10 @@ def step_waste(s: dict[str, Any], cost: FittedCostModel, span_s: float | None = 
                              s["prefill_attn_pairs"] - s["recompute_attn_pairs"])
         full = cost.step_s(shape)
         redo_s = fwd * (full - (cost.step_s(without) if without.query_tokens else 0.0)) / full
-    paused = {k: b * span for k, b in s.get("gpu_paused_blocks_by_kind", {}).items()}
-    waste = s["gpu_paused_blocks"] * span
+    paused = {k: b * dur for k, b in s["gpu_paused_blocks_by_kind"].items()}
+    for k, b in s["gpu_paused_blocks_after_by_kind"].items():  # idle from the step's end to the next step
+        paused[k] = paused.get(k, 0.0) + b * (span - dur)
+    waste = s["gpu_paused_blocks"] * dur + s["gpu_paused_blocks_after"] * (span - dur)
     by_rid: dict[str, tuple[float, float]] = {}
     if redo or stall:
         running = s["gpu_used_blocks"] - s["gpu_paused_blocks"]
@@ -76,14 +80,14 @@ def step_waste(s: dict[str, Any], cost: FittedCostModel, span_s: float | None = 
 
 def freed_in_gap(s: dict[str, Any], gap_end: float, discards: list[dict[str, Any]], times: list[float],
                  block_size_tokens: int, kind_of: dict[str, str]) -> dict[str, float]:
-    """Block-seconds, by kind, of paused KV charged over the gap after step ``s`` (until ``gap_end``, absolute)
-    though discarded inside it: a plan the engine applied after idling past its instant (a TTL's expiry,
+    """Block-seconds, by kind, of paused KV charged over the gap after step ``s`` (from its end until
+    ``gap_end``, absolute) though discarded inside it: a plan the engine applied after idling past its instant (a TTL's expiry,
     logged at that instant) frees the blocks from then on, as the simulator frees them at the expiry.
     ``discards``: the engine's discard events sorted by time, ``times`` their times."""
     out: dict[str, float] = {}
     for e in discards[bisect.bisect_right(times, s["t_exec"]):bisect.bisect_left(times, gap_end)]:
         kind = kind_of.get(e["rid"], "")
-        out[kind] = out.get(kind, 0.0) + -(-e["v"] // block_size_tokens) * (gap_end - e["t"])
+        out[kind] = out.get(kind, 0.0) + -(-e["v"] // block_size_tokens) * (gap_end - max(e["t"], s["t_end"]))
     return out
 
 

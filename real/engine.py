@@ -50,6 +50,11 @@ def prepare_environment(kv_cache_gib: float = 1.0) -> None:
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "1")
 
 
+def worker_threads() -> int:
+    """Threads of the CPU build's worker: the cores less the reservation ``prepare_environment`` pins."""
+    return max(1, (os.cpu_count() or 1) - int(os.environ.get("VLLM_CPU_NUM_OF_RESERVED_CPU", "1")))
+
+
 def policy_traits(s: EngineSettings) -> tuple[Any, Any]:
     """(PolicyTraits of ``s``'s policy, the profile's cost model or None): the policy built as the scheduler
     builds it."""

@@ -5,8 +5,8 @@ B requests at context L, long prompts split into prefill chunks of the token bud
 chunks of returned tokens over a long context); every step's shape and duration come from the scheduler's
 log. Least squares (coefficients kept >= 0) fits step_s = const + a*query_tokens + b*decode_ctx_tokens +
 c*prefill_attn_pairs; the engine loop's gap between busy steps goes into const. The resumes' pauses measure
-the client<->engine lag; the KV copy path of the swap connector is timed both ways on tensors of the
-engine's KV layout. Profile the engine configuration you will run: on the CPU build the step cost depends
+the client<->engine lag; the swap connector's copy routine is timed both ways on tensors of the engine's
+KV layout and size (``real.linkbench``). Profile the engine configuration you will run: on the CPU build the step cost depends
 on the KV cache's size (about 0.5 ms per step between 64 and 512 blocks).
 """
 
@@ -29,7 +29,8 @@ import numpy as np
 from core.types import RequestSpec, Segment
 from real.collect import read_engine_log
 from real.driver import ClientLog, run_sessions
-from real.engine import VLLM_VERSION, EngineSettings, start_engine, stop_engine
+from real.engine import VLLM_VERSION, EngineSettings, start_engine, stop_engine, worker_threads
+from real.linkbench import link_rate
 from real.model import ModelSize
 
 TERMS = ("const_s", "per_query_token_s", "per_decode_ctx_token_s", "per_prefill_attn_pair_s")
@@ -98,30 +99,6 @@ def busy_gap_s(steps: list[dict[str, Any]]) -> float:
     return float(np.median(gaps)) if gaps else 0.0
 
 
-def copy_bandwidth(size: ModelSize, block_tokens: int, device: str, dtype_bytes: int) -> dict[str, float]:
-    """Bytes/s of the swap connector's copy path (index_select + index_copy_), both directions."""
-    import torch
-
-    blocks, moved = 256, 64
-    shape = (2, blocks, size.num_kv_heads, block_tokens, size.head_dim)
-    dtype = torch.float32 if dtype_bytes == 4 else torch.bfloat16
-    dev = torch.randn(shape, device=device).to(dtype)
-    host = torch.empty(shape, dtype=dtype, pin_memory=device != "cpu")
-    ids = torch.randperm(blocks)[:moved]
-    nbytes = 2 * moved * size.num_kv_heads * block_tokens * size.head_dim * dtype_bytes
-    out: dict[str, float] = {}
-    for name, src, dst in (("out", dev, host), ("in", host, dev)):
-        best = float("inf")
-        for _ in range(5):
-            t = time.perf_counter()
-            dst.index_copy_(1, ids.to(dst.device), src.index_select(1, ids.to(src.device)).to(dst.device))
-            if device != "cpu":
-                torch.cuda.synchronize()
-            best = min(best, time.perf_counter() - t)
-        out[name] = nbytes / best
-    return out
-
-
 def hardware() -> dict[str, Any]:
     """What this machine is: the CUDA device, or the CPU model and cores the engine may use."""
     import torch
@@ -168,7 +145,8 @@ def measure(settings: EngineSettings, size: ModelSize, model_name: str, git_rev:
     lag = [seen[r] - pauses[r] for r in seen]
     hw = hardware()
     dtype_bytes = 4 if s.dtype == "float32" else 2  # "auto": assumed a 16-bit checkpoint
-    bw = copy_bandwidth(size, s.block_size_tokens, "cuda" if hw["kind"] == "cuda" else "cpu", dtype_bytes)
+    bw = link_rate(size, s.block_size_tokens, s.kv_blocks, "cuda" if hw["kind"] == "cuda" else "cpu", dtype_bytes,
+                   threads=worker_threads() if hw["kind"] == "cpu" else None)
     name = f"{'cpu' + str(hw.get('cores')) if hw['kind'] == 'cpu' else hw['name'].split()[-1].lower()}-{model_name}-tp1"
     return {
         "_raw_log": raw,
@@ -183,7 +161,7 @@ def measure(settings: EngineSettings, size: ModelSize, model_name: str, git_rev:
                    "max_num_seqs": s.max_num_seqs, "saturation_tokens": s.token_budget_tokens,
                    "cpu_swap_bytes": 0, "gpu_kv_blocks": s.kv_blocks - 1, "cpu_kv_blocks": s.kv_blocks},
         "step": coef,
-        "link": {"bytes_per_s": min(bw.values())},
+        "link": {"bytes_per_s": bw["both"]},
         "fit_range": {"max_query_tokens": stats["max_query_tokens"],
                       "max_decode_ctx_tokens": stats["max_decode_ctx_tokens"]},
         "provenance": {
@@ -192,7 +170,8 @@ def measure(settings: EngineSettings, size: ModelSize, model_name: str, git_rev:
             "step.per_query_token_s": "least-squares fit (relative errors, coefficients >= 0)",
             "step.per_decode_ctx_token_s": "least-squares fit",
             "step.per_prefill_attn_pair_s": "least-squares fit",
-            "link.bytes_per_s": "the swap connector's copy path timed both ways; the slower direction",
+            "link.bytes_per_s": "the swap connector's own copy routine on KV tensors of the engine's layout and "
+                                "size, 1-16 blocks per copy, both ways (real.linkbench)",
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "vllm_version": VLLM_VERSION, "hardware": hw, "git_revision": git_rev,
             "model": f"{s.model_dir}: {size} (~{size.num_params / 1e6:.1f} M parameters, dtype {s.dtype})",

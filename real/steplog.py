@@ -7,7 +7,9 @@ attention pairs and the blocks of the requests recomputing), KV blocks (used, he
 allocated to swap-ins in progress, on the host; ``gpu_paused_blocks`` counts every idle block: paused
 requests', swap-ins' in progress and resumed requests' holding their KV while they wait) and its timing: ``t0`` hook start, ``t_sched`` schedule
 start (after the policy hook), ``t_exec`` schedule end, ``t_out`` output processing start, ``t_end`` output
-processing end, ``copy_s`` the swap connector's copy time inside the step.
+processing end, ``copy_s`` the swap connector's copy time inside the step, and the idle blocks when it ends
+(``gpu_paused_blocks_after``, by kind too: a step's swap-outs free theirs, its pauses add theirs), which stay
+idle until the next step.
 """
 
 from __future__ import annotations
@@ -16,6 +18,25 @@ import json
 from typing import Any
 
 from real.views import blocks_of, hints, trace_rid
+
+
+def idle_blocks(sched: Any, paused: dict[str, Any]) -> tuple[dict[str, int], int]:
+    """(idle GPU blocks by kind, those of them allocated to swap-ins in progress), as the simulator counts
+    idle blocks: held by paused requests, by resumed ones whose KV is still being loaded back, and by resumed
+    ones holding their KV while waiting for admission."""
+    host = sched.ic_swapper
+    held_by_kind: dict[str, int] = {}
+    loading = 0
+    for k, p in paused.items():
+        is_loading = host is not None and host.load_progress(k) is not None
+        if p.place in ("new", "gpu") or is_loading:
+            held_by_kind[p.kind] = held_by_kind.get(p.kind, 0) + blocks_of(sched, k)
+            loading += blocks_of(sched, k) if is_loading else 0
+    for r in sched.kv_holding_waiting:
+        if r.request_id not in paused:
+            kind = str(hints(r).get("kind", ""))
+            held_by_kind[kind] = held_by_kind.get(kind, 0) + blocks_of(sched, r.request_id)
+    return held_by_kind, loading
 
 
 class StepLog:
@@ -68,21 +89,9 @@ class StepLog:
             self.event(t_exec, rid, "admit", sched.requests[r.req_id].num_tokens - r.num_computed_tokens)
         pool = sched.kv_cache_manager.block_pool
         used = pool.num_gpu_blocks - 1 - pool.get_num_free_blocks()
-        # idle GPU blocks, as the simulator counts them: held by paused requests, by resumed ones whose KV is
-        # still being loaded back, and by resumed ones holding their KV while waiting for admission
-        host = sched.ic_swapper
-        held_by_kind: dict[str, int] = {}
-        loading = 0
-        for k, p in paused.items():
-            is_loading = host is not None and host.load_progress(k) is not None
-            if p.place in ("new", "gpu") or is_loading:
-                held_by_kind[p.kind] = held_by_kind.get(p.kind, 0) + blocks_of(sched, k)
-                loading += blocks_of(sched, k) if is_loading else 0
-        for r in sched.kv_holding_waiting:
-            if r.request_id not in paused:
-                kind = str(hints(r).get("kind", ""))
-                held_by_kind[kind] = held_by_kind.get(kind, 0) + blocks_of(sched, r.request_id)
+        held_by_kind, loading = idle_blocks(sched, paused)
         held = sum(held_by_kind.values())
+        host = sched.ic_swapper
         host_used = host.num_host_blocks - host.host_free_blocks() if host is not None else 0
         swap, self._swap_tokens = self._swap_tokens, 0
         return {"e": "step", "t0": t0, "t_sched": t_sched, "t_exec": t_exec, "num_decode": num_decode,
@@ -95,6 +104,8 @@ class StepLog:
     def step(self, rec: dict[str, Any], t_out: float, t_end: float, sched: Any) -> None:
         """Complete a step's record with its execution and output-processing times; write it."""
         rec["t_out"], rec["t_end"] = t_out, t_end
+        after, _ = idle_blocks(sched, sched.ic_paused)  # what stays idle until the next step
+        rec["gpu_paused_blocks_after"], rec["gpu_paused_blocks_after_by_kind"] = sum(after.values()), after
         rec["gpu_total_blocks"] = sched.kv_cache_manager.block_pool.num_gpu_blocks - 1
         self._fh.write(json.dumps(rec) + "\n")
         self._fh.flush()

@@ -19,7 +19,9 @@ STEP = {"e": "step", "t0": 100.0, "t_sched": 100.001, "t_exec": 100.002, "t_out"
         "recompute_tokens": 60, "recompute_attn_pairs": 0.0, "recompute_blocks": 8, "recompute": {"a": 60},
         "swap_tokens": 32, "gpu_used_blocks": 40, "gpu_paused_blocks": 10,
         "gpu_paused_blocks_by_kind": {"qa": 6, "math": 4}, "gpu_loading_blocks": 5, "cpu_used_blocks": 3,
-        "copy_s": 0.005, "sched": {}, "new": {}}
+        "copy_s": 0.005, "sched": {}, "new": {},
+        # when it ends, the math pause's swap-out has freed its 4 blocks and a new qa pause idles 2 more
+        "gpu_paused_blocks_after": 8, "gpu_paused_blocks_after_by_kind": {"qa": 8}}
 # the cost model: 10 ms + 0.1 ms per query token; the step has 102 query tokens, 60 of them recomputed
 REDO_S = 0.020 * (0.0202 - 0.0142) / 0.0202  # the recomputed share of the measured 20 ms outside the copy
 RUNNING = 40 - 10  # used, less the idle blocks (paused ones, and here 5 allocated to a swap-in in progress)
@@ -47,23 +49,30 @@ def test_metrics_rows_and_attribution_add_up(tmp_path: Path) -> None:
     row = dict(zip(STEP_COLUMNS, m.step_rows[0]))
     assert row["dur_s"] == pytest.approx(0.025) and row["stall_s"] == pytest.approx(0.005)
     assert row["fwd_s"] == pytest.approx(0.020) and row["recompute_s"] == pytest.approx(REDO_S)
-    # the idle blocks are charged from the step's start (1 s into the run) to the window end (10 s): the
-    # engine ran no other step, and the simulator integrates idle blocks over idle time too
-    assert row["waste_block_s"] == pytest.approx(10 * 9.0 + BUSY)
+    # the blocks idle during the step (1 s into the run) are charged for it, those idle when it ends from its
+    # end to the window end (10 s): the engine ran no other step, and the simulator integrates idle blocks over
+    # idle time too; the 4 blocks the step's swap-out freed are not charged over the gap
+    idle = 10 * 0.025 + 8 * (9.0 - 0.025)
+    assert row["waste_block_s"] == pytest.approx(idle + BUSY)
     # by kind: the paused blocks to their kinds, the recompute to a's kind, the copy stall to no kind
-    assert sum(m.waste_by_kind.values()) == pytest.approx(10 * 9.0 + BUSY)
+    assert sum(m.waste_by_kind.values()) == pytest.approx(idle + BUSY)
     assert m.waste_by_kind[SWAP_STALL] == pytest.approx((RUNNING - 8) * 0.005)
-    assert m.waste_by_kind["qa"] == pytest.approx(6 * 9.0 + (RUNNING - 8) * REDO_S + 8 * 0.025)
+    assert m.waste_by_kind["math"] == pytest.approx(4 * 0.025)
+    assert m.waste_by_kind["qa"] == pytest.approx(6 * 0.025 + 8 * (9.0 - 0.025) + (RUNNING - 8) * REDO_S + 8 * 0.025)
     assert m.recompute_s_by_kind == pytest.approx({"qa": REDO_S})
 
 
 def test_blocks_discarded_while_the_engine_idles_stop_counting_at_the_discard() -> None:
     """A TTL that ran out while nothing ran is logged at its expiry (t = 101.0, inside the idle gap after the
     step): its 2 blocks (40 tokens) are charged from the step until the expiry, not until the next step at
-    102.0; a discard before the step's snapshot (the step's own hook) or at the next step is not refunded."""
+    102.0; a discard before the step's snapshot (the step's own hook) or at the next step is not refunded, and
+    one inside the step (100.01) only from the step's end (its blocks were charged for the step)."""
     from real.collect import freed_in_gap
 
     discards = [{"e": "discard", "t": 100.001, "rid": "b", "v": 64}, {"e": "discard", "t": 101.0, "rid": "a", "v": 40},
                 {"e": "discard", "t": 102.0, "rid": "b", "v": 64}]
     freed = freed_in_gap(STEP, 102.0, discards, [e["t"] for e in discards], 32, {"a": "qa", "b": "math"})
     assert freed == {"qa": pytest.approx(2 * 1.0)}
+    inside = [{"e": "discard", "t": 100.01, "rid": "b", "v": 64}]
+    freed = freed_in_gap(STEP, 102.0, inside, [100.01], 32, {"b": "math"})
+    assert freed == {"math": pytest.approx(2 * (102.0 - 100.025))}

@@ -173,6 +173,12 @@ def test_a_pause_on_an_idle_engine_is_still_decided(tmp_path: Path) -> None:
     moves = [(e["e"], e["v"]) for e in run.events if e["e"] in ("swap_out", "swap_in")]
     assert moves == [("swap_out", 607), ("swap_in", 607), ("swap_out", 645), ("swap_in", 645)]
     assert len(run.tokens["a"]) == 24
+    # the step that ends a's turn leaves its 19 blocks idle; the next one copies them out and frees them, so
+    # none stays idle over the engine's idle gap that follows (what real.collect charges over the gap)
+    i = next(i for i, s in enumerate(run.steps) if s["swap_tokens"])
+    blocks = math.ceil(607 / BLOCK_TOKENS)
+    assert run.steps[i - 1]["gpu_paused_blocks"] == 0 and run.steps[i - 1]["gpu_paused_blocks_after"] == blocks
+    assert run.steps[i]["gpu_paused_blocks"] == blocks and run.steps[i]["gpu_paused_blocks_after"] == 0
 
 
 def test_budgeted_swaps_over_a_throttled_link_and_a_full_host(runs: dict, tmp_path: Path) -> None:
