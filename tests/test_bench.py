@@ -93,3 +93,19 @@ def test_policy_facts_are_means_over_seeds(tmp_path: Path) -> None:
     assert out[("saga", 2.0)]["seeds"] == 3
     by_kind = means(tmp_path / "runs.parquet", None, None, by_kind=True)
     assert by_kind[("continuum", 2.0, "qa")]["norm_latency_ms"] == 7.0
+
+
+def test_verdicts_worst_row_skips_what_the_verdict_does_not_hold() -> None:
+    from benchmarks.verdicts import worst
+
+    def row(policy: str, metric: str, real: float, sim: float, err: float, cal: float) -> dict[str, str]:
+        return {"policy": policy, "metric": metric, "real": str(real), "sim": str(sim), "rel_error": str(err),
+                "rel_error_calibrated": str(cal)}
+
+    rows = [row("swap", "norm_latency_ms", 10, 8.5, -0.15, -0.03), row("swap", "step_time_error_median", 0, 0, 0.08, 0),
+            row("infercept", "norm_latency_ms", 10, 10.6, 0.06, 0.04), row("infercept", "step_time_error_median", 0, 0, 0.04, 0),
+            row("infercept", "preserved_pauses", 5, 8, 0.6, 0.6),  # under 20 in both: not held
+            row("infercept", "gpu_waste_pct", 2, 1, -0.5, -0.5)]  # not a verdict metric
+    assert worst(rows, "rel_error_calibrated") == "infercept norm_latency_ms +4.0 %"
+    # swap's step-time error (8 %) is over the gate: its uncalibrated latency is not held to the target
+    assert worst(rows, "rel_error") == "infercept norm_latency_ms +6.0 %"
