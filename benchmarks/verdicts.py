@@ -8,30 +8,31 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from experiments.fidelity import MIN_DECISIONS, STEP_ERROR_GATE, VERDICT_METRICS  # noqa: E402
+from experiments.fidelity import held_errors  # noqa: E402
 
 
-def worst(rows: list[dict[str, str]], column: str) -> str:
-    """The verdict row with the largest |``column``| among those the verdict holds to it (decision counts
-    under MIN_DECISIONS in both skipped; ``rel_error`` only where the step-time error is under the gate)."""
-    gated = {r["policy"] for r in rows if r["metric"] == "step_time_error_median"
-             and float(r["rel_error"]) >= STEP_ERROR_GATE} if column == "rel_error" else set()
-    best, label = -1.0, "-"
-    for r in rows:
-        if r["metric"] not in VERDICT_METRICS or r["policy"] in gated:
-            continue
-        if r["metric"].endswith("_pauses") and max(float(r["real"]), float(r["sim"])) < MIN_DECISIONS:
-            continue
-        err = abs(float(r[column]))
-        if err > best:
-            best, label = err, f"{r['policy']} {r['metric']} {100 * float(r[column]):+.1f} %"
-    return label
+def worst(rows: list[dict[str, Any]], column: str) -> str:
+    """The row with the largest |``column``| among the errors the verdict holds (``fidelity.held_errors``;
+    NaN first, as the verdict counts it a miss)."""
+    errs = [(r, err) for r, name, err in held_errors(rows) if name == column]
+    if not errs:
+        return "-"
+    r, err = max(errs, key=lambda x: math.inf if math.isnan(x[1]) else abs(x[1]))
+    return f"{r['policy']} {r['metric']} {100 * err:+.1f} %"
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """validation.csv with its numbers as floats."""
+    return [{k: v if k in ("policy", "metric") else float(v) for k, v in r.items()}
+            for r in csv.DictReader(path.open())]
 
 
 def main() -> None:
@@ -44,7 +45,7 @@ def main() -> None:
     print("| folder | verdict | worst calibrated row | worst uncalibrated row held to it | profiles' const_s (ms) |")
     print("|---|---|---|---|---|")
     for folder in args.folders:
-        rows = list(csv.DictReader((folder / "validation.csv").open()))
+        rows = read_rows(folder / "validation.csv")
         text = (folder / "report.md").read_text()
         found = re.search(r"\*\*verdict: (\w+)", text)
         consts = re.findall(r"const ([\d.]+) ms", text)

@@ -178,24 +178,29 @@ def summary_of(m: Metrics) -> dict[str, float]:
     return {**pause_decisions(m), **summarize(m)["overall"]}
 
 
-def verdict(rows: list[dict[str, Any]], decisions: dict[str, float] | None = None) -> list[str]:
-    """What misses the fidelity target (empty: the validation passes): every VERDICT_METRICS row must be within
-    TARGET by ``rel_error_calibrated``, and by ``rel_error`` where the policy's cost model misses its steps by
-    less than STEP_ERROR_GATE; decision counts below MIN_DECISIONS in both backends are not held to it.
-    ``decisions``: InferCept's real pause decisions, each of which must reach MIN_DECISIONS (constrained)."""
+def held_errors(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str, float]]:
+    """(row, column, error) for every error the verdict holds to TARGET: each VERDICT_METRICS row's
+    ``rel_error_calibrated``, and its ``rel_error`` where the policy's cost model misses its steps by less than
+    STEP_ERROR_GATE; decision counts below MIN_DECISIONS in both backends are not held."""
     step_err = {r["policy"]: r["rel_error"] for r in rows if r["metric"] == "step_time_error_median"}
-    misses = []
+    held = []
     for r in rows:
         if r["metric"] not in VERDICT_METRICS:
             continue
         if r["metric"].endswith("_pauses") and max(r["real"], r["sim"]) < MIN_DECISIONS:
             continue
-        checks = [("rel_error_calibrated", r["rel_error_calibrated"])]
+        held.append((r, "rel_error_calibrated", r["rel_error_calibrated"]))
         if step_err.get(r["policy"], math.inf) < STEP_ERROR_GATE:
-            checks.append(("rel_error", r["rel_error"]))
-        for name, err in checks:
-            if not abs(err) <= TARGET:  # NaN misses too
-                misses.append(f"{r['policy']} {r['metric']}: {name} {100 * err:+.1f} %")
+            held.append((r, "rel_error", r["rel_error"]))
+    return held
+
+
+def verdict(rows: list[dict[str, Any]], decisions: dict[str, float] | None = None) -> list[str]:
+    """What misses the fidelity target (empty: the validation passes): every error ``held_errors`` holds must be
+    within TARGET. ``decisions``: InferCept's real pause decisions, each of which must reach MIN_DECISIONS
+    (constrained)."""
+    misses = [f"{r['policy']} {r['metric']}: {name} {100 * err:+.1f} %" for r, name, err in held_errors(rows)
+              if not abs(err) <= TARGET]  # NaN misses too
     for key, n in (decisions or {}).items():
         if n < MIN_DECISIONS:
             misses.append(f"infercept made {n:g} {key} (fewer than {MIN_DECISIONS})")

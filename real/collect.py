@@ -87,7 +87,8 @@ def freed_in_gap(s: dict[str, Any], gap_end: float, discards: list[dict[str, Any
     out: dict[str, float] = {}
     for e in discards[bisect.bisect_right(times, s["t_exec"]):bisect.bisect_left(times, gap_end)]:
         kind = kind_of.get(e["rid"], "")
-        out[kind] = out.get(kind, 0.0) + -(-e["v"] // block_size_tokens) * (gap_end - max(e["t"], s["t_end"]))
+        idle_s = max(gap_end - max(e["t"], s["t_end"]), 0.0)  # none when the step runs past the window end
+        out[kind] = out.get(kind, 0.0) + -(-e["v"] // block_size_tokens) * idle_s
     return out
 
 

@@ -51,8 +51,9 @@ def prepare_environment(kv_cache_gib: float = 1.0) -> None:
 
 
 def worker_threads() -> int:
-    """Threads of the CPU build's worker: the cores less the reservation ``prepare_environment`` pins."""
-    return max(1, (os.cpu_count() or 1) - int(os.environ.get("VLLM_CPU_NUM_OF_RESERVED_CPU", "1")))
+    """Threads of the CPU build's worker: the cores this process may use less the reservation
+    ``prepare_environment`` pins."""
+    return max(1, len(os.sched_getaffinity(0)) - int(os.environ.get("VLLM_CPU_NUM_OF_RESERVED_CPU", "1")))
 
 
 def policy_traits(s: EngineSettings) -> tuple[Any, Any]:

@@ -145,7 +145,8 @@ def measure(settings: EngineSettings, size: ModelSize, model_name: str, git_rev:
     lag = [seen[r] - pauses[r] for r in seen]
     hw = hardware()
     dtype_bytes = 4 if s.dtype == "float32" else 2  # "auto": assumed a 16-bit checkpoint
-    bw = link_rate(size, s.block_size_tokens, s.kv_blocks, "cuda" if hw["kind"] == "cuda" else "cpu", dtype_bytes,
+    bw = link_rate(size, s.block_size_tokens, s.kv_blocks, s.host_blocks or s.kv_blocks,
+                   "cuda" if hw["kind"] == "cuda" else "cpu", dtype_bytes,
                    threads=worker_threads() if hw["kind"] == "cpu" else None)
     name = f"{'cpu' + str(hw.get('cores')) if hw['kind'] == 'cpu' else hw['name'].split()[-1].lower()}-{model_name}-tp1"
     return {

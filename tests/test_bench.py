@@ -98,9 +98,9 @@ def test_policy_facts_are_means_over_seeds(tmp_path: Path) -> None:
 def test_verdicts_worst_row_skips_what_the_verdict_does_not_hold() -> None:
     from benchmarks.verdicts import worst
 
-    def row(policy: str, metric: str, real: float, sim: float, err: float, cal: float) -> dict[str, str]:
-        return {"policy": policy, "metric": metric, "real": str(real), "sim": str(sim), "rel_error": str(err),
-                "rel_error_calibrated": str(cal)}
+    def row(policy: str, metric: str, real: float, sim: float, err: float, cal: float) -> dict[str, object]:
+        return {"policy": policy, "metric": metric, "real": real, "sim": sim, "rel_error": err,
+                "rel_error_calibrated": cal}
 
     rows = [row("swap", "norm_latency_ms", 10, 8.5, -0.15, -0.03), row("swap", "step_time_error_median", 0, 0, 0.08, 0),
             row("infercept", "norm_latency_ms", 10, 10.6, 0.06, 0.04), row("infercept", "step_time_error_median", 0, 0, 0.04, 0),
@@ -108,4 +108,8 @@ def test_verdicts_worst_row_skips_what_the_verdict_does_not_hold() -> None:
             row("infercept", "gpu_waste_pct", 2, 1, -0.5, -0.5)]  # not a verdict metric
     assert worst(rows, "rel_error_calibrated") == "infercept norm_latency_ms +4.0 %"
     # swap's step-time error (8 %) is over the gate: its uncalibrated latency is not held to the target
+    assert worst(rows, "rel_error") == "infercept norm_latency_ms +6.0 %"
+    # a NaN error is the worst (the verdict counts it a miss); a policy without a step-time row is not held
+    rows += [row("swap", "completed_rps", 1, 1, float("nan"), float("nan")), row("plain", "norm_latency_ms", 1, 2, 1, 0)]
+    assert worst(rows, "rel_error_calibrated") == "swap completed_rps +nan %"
     assert worst(rows, "rel_error") == "infercept norm_latency_ms +6.0 %"
