@@ -179,6 +179,8 @@ def test_a_pause_on_an_idle_engine_is_still_decided(tmp_path: Path) -> None:
     blocks = math.ceil(607 / BLOCK_TOKENS)
     assert run.steps[i - 1]["gpu_paused_blocks"] == 0 and run.steps[i - 1]["gpu_paused_blocks_after"] == blocks
     assert run.steps[i]["gpu_paused_blocks"] == blocks and run.steps[i]["gpu_paused_blocks_after"] == 0
+    # so a's waste is a few steps' worth of its blocks, not its blocks over its tools' 0.6 s and 0.4 s
+    assert run.metrics.waste_by_kind["qa"] < 0.2 * blocks * 0.6
 
 
 def test_budgeted_swaps_over_a_throttled_link_and_a_full_host(runs: dict, tmp_path: Path) -> None:
