@@ -113,3 +113,22 @@ def test_verdicts_worst_row_skips_what_the_verdict_does_not_hold() -> None:
     rows += [row("swap", "completed_rps", 1, 1, float("nan"), float("nan")), row("plain", "norm_latency_ms", 1, 2, 1, 0)]
     assert worst(rows, "rel_error_calibrated") == "swap completed_rps +nan %"
     assert worst(rows, "rel_error") == "infercept norm_latency_ms +6.0 %"
+
+
+def test_linkcheck_counts_whole_blocks_over_the_logged_copy_time(tmp_path: Path) -> None:
+    import json
+
+    from conftest import make_cost
+
+    from benchmarks.linkcheck import achieved
+
+    cost = make_cost()
+    bs = cost.block_size_tokens
+    log = tmp_path / "engine.jsonl"
+    recs = [{"e": "swap_out", "t": 1.0, "rid": "a", "v": 2 * bs + 1}, {"e": "step", "copy_s": 0.002},
+            {"e": "swap_in", "t": 2.0, "rid": "a", "v": bs}, {"e": "discard", "t": 2.5, "rid": "b", "v": 99},
+            {"e": "step", "copy_s": 0.002}, {"e": "step", "copy_s": 0.0}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    blocks, copy_s, rate = achieved(log, cost)
+    assert (blocks, copy_s) == (4, pytest.approx(0.004))  # 3 whole blocks out (the partial third), 1 in
+    assert rate == pytest.approx(4 * bs * cost.kv_bytes_per_token / 0.004)
