@@ -5,6 +5,8 @@
   event, e.g. a TTL's expiry), so that a resume arriving after the engine idled past that instant applies
   the due plan first, as the simulator's jump to that instant would have;
 - discard frees the blocks at once (logged ``discard``);
+- ``_ic_unblock`` (after every step that ran nothing): breaks the wait of resumed requests holding every block,
+  as the simulator does;
 - swap copies blocks to host slots through ``real.swap`` (whole request, or the plan's blocks per step); the
   device blocks are freed after the step that copied the last of them; a whole swap that finds too few free
   host slots discards instead (as the simulator does). A plan is applied in the simulator's order: discards,
@@ -18,7 +20,8 @@ import time
 from typing import Any
 
 from core.types import KvAction, StepPlan
-from real.views import Paused, blocks_of, engine_state, req_view
+from real.queues import ticket_of
+from real.views import Paused, blocks_of, engine_state, req_view, trace_rid
 
 
 class PolicyActions:
@@ -32,6 +35,9 @@ class PolicyActions:
     _ic_freeing: list[str]
     ic_due_at: float  # when the policy's plan may change without an event (inf: only by an event)
     ic_idle: bool  # the engine had nothing to step since the last hook
+    ic_service: dict[str, int]
+    ic_turn_base: dict[str, int]
+    ic_redo: dict[str, int]
 
     def _ic_discard(self, rid: str, p: Paused, now: float) -> None:
         self.ic_log.event(now, p.rid, "discard", p.ctx_tokens)
@@ -43,6 +49,29 @@ class PolicyActions:
             p.slots = []
         self._ic_freeing = [r for r in self._ic_freeing if r != rid]
         p.place = "discarded"
+
+    def _ic_unblock(self, out: Any, now: float) -> None:
+        """Nothing ran, nothing was admitted, nothing is being copied, and two or more resumed requests hold
+        their KV waiting for blocks that only they could free: vLLM would wait forever. As the simulator does
+        (``sim.batch``), recompute-preempt the newest of them: its blocks freed (logged ``discard``), it goes
+        back to the waiting queue, and the next step admits the oldest."""
+        if out.total_num_scheduled_tokens or self.running or self._ic_freeing:  # type: ignore[attr-defined]
+            return
+        queue = list(self.kv_holding_waiting)  # type: ignore[attr-defined]
+        if any(r.status.name == "WAITING_FOR_REMOTE_KVS" for r in queue):
+            return  # a swap-in is loading: its blocks come free or into use without us
+        holding = [r for r in queue if r.status.name == "WAITING" and r.num_computed_tokens > 0]
+        if len(holding) < 2:
+            return
+        r = holding[-1]
+        rid, computed = r.request_id, r.num_computed_tokens
+        self.ic_service[rid] = self.ic_service.get(rid, 0) + computed - self.ic_turn_base.pop(rid, 0)
+        self.ic_redo[rid] = computed
+        self.ic_log.event(now, trace_rid(r), "discard", computed)
+        self._free_request_blocks(r)  # type: ignore[attr-defined]
+        r.num_computed_tokens = 0
+        self.kv_holding_waiting.remove_request(r)  # type: ignore[attr-defined]
+        self._ic_requeue(r, ticket_of(r))  # type: ignore[attr-defined]
 
     def _ic_next_blocks(self, rid: str, p: Paused, num_blocks: int) -> list[int]:
         """The device blocks of ``rid`` that a swap-out of ``num_blocks`` copies next (none once all are)."""

@@ -119,12 +119,8 @@ class InterceptMixin(PolicyActions):
             self.waiting.add_swapped(session)  # back before anyone is admitted, as the simulator swaps in
         elif self.ic_order == "arrival" and p.place == "cpu":
             self._ic_insert_swapped(session, p.ticket)
-        elif self.ic_order != "arrival":
-            self.waiting.add_request(session)  # by its key (real.queues)
-        elif keeps_ticket_on_resume(self.ic_order, self.ic_policy.traits.resume_to_front):
-            self._ic_insert_by_arrival(session, p.ticket)
         else:
-            self.waiting.add_request(session)
+            self._ic_requeue(session, p.ticket)
         if p.place == "cpu":
             p.resumed = True  # stays visible to the policy as swapped until admitted
         else:
@@ -134,6 +130,16 @@ class InterceptMixin(PolicyActions):
     def _ic_decoded(self, request: Any) -> int:
         """Tokens the request's current turn decoded before it (re)entered the queue (0 for a new turn)."""
         return request.num_tokens - self.ic_turn_start.get(request.request_id, request.num_prompt_tokens)
+
+    def _ic_requeue(self, session: Any, ticket: int) -> None:
+        """Queue a request whose KV is gone (dropped at a pause, or preempted) as the simulator does: by its
+        key under an ordered queue (real.queues), else by arrival or at the back as the policy keeps tickets."""
+        if self.ic_order != "arrival":
+            self.waiting.add_request(session)
+        elif keeps_ticket_on_resume(self.ic_order, self.ic_policy.traits.resume_to_front):
+            self._ic_insert_by_arrival(session, ticket)
+        else:
+            self.waiting.add_request(session)
 
     def _ic_insert_by_arrival(self, session: Any, ticket: int) -> None:
         """Queue a resumed request by its original arrival (ahead of every later arrival), as the simulator
@@ -180,6 +186,7 @@ class InterceptMixin(PolicyActions):
         out = super().schedule(*args, **kwargs)
         self.ic_steps += out.total_num_scheduled_tokens > 0
         t_exec = time.monotonic()
+        self._ic_unblock(out, t_exec)
         self._ic_admitted(out, t_exec)
         self._ic_swapped_in(out, t1)
         self._ic_swapped_out(t1)

@@ -166,6 +166,22 @@ def test_memory_pressure_discard_and_swap_give_others_more_concurrency(tmp_path:
         assert offload.tokens[rid] == runs["preserve"].tokens[rid]
 
 
+def test_resumed_requests_holding_every_block_do_not_wait_forever(tmp_path: Path) -> None:
+    """Under preserve, three paused 183-token contexts hold 18 of 19 blocks; each resume appends 64 tokens and
+    needs 2 more. Once two have resumed and nothing runs, vLLM alone would wait forever; as the simulator, the
+    executor recompute-preempts the newest of them (p1), the oldest runs, and every request ends with the
+    tokens it gets with blocks to spare."""
+    model, profile = tiny_model(tmp_path), tiny_profile(tmp_path)
+    trace = [RequestSpec(f"p{i}", 0.0, 180, (Segment(4, 0.3 + 0.1 * i, 64, "qa"), Segment(4)), "qa") for i in range(3)]
+    run = run_real(model, profile, "preserve", trace, tmp_path / "tight.jsonl", kv_blocks=20)
+    roomy = run_real(model, profile, "preserve", trace, tmp_path / "roomy.jsonl", kv_blocks=64)
+    assert all(r.finish_s > 0 for r in run.metrics.requests.values())
+    assert run.tokens == roomy.tokens
+    dropped = [(e["rid"], e["v"]) for e in run.events if e["e"] == "discard"]
+    assert dropped == [("p1", 183)]  # its KV: the 180-token prompt and 3 of its 4 decoded tokens
+    assert not [e for e in roomy.events if e["e"] == "discard"]
+
+
 def test_a_pause_on_an_idle_engine_is_still_decided(tmp_path: Path) -> None:
     """Alone in the engine, a paused request leaves nothing to schedule; the policy must still act on it."""
     model, profile = tiny_model(tmp_path), tiny_profile(tmp_path)
