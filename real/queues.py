@@ -25,7 +25,7 @@ from typing import Any
 
 from vllm.v1.core.sched.request_queue import FCFSRequestQueue
 
-from core.queue_order import patience, queue_key
+from core.queue_order import keeps_ticket_on_resume, patience, queue_key
 from real.views import hints
 
 
@@ -104,3 +104,41 @@ class OrderedWaiting(FCFSRequestQueue):
             self.remove(r)
             self.starved.add(r.request_id)
             self._insert(r)
+
+
+class QueuePlacement:
+    """Where the real scheduler puts a resumed or preempted request in vLLM's waiting queue (a mixin of
+    ``real.scheduler``; state lives there)."""
+
+    waiting: Any
+    ic_paused: dict[str, Any]
+    ic_order: str
+    ic_policy: Any
+
+    def _ic_requeue(self, session: Any, ticket: int) -> None:
+        """Queue a request whose KV is gone (dropped at a pause, or preempted) as the simulator does: by its
+        key under an ordered queue (OrderedWaiting), else by arrival or at the back as the policy keeps tickets."""
+        if self.ic_order != "arrival":
+            self.waiting.add_request(session)
+        elif keeps_ticket_on_resume(self.ic_order, self.ic_policy.traits.resume_to_front):
+            self._ic_insert_by_arrival(session, ticket)
+        else:
+            self.waiting.add_request(session)
+
+    def _ic_insert_by_arrival(self, session: Any, ticket: int) -> None:
+        """Queue a resumed request by its original arrival (ahead of every later arrival), as the simulator
+        does; vLLM's FCFS waiting queue is a deque."""
+        at = next((i for i, r in enumerate(self.waiting) if ticket_of(r) > ticket), len(self.waiting))
+        self.waiting.insert(at, session)
+
+    def _ic_insert_swapped(self, session: Any, ticket: int) -> None:
+        """Queue a resumed request whose KV is on the host ahead of every waiting request (behind those back
+        the same way with earlier tickets): the simulator swaps such requests in ahead of any admission, as
+        vLLM 0.2 (the paper's engine) scheduled its swapped queue before its waiting one."""
+        def back(r: Any) -> bool:
+            p = self.ic_paused.get(r.request_id)
+            return p is not None and p.resumed and p.place == "cpu"
+
+        at = next((i for i, r in enumerate(self.waiting) if not (back(r) and ticket_of(r) < ticket)),
+                  len(self.waiting))
+        self.waiting.insert(at, session)

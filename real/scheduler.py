@@ -32,15 +32,14 @@ from vllm.v1.request import RequestStatus
 
 from core.cost import FittedCostModel
 from core.policy import RankingPolicy, make_policy
-from core.queue_order import keeps_ticket_on_resume
 from core.types import Observation
 from real.actions import PolicyActions
-from real.queues import OrderedWaiting, ticket_of
+from real.queues import OrderedWaiting, QueuePlacement
 from real.steplog import StepLog
 from real.views import Paused, hints, trace_rid, wait_view
 
 
-class InterceptMixin(PolicyActions):
+class InterceptMixin(PolicyActions, QueuePlacement):
     """The policy hook and its bookkeeping; mixed into Scheduler / AsyncScheduler."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -130,34 +129,6 @@ class InterceptMixin(PolicyActions):
     def _ic_decoded(self, request: Any) -> int:
         """Tokens the request's current turn decoded before it (re)entered the queue (0 for a new turn)."""
         return request.num_tokens - self.ic_turn_start.get(request.request_id, request.num_prompt_tokens)
-
-    def _ic_requeue(self, session: Any, ticket: int) -> None:
-        """Queue a request whose KV is gone (dropped at a pause, or preempted) as the simulator does: by its
-        key under an ordered queue (real.queues), else by arrival or at the back as the policy keeps tickets."""
-        if self.ic_order != "arrival":
-            self.waiting.add_request(session)
-        elif keeps_ticket_on_resume(self.ic_order, self.ic_policy.traits.resume_to_front):
-            self._ic_insert_by_arrival(session, ticket)
-        else:
-            self.waiting.add_request(session)
-
-    def _ic_insert_by_arrival(self, session: Any, ticket: int) -> None:
-        """Queue a resumed request by its original arrival (ahead of every later arrival), as the simulator
-        does; vLLM's FCFS waiting queue is a deque."""
-        at = next((i for i, r in enumerate(self.waiting) if ticket_of(r) > ticket), len(self.waiting))
-        self.waiting.insert(at, session)
-
-    def _ic_insert_swapped(self, session: Any, ticket: int) -> None:
-        """Queue a resumed request whose KV is on the host ahead of every waiting request (behind those back
-        the same way with earlier tickets): the simulator swaps such requests in ahead of any admission, as
-        vLLM 0.2 (the paper's engine) scheduled its swapped queue before its waiting one."""
-        def back(r: Any) -> bool:
-            p = self.ic_paused.get(r.request_id)
-            return p is not None and p.resumed and p.place == "cpu"
-
-        at = next((i for i, r in enumerate(self.waiting) if not (back(r) and ticket_of(r) < ticket)),
-                  len(self.waiting))
-        self.waiting.insert(at, session)
 
     # ------------------------------------------------------------------ the step
     def has_requests(self) -> bool:
