@@ -4,7 +4,7 @@ device's blocks and the host's slots), moving as many blocks per copy as swaps d
 
 Until 2026-12-06 the profile timed one bulk copy of one layer's 64 blocks (the fastest of 5, the slower
 direction): 6-8 GB/s on the 2-core CPU build, and 0.6-1.9 GB/s in some rounds' first profile, while the
-connector's own copies in the validation runs ran at 2.8-3.1 GB/s (their logged copy time over the blocks they
+connector's own copies in the validation runs ran at 2.7-3.1 GB/s (their logged copy time over the blocks they
 moved). The bulk copy stayed in the processor's cache and skipped the per-layer and per-call costs the
 connector pays on every copy.
 """
