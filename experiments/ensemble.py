@@ -22,18 +22,18 @@ the ensemble is set against the median of the real repeats."""
 
 def simulate_trace(policy: str, specs: list[RequestSpec], profile: str, window_s: float,
                    engine: dict[str, Any], speed_scale: float = 1.0) -> Metrics:
-    """The simulator on ``specs`` with the real engine's settings, every step ``speed_scale`` times as long.
-    The policy's mean interception times per kind are the trace's own (``workload`` is not a generator's)."""
+    """The simulator on ``specs`` with the real engine's settings, every step ``speed_scale`` times as long;
+    the policy decides with the profile as measured, as the real engine's policy did. The policy's mean interception times per kind are the trace's own (``workload`` is not a generator's)."""
     from sim.run import load_cost, simulate
 
     cfg = build_config({"policy": policy, "profile": profile, "batching": "v1", "duration_s": window_s,
                         "engine": engine, "workload": "trace"})
-    cost = load_cost(cfg)
-    cost = dataclasses.replace(cost, **{k: getattr(cost, k) * speed_scale for k in
-                                        ("const_s", "per_query_token_s", "per_decode_ctx_token_s",
-                                         "per_prefill_attn_pair_s", "excess_query_token_s", "host_per_step_s",
-                                         "host_per_seq_s")})
-    return simulate(cfg, specs=specs, cost=cost)
+    measured = load_cost(cfg)
+    cost = dataclasses.replace(measured, **{k: getattr(measured, k) * speed_scale for k in
+                                            ("const_s", "per_query_token_s", "per_decode_ctx_token_s",
+                                             "per_prefill_attn_pair_s", "excess_query_token_s",
+                                             "host_per_step_s", "host_per_seq_s")})
+    return simulate(cfg, specs=specs, cost=cost, policy_cost=measured)
 
 
 def median_summary(sums: list[dict[str, float]]) -> dict[str, float]:

@@ -31,14 +31,17 @@ def build_workload(cfg: RunConfig, cost: FittedCostModel) -> tuple[list[RequestS
 
 
 def simulate(cfg: RunConfig, specs: list[RequestSpec] | None = None, cost: FittedCostModel | None = None,
-             progress: Callable[[float], None] | None = None) -> Metrics:
+             progress: Callable[[float], None] | None = None,
+             policy_cost: FittedCostModel | None = None) -> Metrics:
     """Run one simulation. ``specs``/``cost`` may be passed in to share them across runs; ``progress`` is
-    called now and then with the simulated time (s)."""
+    called now and then with the simulated time (s); ``policy_cost``: the cost model the policy decides with,
+    where it differs from the engine's clock (a re-simulation at a fitted speed: the real policy saw the
+    profile as measured)."""
     cost = cost or load_cost(cfg)
     notes: dict[str, int] = {}
     if specs is None:
         specs, notes = build_workload(cfg, cost)
-    policy = make_policy(cfg.policy, cost, tool_means_s(cfg.workload, specs), **cfg.policy_options)
+    policy = make_policy(cfg.policy, policy_cost or cost, tool_means_s(cfg.workload, specs), **cfg.policy_options)
     metrics = Metrics(cfg.duration_s, cost.gpu_kv_blocks)
     metrics.notes.update(notes)
     env = simpy.Environment()

@@ -90,6 +90,22 @@ def test_the_calibrated_column_is_the_median_over_each_runs_neighbourhood(tmp_pa
     assert two["norm_latency_ms"] != pytest.approx(1.2 * base)
 
 
+def test_a_rescaled_simulation_keeps_the_policys_cost_model(tmp_path: Path) -> None:
+    """The real policy decided with the profile as measured; a re-simulation at a fitted speed slows the
+    engine's clock only, not the budget the policy sizes from T_fwd."""
+    prof = json.loads(Path(_profile(tmp_path)).read_text())
+    kv = FittedCostModel.from_profile(_profile(tmp_path)).kv_bytes_per_token
+    prof["link"]["bytes_per_s"] = 1600 * kv  # 1600 tokens/s: an idle step (T_fwd(0) = 10 ms) moves 16 tokens
+    path = tmp_path / "slow-link.json"
+    path.write_text(json.dumps(prof))
+    # 100 tokens computed when it pauses (7 blocks), for 1 s, with nothing else to run
+    one = [RequestSpec("a", 0.0, 100, (Segment(1, 1.0, 1, "chatbot"), Segment(1)))]
+    for scale in (1.0, 2.0):  # at x2 the policy would size 32 tokens (2 blocks) from the slowed cost
+        m = simulate_trace("infercept", one, str(path), 10.0, {}, speed_scale=scale)
+        outs = [v for _, rid, e, v in m.events if e == "swap_out"]
+        assert len(outs) == 7 and sum(outs) == 100  # N = T_fwd(0) x 1600 tokens/s = 16 tokens: a block a step
+
+
 def test_calibration_scale_and_errors() -> None:
     cost = make_cost()
     steps = [_step(1, 0, 0.0101 * 1.1), _step(0, 30, 0.0130 * 1.1), _step(0, 0, 0.5)]  # 10 % slower machine
