@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import tomllib
@@ -27,6 +28,7 @@ import numpy as np
 
 import pyarrow.parquet as pq
 
+from benchmarks.verdicts import read_rows
 from core.cost import FittedCostModel
 from core.trace_io import read_jsonl
 from experiments.ensemble import simulate_calibrated, simulate_ensemble
@@ -39,10 +41,12 @@ from experiments.fidelity import (
     plain,
     speed_scale,
     step_time_errors,
+    verdict,
 )
 from experiments.scenarios import with_link
 from real.collect import read_engine_log
 
+DECISIONS = ("preserved_pauses", "discarded_pauses", "swapped_pauses")
 LABELS = ("discard", "improved_discard", "preserve", "swap", "infercept", "plain")
 
 
@@ -55,11 +59,14 @@ def real_summary(run: Path) -> dict[str, float]:
 
 
 def own_profiles(folder: Path) -> None:
-    """Every policy's verdict rows, each real run re-simulated with its own round's profile (as validate)."""
+    """Every policy's verdict rows, each real run re-simulated with its own round's profile (as validate), and
+    the verdict they reach with the folder's own step-time rows (the profiles and engine logs are unchanged)."""
     specs = read_jsonl(folder / "trace.jsonl")
     labels = sorted({p.name.rsplit("-", 1)[0] for p in (folder / "runs").iterdir()})
-    print("| policy | metric | real | sim | rel. error | calibrated |")
-    print("|---|---|---|---|---|---|")
+    print("| policy | metric | real | sim | rel. error | calibrated | chaos | band |")
+    print("|---|---|---|---|---|---|---|---|")
+    rows = [r for r in read_rows(folder / "validation.csv") if r["metric"] == "step_time_error_median"]
+    decisions = None
     for label in labels:
         runs = sorted((folder / "runs").glob(f"{label}-*"))
         configs = [tomllib.loads((p / "config.toml").read_text()) for p in runs]
@@ -71,10 +78,18 @@ def own_profiles(folder: Path) -> None:
         scales = [speed_scale(read_engine_log(folder / "engine-logs" / f"{p.name}.jsonl")[0],
                               FittedCostModel.from_profile(prof, engine)) for p, prof in zip(runs, profiles)]
         cal = simulate_calibrated(policy, trace, list(zip(profiles, scales)), window, engine)
-        for r in compare_rows(label, [real_summary(p) for p in runs], sim, cal):
+        reals = [real_summary(p) for p in runs]
+        if label == "infercept" and configs[0].get("link_bytes_per_s"):  # constrained: the decisions' floor
+            decisions = {k: float(np.median([x[k] for x in reals])) for k in DECISIONS}
+        for r in compare_rows(label, reals, sim, cal):
+            rows.append(r)
             if r["metric"] in VERDICT_METRICS:
+                band = "-" if math.isnan(r["cal_lo"]) else f"{r['cal_lo']:.4g}-{r['cal_hi']:.4g}"
+                chaos = "-" if math.isnan(r["cal_self_miss"]) else f"{100 * r['cal_self_miss']:.0f} %"
                 print(f"| {label} | {r['metric']} | {r['real']:.4g} | {r['sim']:.4g} | "
-                      f"{100 * r['rel_error']:+.1f} % | {100 * r['rel_error_calibrated']:+.1f} % |")
+                      f"{100 * r['rel_error']:+.1f} % | {100 * r['rel_error_calibrated']:+.1f} % | {chaos} | {band} |")
+    misses = verdict(rows, decisions)
+    print("\n**verdict: " + ("PASS" if not misses else "FAIL: " + "; ".join(misses)) + "**")
 
 
 def main() -> None:

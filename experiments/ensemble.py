@@ -52,12 +52,12 @@ def simulate_ensemble(policy: str, specs: list[RequestSpec], profile: str | list
 
 
 def simulate_calibrated(policy: str, specs: list[RequestSpec], runs: list[tuple[str, float]], window_s: float,
-                        engine: dict[str, Any]) -> dict[str, float]:
+                        engine: dict[str, Any]) -> list[dict[str, float]]:
     """The dynamics alone: each real run re-simulated with its profile and every step-time coefficient scaled
     by the run's own fitted scale (``fidelity.speed_scale``: measured over predicted time of its steps), so
     that the machine's speed during the run is the simulator's; as the uncalibrated column, each at the
     ensemble's scales around it (fitted scale x SPEED_SCALES), so that a chaotic run is compared by the
-    median of its neighbourhood, not by one draw; the metric-wise median of all of them.
-    ``runs``: (profile, scale) per real run."""
-    return median_summary([summary_of(simulate_trace(policy, specs, p, window_s, engine, f * s))
-                           for p, f in runs for s in SPEED_SCALES])
+    median of its neighbourhood, not by one draw. Their summaries (``fidelity.compare_rows`` takes their
+    metric-wise median and their spread). ``runs``: (profile, scale) per real run."""
+    return [summary_of(simulate_trace(policy, specs, p, window_s, engine, f * s))
+            for p, f in runs for s in SPEED_SCALES]

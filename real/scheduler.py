@@ -58,6 +58,7 @@ class InterceptMixin(PolicyActions, QueuePlacement):
         self._ic_freeing: list[str] = []  # swap-outs whose last copy rides the step being scheduled
         self._ic_inflight: deque[dict[str, Any]] = deque()  # FIFO: async scheduling runs one step ahead
         self.ic_due_at, self.ic_idle = math.inf, False
+        self.ic_moved = False  # the last step copied KV (a plan's next chunk may follow at once)
         self.ic_readmit: dict[str, tuple[float, str, str]] = {}  # req id -> (resumed at, tool kind, rid)
         self.ic_local_hit: dict[str, int] = {}  # req id -> tokens its last prefix-cache lookup found
         # PLAS service: tokens computed in finished turns, and the computed tokens the current turn began with
@@ -133,9 +134,12 @@ class InterceptMixin(PolicyActions, QueuePlacement):
     # ------------------------------------------------------------------ the step
     def has_requests(self) -> bool:
         """Keep the engine stepping until the policy has been asked about every new pause (an idle engine
-        would otherwise leave it preserved until the tool returns). Nothing else keeps it stepping: a plan
-        due later (a TTL) waits for the next step or resume (``_ic_catch_up``), so an idle engine never spins."""
-        busy = super().has_requests() or any(p.place == "new" for p in self.ic_paused.values())
+        would otherwise leave it preserved until the tool returns), and, as the simulator's copy-only steps,
+        while the last step copied KV and paused requests still hold GPU blocks: the next plan may copy their
+        next chunk (a step that copies nothing ends it). Nothing else keeps it stepping: a plan due later (a
+        TTL) waits for the next step or resume (``_ic_catch_up``), so an idle engine never spins."""
+        busy = (super().has_requests() or any(p.place == "new" for p in self.ic_paused.values())
+                or (self.ic_moved and any(p.place == "gpu" for p in self.ic_paused.values())))
         if not busy:
             self.ic_idle = True
         return busy
@@ -199,6 +203,7 @@ class InterceptMixin(PolicyActions, QueuePlacement):
         result = super().update_from_output(scheduler_output, model_runner_output)
         if self.ic_swapper is not None:  # the worker's copy time in this step (the throttle included)
             cur["rec"]["copy_s"], self.ic_swapper.last_copy_s = self.ic_swapper.last_copy_s, 0.0
+        self.ic_moved = cur["rec"]["swap_tokens"] > 0
         self.ic_log.step(cur["rec"], t_exec_end, time.monotonic(), self)
         return result
 

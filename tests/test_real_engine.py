@@ -199,6 +199,25 @@ def test_a_pause_on_an_idle_engine_is_still_decided(tmp_path: Path) -> None:
     assert run.metrics.waste_by_kind["qa"] < 0.2 * blocks * 0.6
 
 
+def test_an_idle_engine_keeps_copying_a_budgeted_swap_out(tmp_path: Path) -> None:
+    """Alone, a's 19 blocks leave over a 100 MB/s link in InferCept's budget of a few blocks a step, with
+    nothing else to run: the engine keeps stepping while the plan copies (the simulator's copy-only steps),
+    so all of a's KV is out during its 0.6 s pause and comes back after it, not the first chunk only."""
+    model, link = tiny_model(tmp_path), 1e8
+    profile = tiny_profile(tmp_path, link_bytes_per_s=link, name="slow-link.json")
+    run = run_real(model, profile, "infercept", TRACE[:1], tmp_path / "ic.jsonl", link_bytes_per_s=link)
+    evs = [e for e in run.events if e["rid"] == "a"]
+    pauses = [i for i, e in enumerate(evs) if e["e"].startswith("pause:")]
+    turn = evs[pauses[0] + 1:pauses[1]]  # from a's first pause to its second
+    outs = [e["v"] for e in turn if e["e"] == "swap_out"]
+    ins = [e for e in turn if e["e"] == "swap_in"]
+    assert len(outs) > 2 and sum(outs) == 607 and sum(e["v"] for e in ins) == 607, (outs, ins)
+    copying_out = [s for s in run.steps if s["swap_tokens"] and evs[pauses[0]]["t"] < s["t_sched"] < ins[0]["t"]]
+    assert len(copying_out) == len(outs)
+    assert all(s["num_decode"] == 0 and s["prefill_tokens"] == 0 for s in copying_out)  # nothing else ran
+    assert len(run.tokens["a"]) == 24
+
+
 def test_budgeted_swaps_over_a_throttled_link_and_a_full_host(runs: dict, tmp_path: Path) -> None:
     """InferCept with a 100 MB/s link (its profile and the connector's throttle): a step's budget is a few
     blocks, so a's 19-block context leaves, and comes back after the resume, in chunks over several steps;

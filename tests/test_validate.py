@@ -10,6 +10,7 @@ import warnings
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import make_cost
 
@@ -17,7 +18,13 @@ from core.cost import PROFILE_DIR, BatchShape, FittedCostModel
 from core.metrics import Metrics
 from core.types import RequestSpec, Segment
 from core.waste import swap_budget_tokens
-from experiments.ensemble import SPEED_SCALES, simulate_calibrated, simulate_ensemble, simulate_trace
+from experiments.ensemble import (
+    SPEED_SCALES,
+    median_summary,
+    simulate_calibrated,
+    simulate_ensemble,
+    simulate_trace,
+)
 from experiments.fidelity import (
     MIN_DECISIONS,
     TraceScale,
@@ -29,6 +36,7 @@ from experiments.fidelity import (
     verdict,
 )
 from experiments.scenarios import REFERENCE_GPU_PROFILE, SCENARIOS, gpu_ratio_link, with_link
+from experiments.spread import median_draws, spread
 
 
 def _step(num_decode: int, prefill_tokens: int, dur_s: float) -> dict[str, float]:
@@ -81,11 +89,14 @@ def test_the_calibrated_column_is_the_median_over_each_runs_neighbourhood(tmp_pa
     profile = _profile(tmp_path)
     base = summary_of(simulate_trace("discard", one, profile, 10.0, {}))["norm_latency_ms"]
     # runs fitted at 1.1, 1.3 and 1.2: 15 simulations at 1.1 x 0.98 ... 1.3 x 1.02; their median is 1.2 x 1.0
-    cal = simulate_calibrated("discard", one, [(profile, 1.1), (profile, 1.3), (profile, 1.2)], 10.0, {})
+    runs = simulate_calibrated("discard", one, [(profile, 1.1), (profile, 1.3), (profile, 1.2)], 10.0, {})
+    assert [x["norm_latency_ms"] for x in runs] == pytest.approx([f * s * base for f in (1.1, 1.3, 1.2)
+                                                                  for s in SPEED_SCALES])
+    cal = median_summary(runs)
     assert cal["norm_latency_ms"] == pytest.approx(1.2 * base)
     # two runs at 1.1 and 1.3: the median of their ten neighbours, (1.1 x 1.02 + 1.3 x 0.98) / 2, not the
     # mean of the two draws (1.2)
-    two = simulate_calibrated("discard", one, [(profile, 1.1), (profile, 1.3)], 10.0, {})
+    two = median_summary(simulate_calibrated("discard", one, [(profile, 1.1), (profile, 1.3)], 10.0, {}))
     assert two["norm_latency_ms"] == pytest.approx((1.1 * 1.02 + 1.3 * 0.98) / 2 * base)
     assert two["norm_latency_ms"] != pytest.approx(1.2 * base)
 
@@ -149,6 +160,34 @@ def test_verdict_gates_rel_error_on_the_step_time_error() -> None:
         "infercept made 19 discarded_pauses (fewer than 20)"]
     nan = [_row("discard", "completed_rps", 1.0, 1.0, math.nan)]
     assert verdict(nan) == ["discard completed_rps: rel_error_calibrated +nan %"]
+
+
+def test_the_spread_of_a_median_of_k_runs_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(0)
+    one = spread([1.0, 2.0, 3.0], 1, 0.10, rng)  # each value is a median of 1; 1 and 3 miss 2 by > 10 %
+    assert one.self_miss == pytest.approx(2 / 3)
+    assert (one.lo, one.hi) == pytest.approx((1.05, 2.95))  # np.percentile's 2.5 and 97.5, linear
+    # a median of 3 draws from (10, 10, 10, 13) is 13 when two or three draws are: 3 (1/4)^2 (3/4) + (1/4)^3
+    assert spread([10.0, 10.0, 10.0, 13.0], 3, 0.10, rng).self_miss == pytest.approx(10 / 64)
+    assert spread([0.0, 0.0, 0.0, 1.0], 1, 0.10, rng).self_miss == pytest.approx(1 / 4)  # any non-zero misses 0
+    assert math.isnan(spread([1.0, math.nan], 1, 0.10, rng).self_miss)
+    monkeypatch.setattr("experiments.spread.MAX_DRAWS", 10)  # 4^3 = 64 ordered draws: 10 drawn instead
+    draws = [median_draws([1.0, 2.0, 3.0, 4.0], 3, np.random.default_rng(7)) for _ in range(2)]
+    assert len(draws[0]) == 10 and list(draws[0]) == list(draws[1])
+
+
+def test_a_chaotic_row_is_held_to_the_simulators_own_band() -> None:
+    def row(real: float, cal: float, chaos: float) -> dict[str, object]:
+        return {**_row("infercept", "preserved_pauses", real, 24.0, cal), "cal_self_miss": chaos,
+                "cal_lo": 21.0, "cal_hi": 31.0}
+
+    step = {**_row("infercept", "step_time_error_median", 1, 1, 0), "rel_error": 0.01}
+    assert verdict([row(30.0, -0.2, 0.46), step]) == []  # chaotic, and in the band: rel_error not held either
+    assert verdict([row(35.0, -0.229, 0.46)]) == [
+        "infercept preserved_pauses: rel_error_calibrated -22.9 % and outside the simulator's own band 21-31 "
+        "(real 35)"]
+    assert verdict([row(30.0, -0.2, 0.04)]) == [  # resolvable: the target itself, band or not
+        "infercept preserved_pauses: rel_error_calibrated -20.0 %"]
 
 
 def test_constrained_link_keeps_a_gpus_ratio_of_copy_to_step_time() -> None:
