@@ -1,7 +1,8 @@
 """A policy's pause decisions run by run in a finished `infercept validate` folder: each real run's kept,
 discarded and swapped pauses beside those of its calibrated simulations (the run's own profile, its fitted
 step-time scale times each of SPEED_SCALES), to tell a lean of the simulator from a count that is chaotic in
-both backends.
+both backends; and how long the swap-ins of resumed pauses waited for their first chunk in each (the simulator
+starts one at the plan that follows the resume, where vLLM must admit the request first).
 
     python benchmarks/decisions.py results/validate-constrained [--policy infercept]
 """
@@ -40,7 +41,7 @@ def main() -> None:
     print("| run | fitted scale | real kept, discarded, swapped | simulated at the fitted scale x "
           + ", ".join(f"{f:g}" for f in SPEED_SCALES) + " |")
     print("|---|---|---|---|")
-    real_all, sim_all = [], []
+    real_all, sim_all, delays = [], [], []
     for run in runs:
         cfg = tomllib.loads((run / "config.toml").read_text())
         t = pq.read_table(run / "events.parquet")
@@ -48,8 +49,11 @@ def main() -> None:
         real = pause_decisions(SimpleNamespace(events=events))  # type: ignore[arg-type]
         steps = read_engine_log(args.folder / "engine-logs" / f"{run.name}.jsonl")[0]
         scale = speed_scale(steps, FittedCostModel.from_profile(cfg["profile"], cfg["engine"]))
-        sims = [pause_decisions(simulate_trace(args.policy, specs, cfg["profile"], cfg["window_s"], cfg["engine"],
-                                               scale * f)) for f in SPEED_SCALES]
+        runs_sim = [simulate_trace(args.policy, specs, cfg["profile"], cfg["window_s"], cfg["engine"], scale * f)
+                    for f in SPEED_SCALES]
+        sims = [pause_decisions(m) for m in runs_sim]
+        at_fit = runs_sim[SPEED_SCALES.index(1.0)].events
+        delays.append((run.name, swap_in_delays_s(events), swap_in_delays_s(at_fit)))
         real_all.append([real[k] for k in KEYS])
         sim_all += [[s[k] for k in KEYS] for s in sims]
         cells = "; ".join(", ".join(f"{s[k]:g}" for k in KEYS) for s in sims)
@@ -58,6 +62,25 @@ def main() -> None:
         a = np.array(rows)
         print(f"| {name}: mean (sd) | | " + ", ".join(f"{m:.1f} ({s:.1f})" for m, s in zip(a.mean(0), a.std(0, ddof=1)))
               + " | |")
+    print("\n| run | swap-ins real / simulated | resume to first swap-in, median (ms) | p90 (ms) |\n|---|---|---|---|")
+    for name, r, m in delays:
+        print(f"| {name} | {len(r)} / {len(m)} | {1e3 * np.median(r):.1f} / {1e3 * np.median(m):.1f} | "
+              f"{1e3 * np.percentile(r, 90):.1f} / {1e3 * np.percentile(m, 90):.1f} |")
+
+
+def swap_in_delays_s(events: list[tuple[float, str, str, float]]) -> list[float]:
+    """Seconds from each resume to its request's first swap-in chunk (resumes swapped in before the request
+    pauses again or finishes)."""
+    resumed: dict[str, float] = {}
+    out = []
+    for t, rid, event, _ in events:
+        if event == "resume":
+            resumed[rid] = t
+        elif event == "swap_in" and rid in resumed:
+            out.append(t - resumed.pop(rid))
+        elif event.startswith("pause:"):
+            resumed.pop(rid, None)
+    return out
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ class PolicyActions:
     ic_service: dict[str, int]
     ic_turn_base: dict[str, int]
     ic_redo: dict[str, int]
+    ic_plan_seen: dict[str, Any] | None  # what the last plan saw and decided (logged with the step)
 
     def _ic_discard(self, rid: str, p: Paused, now: float) -> None:
         self.ic_log.event(now, p.rid, "discard", p.ctx_tokens)
@@ -147,6 +148,9 @@ class PolicyActions:
             host = self.ic_swapper.host_free_blocks() if self.ic_swapper else 0
             state = engine_state(self, now, self.ic_paused, host, self.ic_waiting_cap)
             plan = self.ic_policy.plan_step(state)
+            self.ic_plan_seen = {"query_tokens": state.running_query_tokens + state.waiting_query_tokens,
+                                 "free_cpu_blocks": state.free_cpu_blocks, "free_gpu_blocks": state.free_gpu_blocks,
+                                 "out": dict(plan.swap_out), "in": dict(plan.swap_in), "discard": list(plan.discard)}
             if plan.empty:
                 self.ic_due_at = self.ic_policy.next_decision_at(state)
             else:

@@ -59,6 +59,7 @@ class InterceptMixin(PolicyActions, QueuePlacement):
         self._ic_inflight: deque[dict[str, Any]] = deque()  # FIFO: async scheduling runs one step ahead
         self.ic_due_at, self.ic_idle = math.inf, False
         self.ic_moved = False  # the last step copied KV (a plan's next chunk may follow at once)
+        self.ic_plan_seen = None
         self.ic_readmit: dict[str, tuple[float, str, str]] = {}  # req id -> (resumed at, tool kind, rid)
         self.ic_local_hit: dict[str, int] = {}  # req id -> tokens its last prefix-cache lookup found
         # PLAS service: tokens computed in finished turns, and the computed tokens the current turn began with
@@ -166,6 +167,8 @@ class InterceptMixin(PolicyActions, QueuePlacement):
         self._ic_swapped_in(out, t1)
         self._ic_swapped_out(t1)
         rec = self.ic_log.shape(self, out, t0, t1, t_exec, self.ic_redo, self.ic_paused)
+        if self.ic_plan_seen is not None:  # the plan's inputs and decisions, for diagnosis
+            rec["plan"], self.ic_plan_seen = self.ic_plan_seen, None
         freeing, self._ic_freeing = self._ic_freeing, []
         self._ic_inflight.append({"rec": rec, "freeing": freeing})
         return out

@@ -215,6 +215,7 @@ def test_an_idle_engine_keeps_copying_a_budgeted_swap_out(tmp_path: Path) -> Non
     copying_out = [s for s in run.steps if s["swap_tokens"] and evs[pauses[0]]["t"] < s["t_sched"] < ins[0]["t"]]
     assert len(copying_out) == len(outs)
     assert all(s["num_decode"] == 0 and s["prefill_tokens"] == 0 for s in copying_out)  # nothing else ran
+    assert all(s["plan"]["out"].get("a", 0) >= 1 for s in copying_out)  # the plan each step logs
     assert len(run.tokens["a"]) == 24
 
 
