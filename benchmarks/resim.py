@@ -9,6 +9,7 @@ its own round, as `infercept validate` does, and the verdict's rows are printed 
 
     python benchmarks/resim.py results/validate --profile profiles/cpu2-llama-small-tp1.json
     python benchmarks/resim.py results/validate-constrained    # the validation's own profiles, this simulator
+    python benchmarks/resim.py results/validate-constrained --csv resim.csv    # and its rows, as validation.csv
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from experiments.fidelity import (
     verdict,
 )
 from experiments.scenarios import with_link
+from experiments.validation_report import write_rows
 from real.collect import read_engine_log
 
 DECISIONS = ("preserved_pauses", "discarded_pauses", "swapped_pauses")
@@ -58,9 +60,10 @@ def real_summary(run: Path) -> dict[str, float]:
             **json.loads((run / "summary.json").read_text())["overall"]}
 
 
-def own_profiles(folder: Path) -> None:
+def own_profiles(folder: Path, csv_out: Path | None) -> None:
     """Every policy's verdict rows, each real run re-simulated with its own round's profile (as validate), and
-    the verdict they reach with the folder's own step-time rows (the profiles and engine logs are unchanged)."""
+    the verdict they reach with the folder's own step-time rows (the profiles and engine logs are unchanged);
+    ``csv_out``: all the rows, as validation.csv."""
     specs = read_jsonl(folder / "trace.jsonl")
     labels = sorted({p.name.rsplit("-", 1)[0] for p in (folder / "runs").iterdir()})
     print("| policy | metric | real | sim | rel. error | calibrated | chaos | band |")
@@ -90,6 +93,8 @@ def own_profiles(folder: Path) -> None:
                       f"{100 * r['rel_error']:+.1f} % | {100 * r['rel_error_calibrated']:+.1f} % | {chaos} | {band} |")
     misses = verdict(rows, decisions)
     print("\n**verdict: " + ("PASS" if not misses else "FAIL: " + "; ".join(misses)) + "**")
+    if csv_out is not None:
+        write_rows(csv_out, rows)
 
 
 def main() -> None:
@@ -99,10 +104,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", help="an `infercept validate --out` folder")
     ap.add_argument("--profile", help="profile for every policy (default: each run's own round's)")
+    ap.add_argument("--csv", type=Path, help="without --profile: write the rows there too, as validation.csv")
     args = ap.parse_args()
     folder = Path(args.folder)
     if not args.profile:
-        own_profiles(folder)
+        own_profiles(folder, args.csv)
         return
     specs = read_jsonl(folder / "trace.jsonl")
     print("| policy | completed_rps real / sim | error | calibrated | norm_latency_ms real / sim | error | calibrated |")

@@ -1,5 +1,7 @@
-"""Several `infercept validate` folders side by side: each one's verdict and its worst verdict rows, to see
-whether repeated invocations on one machine reach the same verdict.
+"""Several `infercept validate` folders (or validation.csv files, e.g. from `resim.py --csv`) side by side:
+each one's verdict, the verdict without the chaos band (10 % on every held row), and its worst verdict rows, to
+see whether repeated invocations on one machine reach the same verdict. The verdict is recomputed from the rows
+(``fidelity.verdict``) without InferCept's decision floor (its pause counts by kind are in report.md).
 
     python benchmarks/verdicts.py docs/results/validate-default docs/results/validate-default-2 ...
 """
@@ -16,7 +18,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from experiments.fidelity import held_errors  # noqa: E402
+from experiments.fidelity import TARGET, held_errors, verdict  # noqa: E402
 
 
 def worst(rows: list[dict[str, Any]], column: str) -> str:
@@ -35,22 +37,30 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
             for r in csv.DictReader(path.open())]
 
 
+def strict_misses(rows: list[dict[str, Any]]) -> list[str]:
+    """The held errors beyond the target itself, band or not (the rule before ``experiments.spread``)."""
+    return [f"{r['policy']} {r['metric']} {100 * err:+.1f} %" for r, _, err in held_errors(rows)
+            if not abs(err) <= TARGET]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("folders", nargs="+", type=Path)
+    ap.add_argument("paths", nargs="+", type=Path, help="validate folders, or validation.csv files (resim --csv)")
     args = ap.parse_args()
-    for folder in args.folders:
-        if not (folder / "validation.csv").is_file() or not (folder / "report.md").is_file():
-            sys.exit(f"verdicts: {folder} has no validation.csv and report.md (not a validate folder)")
-    print("| folder | verdict | worst calibrated row | worst uncalibrated row held to it | profiles' const_s (ms) |")
-    print("|---|---|---|---|---|")
-    for folder in args.folders:
-        rows = read_rows(folder / "validation.csv")
-        text = (folder / "report.md").read_text()
-        found = re.search(r"\*\*verdict: (\w+)", text)
-        consts = re.findall(r"const ([\d.]+) ms", text)
-        print(f"| {folder} | {found.group(1) if found else '?'} | {worst(rows, 'rel_error_calibrated')} | "
-              f"{worst(rows, 'rel_error')} | {' / '.join(consts)} |")
+    csvs = [p / "validation.csv" if p.is_dir() else p for p in args.paths]
+    for path in csvs:
+        if not path.is_file():
+            sys.exit(f"verdicts: {path} does not exist (give a validate folder or a validation.csv)")
+    print("| rows | verdict | strictly (10 % on every held row) | worst calibrated row | worst uncalibrated row held "
+          "to it | profiles' const_s (ms) |")
+    print("|---|---|---|---|---|---|")
+    for path in csvs:
+        rows = read_rows(path)
+        report = path.parent / "report.md"
+        consts = re.findall(r"const ([\d.]+) ms", report.read_text()) if report.is_file() else []
+        misses, strict = verdict(rows), strict_misses(rows)
+        print(f"| {path} | {'PASS' if not misses else 'FAIL'} | {'PASS' if not strict else 'FAIL: ' + '; '.join(strict)}"
+              f" | {worst(rows, 'rel_error_calibrated')} | {worst(rows, 'rel_error')} | {' / '.join(consts)} |")
 
 
 if __name__ == "__main__":

@@ -50,16 +50,21 @@ def profile_drift(costs: list[FittedCostModel], steps: list[tuple[int, dict[str,
     return [sum(predicted_s(s, c) for _, s in steps) / first - 1 if first else 0.0 for c in costs]
 
 
-def write_outputs(r: ReportInputs) -> None:
-    """validation.csv, steps.json, latency_scatter.png and report.md into the validation's folder."""
-    out = r.v.out
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """validation.csv: one line per row, the COLUMNS (the step-time rows have no spread: NaN)."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     w.writeheader()
-    for row in r.rows:  # the step-time rows have no spread
+    for row in rows:
         w.writerow({k: (f"{x:.6g}" if isinstance(x, float) else x) for k in COLUMNS
                     for x in [row.get(k, math.nan)]})
-    atomic_write_text(out / "validation.csv", buf.getvalue())
+    atomic_write_text(path, buf.getvalue())
+
+
+def write_outputs(r: ReportInputs) -> None:
+    """validation.csv, steps.json, latency_scatter.png and report.md into the validation's folder."""
+    out = r.v.out
+    write_rows(out / "validation.csv", r.rows)
     drift = profile_drift(r.costs, r.steps)
     atomic_write_text(out / "steps.json", json.dumps(
         {**r.extra, "_profiles": {"paths": [str(p) for p in r.profiles], "drift": drift,

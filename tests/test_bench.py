@@ -115,6 +115,16 @@ def test_verdicts_worst_row_skips_what_the_verdict_does_not_hold() -> None:
     assert worst(rows, "rel_error") == "infercept norm_latency_ms +6.0 %"
 
 
+def test_verdicts_strictly_ignores_the_chaos_band() -> None:
+    from benchmarks.verdicts import strict_misses
+    from experiments.fidelity import verdict
+
+    kept = {"policy": "infercept", "metric": "preserved_pauses", "real": 26.0, "sim": 31.0, "rel_error": 0.04,
+            "rel_error_calibrated": 0.192, "cal_self_miss": 0.26, "cal_lo": 23.0, "cal_hi": 33.0}
+    assert verdict([kept]) == []  # chaotic, in the band
+    assert strict_misses([kept]) == ["infercept preserved_pauses +19.2 %"]
+
+
 def test_linkcheck_counts_whole_blocks_over_the_logged_copy_time(tmp_path: Path) -> None:
     import json
 
