@@ -64,8 +64,10 @@ def main() -> None:
               + " | |")
     print("\n| run | swap-ins real / simulated | resume to first swap-in, median (ms) | p90 (ms) |\n|---|---|---|---|")
     for name, r, m in delays:
-        print(f"| {name} | {len(r)} / {len(m)} | {1e3 * np.median(r):.1f} / {1e3 * np.median(m):.1f} | "
-              f"{1e3 * np.percentile(r, 90):.1f} / {1e3 * np.percentile(m, 90):.1f} |")
+        def ms(x: list[float], q: float) -> str:
+            return f"{1e3 * np.percentile(x, q):.1f}" if x else "-"
+
+        print(f"| {name} | {len(r)} / {len(m)} | {ms(r, 50)} / {ms(m, 50)} | {ms(r, 90)} / {ms(m, 90)} |")
 
 
 def swap_in_delays_s(events: list[tuple[float, str, str, float]]) -> list[float]:

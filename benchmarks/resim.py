@@ -42,10 +42,10 @@ from experiments.fidelity import (
     plain,
     speed_scale,
     step_time_errors,
-    verdict,
 )
 from experiments.scenarios import with_link
 from experiments.validation_report import write_rows
+from experiments.verdict import unresolved, verdict, verdict_word
 from real.collect import read_engine_log
 
 DECISIONS = ("preserved_pauses", "discarded_pauses", "swapped_pauses")
@@ -91,8 +91,9 @@ def own_profiles(folder: Path, csv_out: Path | None) -> None:
                 chaos = "-" if math.isnan(r["cal_self_miss"]) else f"{100 * r['cal_self_miss']:.0f} %"
                 print(f"| {label} | {r['metric']} | {r['real']:.4g} | {r['sim']:.4g} | "
                       f"{100 * r['rel_error']:+.1f} % | {100 * r['rel_error_calibrated']:+.1f} % | {chaos} | {band} |")
-    misses = verdict(rows, decisions)
-    print("\n**verdict: " + ("PASS" if not misses else "FAIL: " + "; ".join(misses)) + "**")
+    misses, open_rows = verdict(rows, decisions), unresolved(rows)
+    word = verdict_word(misses, open_rows)
+    print(f"\n**verdict: {word}" + ("" if word == "PASS" else ": " + "; ".join(misses or open_rows)) + "**")
     if csv_out is not None:
         write_rows(csv_out, rows)
 

@@ -1,5 +1,5 @@
 """Several `infercept validate` folders (or validation.csv files, e.g. from `resim.py --csv`) side by side:
-each one's verdict, the verdict without the chaos band (10 % on every held row), and its worst verdict rows, to
+each one's verdict (PASS, UNRESOLVED or FAIL), strictly (every held error beyond 10 % a miss), and its worst rows, to
 see whether repeated invocations on one machine reach the same verdict. The verdict is recomputed from the rows
 (``fidelity.verdict``) without InferCept's decision floor (its pause counts by kind are in report.md).
 
@@ -18,7 +18,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from experiments.fidelity import TARGET, held_errors, verdict  # noqa: E402
+from experiments.fidelity import TARGET  # noqa: E402
+from experiments.verdict import held_errors, unresolved, verdict, verdict_word  # noqa: E402
 
 
 def worst(rows: list[dict[str, Any]], column: str) -> str:
@@ -38,7 +39,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def strict_misses(rows: list[dict[str, Any]]) -> list[str]:
-    """The held errors beyond the target itself, band or not (the rule before ``experiments.spread``)."""
+    """The held errors beyond the target, resolvable or not (the rule before ``experiments.spread``)."""
     return [f"{r['policy']} {r['metric']} {100 * err:+.1f} %" for r, _, err in held_errors(rows)
             if not abs(err) <= TARGET]
 
@@ -58,8 +59,8 @@ def main() -> None:
         rows = read_rows(path)
         report = path.parent / "report.md"
         consts = re.findall(r"const ([\d.]+) ms", report.read_text()) if report.is_file() else []
-        misses, strict = verdict(rows), strict_misses(rows)
-        print(f"| {path} | {'PASS' if not misses else 'FAIL'} | {'PASS' if not strict else 'FAIL: ' + '; '.join(strict)}"
+        word, strict = verdict_word(verdict(rows), unresolved(rows)), strict_misses(rows)
+        print(f"| {path} | {word} | {'PASS' if not strict else 'FAIL: ' + '; '.join(strict)}"
               f" | {worst(rows, 'rel_error_calibrated')} | {worst(rows, 'rel_error')} | {' / '.join(consts)} |")
 
 

@@ -23,7 +23,8 @@ the ensemble is set against the median of the real repeats."""
 def simulate_trace(policy: str, specs: list[RequestSpec], profile: str, window_s: float,
                    engine: dict[str, Any], speed_scale: float = 1.0) -> Metrics:
     """The simulator on ``specs`` with the real engine's settings, every step ``speed_scale`` times as long;
-    the policy decides with the profile as measured, as the real engine's policy did. The policy's mean interception times per kind are the trace's own (``workload`` is not a generator's)."""
+    the policy decides with the profile as measured, as the real engine's policy did. The policy's mean
+    interception times per kind are the trace's own (``workload`` is not a generator's)."""
     from sim.run import load_cost, simulate
 
     cfg = build_config({"policy": policy, "profile": profile, "batching": "v1", "duration_s": window_s,
@@ -52,12 +53,12 @@ def simulate_ensemble(policy: str, specs: list[RequestSpec], profile: str | list
 
 
 def simulate_calibrated(policy: str, specs: list[RequestSpec], runs: list[tuple[str, float]], window_s: float,
-                        engine: dict[str, Any]) -> list[dict[str, float]]:
+                        engine: dict[str, Any]) -> list[list[dict[str, float]]]:
     """The dynamics alone: each real run re-simulated with its profile and every step-time coefficient scaled
     by the run's own fitted scale (``fidelity.speed_scale``: measured over predicted time of its steps), so
     that the machine's speed during the run is the simulator's; as the uncalibrated column, each at the
-    ensemble's scales around it (fitted scale x SPEED_SCALES), so that a chaotic run is compared by the
-    median of its neighbourhood, not by one draw. Their summaries (``fidelity.compare_rows`` takes their
-    metric-wise median and their spread). ``runs``: (profile, scale) per real run."""
-    return [summary_of(simulate_trace(policy, specs, p, window_s, engine, f * s))
-            for p, f in runs for s in SPEED_SCALES]
+    ensemble's scales around it (fitted scale x SPEED_SCALES), so that a chaotic run is compared by its
+    neighbourhood, not by one draw. Per real run, its neighbourhood's summaries (``fidelity.compare_rows``
+    takes the median of all and their spread). ``runs``: (profile, scale) per real run."""
+    return [[summary_of(simulate_trace(policy, specs, p, window_s, engine, f * s)) for s in SPEED_SCALES]
+            for p, f in runs]

@@ -16,7 +16,7 @@ from core.metrics import Metrics
 from core.summary import summarize
 from core.types import RequestSpec, Segment
 from core.workload import make_workload
-from experiments.spread import RESOLVABLE, spread
+from experiments.spread import spread
 
 VALIDATED = ("completed_rps", "norm_latency_ms", "norm_latency_p50_ms", "ttft_p50_s", "recomputed_tokens",
              "prefix_hit_tokens", "swapped_tokens", "preserved_pauses", "discarded_pauses", "gpu_waste_pct",
@@ -131,21 +131,21 @@ def rel_error(sim: float, real: float) -> float:
 
 
 def compare_rows(policy: str, real: list[dict[str, float]], sim: dict[str, float],
-                 calibrated: list[dict[str, float]] | None = None,
+                 calibrated: list[list[dict[str, float]]] | None = None,
                  rng: np.random.Generator | None = None) -> list[dict[str, Any]]:
     """validation.csv rows: median of the real runs against the simulations' median, per metric, and against
-    the median of the runs re-simulated at their own fitted step-time scales (``calibrated``: their summaries),
-    with the spread of those re-simulations' medians of as many runs as the real ones (``experiments.spread``:
-    ``cal_self_miss``, ``cal_lo``, ``cal_hi``; ``rng``, default one seeded 0, only where they are too many to
-    enumerate)."""
+    the median of the runs re-simulated at their own fitted step-time scales (``calibrated``: each real run's
+    re-simulations' summaries), with the spread of the medians of one re-simulation per real run
+    (``experiments.spread``: ``cal_self_miss``, ``cal_lo``, ``cal_hi``; ``rng``, by default one seeded 0, only
+    where they are too many to enumerate)."""
     rows = []
     rng = rng if rng is not None else np.random.default_rng(0)
     for metric in VALIDATED:  # a summary without the metric (an older run folder): NaN
         r = float(np.median([x.get(metric, math.nan) for x in real]))
         s = float(sim.get(metric, math.nan))
-        cal_values = [x.get(metric, math.nan) for x in calibrated or ()]
-        cal = rel_error(float(np.median(cal_values)), r) if cal_values else math.nan
-        sp = spread(cal_values, len(real), TARGET, rng)
+        groups = [[x.get(metric, math.nan) for x in run] for run in calibrated or ()]
+        cal = rel_error(float(np.median([v for g in groups for v in g])), r) if groups else math.nan
+        sp = spread(groups, TARGET, rng)
         rows.append({"policy": policy, "metric": metric, "real": r, "sim": s, "rel_error": rel_error(s, r),
                      "rel_error_calibrated": cal, "cal_self_miss": sp.self_miss, "cal_lo": sp.lo, "cal_hi": sp.hi})
     return rows
@@ -184,52 +184,3 @@ def summary_of(m: Metrics) -> dict[str, float]:
     """The overall summary row of a run, with the pause decisions (``pause_decisions``) where the summary does not
     count them itself."""
     return {**pause_decisions(m), **summarize(m)["overall"]}
-
-
-def resolvable(row: dict[str, Any]) -> bool:
-    """Whether a median of as many runs as the real ones can be held to TARGET on this row: at most RESOLVABLE
-    of the calibrated simulations' own such medians miss their median by more than it (``experiments.spread``;
-    a row without that column, from an older validation.csv, is)."""
-    return not row.get("cal_self_miss", math.nan) > RESOLVABLE
-
-
-def held_errors(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str, float]]:
-    """(row, column, error) for every error the verdict holds: each VERDICT_METRICS row's
-    ``rel_error_calibrated``, and its ``rel_error`` where the policy's cost model misses its steps by less than
-    STEP_ERROR_GATE and the row is ``resolvable``; decision counts below MIN_DECISIONS in both backends are
-    not held."""
-    step_err = {r["policy"]: r["rel_error"] for r in rows if r["metric"] == "step_time_error_median"}
-    held = []
-    for r in rows:
-        if r["metric"] not in VERDICT_METRICS:
-            continue
-        if r["metric"].endswith("_pauses") and max(r["real"], r["sim"]) < MIN_DECISIONS:
-            continue
-        held.append((r, "rel_error_calibrated", r["rel_error_calibrated"]))
-        if step_err.get(r["policy"], math.inf) < STEP_ERROR_GATE and resolvable(r):
-            held.append((r, "rel_error", r["rel_error"]))
-    return held
-
-
-def misses_target(row: dict[str, Any], column: str, err: float) -> bool:
-    """A held error beyond TARGET (NaN included), unless the row is not ``resolvable`` and its real median lies
-    in the band of the calibrated simulations' own medians (``cal_lo``..``cal_hi``)."""
-    if abs(err) <= TARGET:
-        return False
-    return resolvable(row) or column != "rel_error_calibrated" or not row["cal_lo"] <= row["real"] <= row["cal_hi"]
-
-
-def verdict(rows: list[dict[str, Any]], decisions: dict[str, float] | None = None) -> list[str]:
-    """What misses the fidelity target (empty: the validation passes): every error ``held_errors`` holds, by
-    ``misses_target``. ``decisions``: InferCept's real pause decisions, each of which must reach MIN_DECISIONS
-    (constrained)."""
-    misses = []
-    for r, name, err in held_errors(rows):
-        if misses_target(r, name, err):
-            band = "" if resolvable(r) else (f" and outside the simulator's own band {r['cal_lo']:.4g}-"
-                                             f"{r['cal_hi']:.4g} (real {r['real']:.4g})")
-            misses.append(f"{r['policy']} {r['metric']}: {name} {100 * err:+.1f} %{band}")
-    for key, n in (decisions or {}).items():
-        if n < MIN_DECISIONS:
-            misses.append(f"infercept made {n:g} {key} (fewer than {MIN_DECISIONS})")
-    return misses

@@ -47,6 +47,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
         run_validation,
         settings_for,
     )
+    from experiments.verdict import verdict_word
     from real.driver import check_trace
 
     _need_vllm()
@@ -70,13 +71,14 @@ def cmd_validate(args: argparse.Namespace) -> None:
     if v.profile is None:
         print("no --profile: measuring this machine before each round (with the runs' KV blocks) ...",
               file=sys.stderr)
-    rows, misses = run_validation(v)
+    rows, misses, open_rows = run_validation(v)
     print((out / "report.md").read_text())
     worst = max((r for r in rows if r["metric"] in ("completed_rps", "norm_latency_ms")),
                 key=lambda r: abs(r["rel_error_calibrated"]))
     print(f"largest completed_rps/norm_latency_ms error (calibrated): {worst['policy']} {worst['metric']} "
           f"{100 * worst['rel_error_calibrated']:+.1f} %")
-    print("verdict: " + ("PASS" if not misses else "FAIL (" + "; ".join(misses) + ")"))
+    word = verdict_word(misses, open_rows)
+    print(f"verdict: {word}" + ("" if word == "PASS" else " (" + "; ".join(misses or open_rows) + ")"))
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

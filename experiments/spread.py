@@ -3,16 +3,16 @@
 A validation compares the median of ``k`` real runs (``--repeats``) with the median of the simulations. Some
 metrics are chaotic at the scale of one run: which of InferCept's 0.1-20 ms pauses is kept rather than
 swapped hangs on whether the 16-block host has a block free at that step, so one run's kept-pause count moves
-by about 15 % between runs that differ by 1 % in speed. A median of three such runs misses the true median by
-more than 10 % in a third to a half of the draws, so a 10 % target cannot tell a correct simulator from a
-wrong one there.
+by 15 % or more between simulations that differ by 1 % in speed. A median of three such runs then misses the
+simulator's own median by more than 10 % in a quarter to a half of the cases, so a 10 % target cannot tell a
+correct simulator from a wrong one there.
 
-``spread`` measures that from the calibrated simulations themselves (each real run re-simulated at its own
-fitted speed, times each of the ensemble's scales): the medians of ``k`` of them drawn with replacement — their
-share that misses the simulations' median by more than the target (``self_miss``), and their central 95 %
-(``lo``, ``hi``). A row whose ``self_miss`` is at most RESOLVABLE is held to the target; another is held to
-that band: its real median must lie where the median of ``k`` runs of the simulator itself lies 95 % of the
-time (``experiments.fidelity.verdict``).
+``spread`` measures that from the calibrated simulations themselves: each real run is re-simulated at its own
+fitted speed times each of the ensemble's scales (its neighbourhood); a median of ``k`` runs takes one
+simulation from each run's neighbourhood. Of those medians: the share that misses the median of all the
+simulations by more than the target (``self_miss``), and their central 95 % (``lo``, ``hi``).
+``experiments.verdict`` holds a row whose ``self_miss`` exceeds RESOLVABLE as unresolved, not passed, where
+its real median lies in that band.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from collections.abc import Sequence
 import numpy as np
 
 RESOLVABLE = 0.05
-"""A row is held to the fidelity target when at most this share of the simulator's own medians of ``k`` runs
-miss its median by more than the target."""
+"""A row is resolvable when at most this share of the simulator's own medians of ``k`` runs miss its median
+by more than the target."""
 BAND_PCT = (2.5, 97.5)
-"""The band an unresolvable row's real median must lie in: these percentiles of the medians of ``k``."""
+"""The band of an unresolvable row: these percentiles of the simulator's own medians of ``k`` runs."""
 MAX_DRAWS = 1_000_000
-"""Every ordered draw of ``k`` is enumerated up to this many; beyond, this many are drawn from the rng."""
+"""Every combination (one simulation per run) is enumerated up to this many; beyond, this many are drawn."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -41,26 +41,28 @@ class Spread:
     hi: float
 
 
-def median_draws(values: Sequence[float], k: int, rng: np.random.Generator) -> np.ndarray:
-    """Medians of ``k`` of ``values`` drawn with replacement: every ordered draw once where there are at most
-    MAX_DRAWS of them (exact; ``rng`` unused), else MAX_DRAWS draws from ``rng``."""
-    v = np.asarray(values, dtype=float)
-    n = len(v)
-    if n**k <= MAX_DRAWS:
-        idx = np.indices((n,) * k).reshape(k, -1).T
+def median_draws(groups: Sequence[Sequence[float]], rng: np.random.Generator) -> np.ndarray:
+    """Medians of one value from each group: every combination once where there are at most MAX_DRAWS of
+    them (exact; ``rng`` unused), else MAX_DRAWS combinations drawn from ``rng``."""
+    arrays = [np.asarray(g, dtype=float) for g in groups]
+    if math.prod(len(a) for a in arrays) <= MAX_DRAWS:
+        cols = [c.ravel() for c in np.meshgrid(*arrays, indexing="ij")]
     else:
-        idx = rng.integers(0, n, size=(MAX_DRAWS, k))
-    return np.median(v[idx], axis=1)
+        cols = [a[rng.integers(0, len(a), MAX_DRAWS)] for a in arrays]
+    return np.median(np.stack(cols), axis=0)
 
 
-def spread(values: Sequence[float], k: int, target: float, rng: np.random.Generator) -> Spread:
-    """``Spread`` of the medians of ``k`` of ``values`` against the median of all ``values`` (NaN if any
-    value is NaN or there are none). A median of 0 is missed by any non-zero median."""
-    v = np.asarray(values, dtype=float)
-    if not v.size or k < 1 or np.isnan(v).any():
+def spread(groups: Sequence[Sequence[float]], target: float, rng: np.random.Generator) -> Spread:
+    """``Spread`` of the medians of one value per group (each real run's calibrated simulations) against the
+    median of all the values (NaN if a group is empty, a value is NaN or there are no groups). A median of 0
+    is missed by any non-zero median."""
+    if not groups or any(len(g) == 0 for g in groups):
         return Spread(math.nan, math.nan, math.nan)
-    m = float(np.median(v))
-    meds = median_draws(v, k, rng)
+    pooled = np.concatenate([np.asarray(g, dtype=float) for g in groups])
+    if np.isnan(pooled).any():
+        return Spread(math.nan, math.nan, math.nan)
+    m = float(np.median(pooled))
+    meds = median_draws(groups, rng)
     off = np.abs(meds - m) > target * abs(m) if m else meds != 0
     lo, hi = np.percentile(meds, BAND_PCT)
     return Spread(float(np.mean(off)), float(lo), float(hi))

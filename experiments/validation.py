@@ -131,9 +131,10 @@ def _round_profile(v: Validation, rnd: int, link: float) -> tuple[Path, float]:
     return with_link(base, link, v.out / "profiles" / f"round-{rnd}-{v.scenario.name}.json"), link
 
 
-def run_validation(v: Validation) -> tuple[list[dict[str, Any]], list[str]]:
+def run_validation(v: Validation) -> tuple[list[dict[str, Any]], list[str], list[str]]:
     """Every policy and the plain trace, real (``repeats`` rounds) and simulated; writes the report files.
-    Returns the validation.csv rows and what misses the target (``fidelity.verdict``; empty: it passes)."""
+    Returns the validation.csv rows, what misses the target and what is unresolved (``experiments.verdict``;
+    both empty: it passes)."""
     from experiments.ensemble import simulate_calibrated, simulate_ensemble
     from experiments.fidelity import (
         compare_rows,
@@ -145,9 +146,9 @@ def run_validation(v: Validation) -> tuple[list[dict[str, Any]], list[str]]:
         step_error_row,
         step_time_errors,
         summary_of,
-        verdict,
     )
     from experiments.validation_report import ReportInputs, write_outputs
+    from experiments.verdict import unresolved, verdict
 
     cases = [(p, p, v.trace) for p in v.policies] + [("plain", "discard", plain(v.trace))]
     runs: dict[str, list[tuple[int, Any, list[dict[str, Any]]]]] = {c[0]: [] for c in cases}
@@ -200,10 +201,11 @@ def run_validation(v: Validation) -> tuple[list[dict[str, Any]], list[str]]:
         rl, sl = request_latency_s(ms[0]), request_latency_s(sim)
         both = sorted(set(rl) & set(sl))
         scatter[label] = ([rl[r] for r in both], [sl[r] for r in both])
-    misses = verdict(rows, decisions if v.scenario.throttled else None)
+    misses, open_rows = verdict(rows, decisions if v.scenario.throttled else None), unresolved(rows)
     all_steps = [(k, s) for done in runs.values() for k, _, steps in done for s in steps]
-    write_outputs(ReportInputs(v, rows, extra, scatter, profiles, costs, link, all_steps, decisions, misses))
-    return rows, misses
+    write_outputs(ReportInputs(v, rows, extra, scatter, profiles, costs, link, all_steps, decisions, misses,
+                               open_rows))
+    return rows, misses, open_rows
 
 
 

@@ -115,13 +115,13 @@ def test_verdicts_worst_row_skips_what_the_verdict_does_not_hold() -> None:
     assert worst(rows, "rel_error") == "infercept norm_latency_ms +6.0 %"
 
 
-def test_verdicts_strictly_ignores_the_chaos_band() -> None:
+def test_verdicts_strictly_counts_unresolved_rows_as_misses() -> None:
     from benchmarks.verdicts import strict_misses
-    from experiments.fidelity import verdict
+    from experiments.verdict import unresolved, verdict
 
     kept = {"policy": "infercept", "metric": "preserved_pauses", "real": 26.0, "sim": 31.0, "rel_error": 0.04,
             "rel_error_calibrated": 0.192, "cal_self_miss": 0.26, "cal_lo": 23.0, "cal_hi": 33.0}
-    assert verdict([kept]) == []  # chaotic, in the band
+    assert verdict([kept]) == [] and len(unresolved([kept])) == 1  # chaotic, in the band
     assert strict_misses([kept]) == ["infercept preserved_pauses +19.2 %"]
 
 

@@ -216,6 +216,10 @@ def test_an_idle_engine_keeps_copying_a_budgeted_swap_out(tmp_path: Path) -> Non
     assert len(copying_out) == len(outs)
     assert all(s["num_decode"] == 0 and s["prefill_tokens"] == 0 for s in copying_out)  # nothing else ran
     assert all(s["plan"]["out"].get("a", 0) >= 1 for s in copying_out)  # the plan each step logs
+    # once all is out it stops: no empty step while a waits for its tool
+    empty = [s for s in run.steps if evs[pauses[0]]["t"] < s["t_sched"] < ins[0]["t"]
+             and not (s["swap_tokens"] or s["num_decode"] or s["prefill_tokens"])]
+    assert len(empty) <= 1, empty
     assert len(run.tokens["a"]) == 24
 
 

@@ -28,15 +28,16 @@ from experiments.ensemble import (
 from experiments.fidelity import (
     MIN_DECISIONS,
     TraceScale,
+    compare_rows,
     default_trace,
     pause_decisions,
     speed_scale,
     step_time_errors,
     summary_of,
-    verdict,
 )
 from experiments.scenarios import REFERENCE_GPU_PROFILE, SCENARIOS, gpu_ratio_link, with_link
 from experiments.spread import median_draws, spread
+from experiments.verdict import unresolved, verdict, verdict_word
 
 
 def _step(num_decode: int, prefill_tokens: int, dur_s: float) -> dict[str, float]:
@@ -90,13 +91,14 @@ def test_the_calibrated_column_is_the_median_over_each_runs_neighbourhood(tmp_pa
     base = summary_of(simulate_trace("discard", one, profile, 10.0, {}))["norm_latency_ms"]
     # runs fitted at 1.1, 1.3 and 1.2: 15 simulations at 1.1 x 0.98 ... 1.3 x 1.02; their median is 1.2 x 1.0
     runs = simulate_calibrated("discard", one, [(profile, 1.1), (profile, 1.3), (profile, 1.2)], 10.0, {})
-    assert [x["norm_latency_ms"] for x in runs] == pytest.approx([f * s * base for f in (1.1, 1.3, 1.2)
-                                                                  for s in SPEED_SCALES])
-    cal = median_summary(runs)
+    assert [[x["norm_latency_ms"] for x in run] for run in runs] == [
+        pytest.approx([f * s * base for s in SPEED_SCALES]) for f in (1.1, 1.3, 1.2)]  # each run's neighbours
+    cal = median_summary([x for run in runs for x in run])
     assert cal["norm_latency_ms"] == pytest.approx(1.2 * base)
     # two runs at 1.1 and 1.3: the median of their ten neighbours, (1.1 x 1.02 + 1.3 x 0.98) / 2, not the
     # mean of the two draws (1.2)
-    two = median_summary(simulate_calibrated("discard", one, [(profile, 1.1), (profile, 1.3)], 10.0, {}))
+    two = median_summary([x for run in simulate_calibrated("discard", one, [(profile, 1.1), (profile, 1.3)], 10.0, {})
+                          for x in run])
     assert two["norm_latency_ms"] == pytest.approx((1.1 * 1.02 + 1.3 * 0.98) / 2 * base)
     assert two["norm_latency_ms"] != pytest.approx(1.2 * base)
 
@@ -164,30 +166,58 @@ def test_verdict_gates_rel_error_on_the_step_time_error() -> None:
 
 def test_the_spread_of_a_median_of_k_runs_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(0)
-    one = spread([1.0, 2.0, 3.0], 1, 0.10, rng)  # each value is a median of 1; 1 and 3 miss 2 by > 10 %
+    one = spread([[1.0, 2.0, 3.0]], 0.10, rng)  # one run: each value is a median; 1 and 3 miss 2 by > 10 %
     assert one.self_miss == pytest.approx(2 / 3)
     assert (one.lo, one.hi) == pytest.approx((1.05, 2.95))  # np.percentile's 2.5 and 97.5, linear
-    # a median of 3 draws from (10, 10, 10, 13) is 13 when two or three draws are: 3 (1/4)^2 (3/4) + (1/4)^3
-    assert spread([10.0, 10.0, 10.0, 13.0], 3, 0.10, rng).self_miss == pytest.approx(10 / 64)
-    assert spread([0.0, 0.0, 0.0, 1.0], 1, 0.10, rng).self_miss == pytest.approx(1 / 4)  # any non-zero misses 0
-    assert math.isnan(spread([1.0, math.nan], 1, 0.10, rng).self_miss)
-    monkeypatch.setattr("experiments.spread.MAX_DRAWS", 10)  # 4^3 = 64 ordered draws: 10 drawn instead
-    draws = [median_draws([1.0, 2.0, 3.0, 4.0], 3, np.random.default_rng(7)) for _ in range(2)]
-    assert len(draws[0]) == 10 and list(draws[0]) == list(draws[1])
+    # three runs, one simulation from each (8 combinations); all values' median 10; the median of three is 13
+    # only when both of the first two runs give 13: 2 of the 8
+    three = [[10.0, 13.0], [10.0, 13.0], [10.0, 10.0]]
+    assert spread(three, 0.10, rng).self_miss == pytest.approx(2 / 8)
+    assert spread([[10.0, 13.0], [10.0, 10.0], [10.0, 10.0]], 0.10, rng).self_miss == 0.0  # one outlier run
+    assert spread([[0.0, 0.0, 0.0, 1.0]], 0.10, rng).self_miss == pytest.approx(1 / 4)  # non-zero misses 0
+    assert math.isnan(spread([[1.0, math.nan]], 0.10, rng).self_miss)
+    assert math.isnan(spread([[1.0], []], 0.10, rng).self_miss)
+    # beyond MAX_DRAWS combinations, that many are drawn: reproducible, and near the exact share
+    five = [[10.0, 13.0, 10.0, 13.0, 10.0]] * 3  # P(median 13) = 3 (2/5)^2 (3/5) + (2/5)^3 = 0.352
+    assert spread(five, 0.10, rng).self_miss == pytest.approx(0.352)
+    monkeypatch.setattr("experiments.spread.MAX_DRAWS", 100)  # 125 combinations: 100 drawn
+    draws = [median_draws(five, np.random.default_rng(7)) for _ in range(2)]
+    assert len(draws[0]) == 100 and list(draws[0]) == list(draws[1])
+    assert abs(float(np.mean(draws[0] == 13.0)) - 0.352) < 0.15
 
 
-def test_a_chaotic_row_is_held_to_the_simulators_own_band() -> None:
+def test_compare_rows_spread_is_one_simulation_per_real_run() -> None:
+    real = [{"preserved_pauses": x} for x in (12.0, 11.0, 10.0)]
+    cal = [[{"preserved_pauses": x} for x in run] for run in ([10.0, 13.0], [10.0, 13.0], [10.0, 10.0])]
+    row = next(r for r in compare_rows("infercept", real, {"preserved_pauses": 10.0}, cal)
+               if r["metric"] == "preserved_pauses")
+    assert row["rel_error_calibrated"] == pytest.approx((10 - 11) / 11)  # the median of all six: 10
+    assert row["cal_self_miss"] == pytest.approx(2 / 8)
+    assert (row["cal_lo"], row["cal_hi"]) == (10.0, 13.0)
+
+
+def test_an_unresolvable_row_is_neither_a_pass_nor_a_miss() -> None:
     def row(real: float, cal: float, chaos: float) -> dict[str, object]:
         return {**_row("infercept", "preserved_pauses", real, 24.0, cal), "cal_self_miss": chaos,
                 "cal_lo": 21.0, "cal_hi": 31.0}
 
-    step = {**_row("infercept", "step_time_error_median", 1, 1, 0), "rel_error": 0.01}
-    assert verdict([row(30.0, -0.2, 0.46), step]) == []  # chaotic, and in the band: rel_error not held either
-    assert verdict([row(35.0, -0.229, 0.46)]) == [
-        "infercept preserved_pauses: rel_error_calibrated -22.9 % and outside the simulator's own band 21-31 "
-        "(real 35)"]
+    step = {**_row("infercept", "step_time_error_median", 1, 1, 0), "rel_error": 0.01}  # rel_error held too
+    chaotic = [row(30.0, -0.2, 0.46), step]  # beyond 10 % by both errors, in the band
+    assert verdict(chaotic) == []
+    assert unresolved(chaotic) == [
+        "infercept preserved_pauses: rel_error_calibrated -20.0 % (46 % of the simulator's own medians miss by "
+        "more than 10 %; real 30 in their band 21-31)",
+        "infercept preserved_pauses: rel_error -20.0 % (46 % of the simulator's own medians miss by more than "
+        "10 %; real 30 in their band 21-31)"]
+    assert verdict_word(verdict(chaotic), unresolved(chaotic)) == "UNRESOLVED"
+    out = [row(35.0, -0.229, 0.46)]  # outside the band: a lean chaos does not explain
+    assert verdict(out) == ["infercept preserved_pauses: rel_error_calibrated -22.9 % and outside the "
+                            "simulator's own band 21-31 (real 35)"]
+    assert unresolved(out) == [] and verdict_word(verdict(out), []) == "FAIL"
     assert verdict([row(30.0, -0.2, 0.04)]) == [  # resolvable: the target itself, band or not
         "infercept preserved_pauses: rel_error_calibrated -20.0 %"]
+    within = [row(25.0, -0.04, 0.46)]
+    assert verdict_word(verdict(within), unresolved(within)) == "PASS"
 
 
 def test_constrained_link_keeps_a_gpus_ratio_of_copy_to_step_time() -> None:
