@@ -41,18 +41,21 @@ class Spread:
     hi: float
 
 
-def median_draws(groups: Sequence[Sequence[float]], rng: np.random.Generator) -> np.ndarray:
-    """Medians of one value from each group: every combination once where there are at most MAX_DRAWS of
-    them (exact; ``rng`` unused), else MAX_DRAWS combinations drawn from ``rng``."""
+def median_draws(groups: Sequence[Sequence[float]], rng: np.random.Generator,
+                 max_draws: int | None = None) -> np.ndarray:
+    """Medians of one value from each group: every combination once where there are at most ``max_draws``
+    (default MAX_DRAWS) of them (exact; ``rng`` unused), else that many combinations drawn from ``rng``."""
     arrays = [np.asarray(g, dtype=float) for g in groups]
-    if math.prod(len(a) for a in arrays) <= MAX_DRAWS:
+    limit = MAX_DRAWS if max_draws is None else max_draws
+    if math.prod(len(a) for a in arrays) <= limit:
         cols = [c.ravel() for c in np.meshgrid(*arrays, indexing="ij")]
     else:
-        cols = [a[rng.integers(0, len(a), MAX_DRAWS)] for a in arrays]
+        cols = [a[rng.integers(0, len(a), limit)] for a in arrays]
     return np.median(np.stack(cols), axis=0)
 
 
-def spread(groups: Sequence[Sequence[float]], target: float, rng: np.random.Generator) -> Spread:
+def spread(groups: Sequence[Sequence[float]], target: float, rng: np.random.Generator,
+           max_draws: int | None = None) -> Spread:
     """``Spread`` of the medians of one value per group (each real run's calibrated simulations) against the
     median of all the values (NaN if a group is empty, a value is NaN or there are no groups). A median of 0
     is missed by any non-zero median."""
@@ -62,7 +65,18 @@ def spread(groups: Sequence[Sequence[float]], target: float, rng: np.random.Gene
     if np.isnan(pooled).any():
         return Spread(math.nan, math.nan, math.nan)
     m = float(np.median(pooled))
-    meds = median_draws(groups, rng)
+    meds = median_draws(groups, rng, max_draws)
     off = np.abs(meds - m) > target * abs(m) if m else meds != 0
     lo, hi = np.percentile(meds, BAND_PCT)
     return Spread(float(np.mean(off)), float(lo), float(hi))
+
+
+def repeats_to_resolve(values: Sequence[float], target: float, rng: np.random.Generator, most: int = 31,
+                       draws: int = 20_000) -> int | None:
+    """The fewest real runs (odd, up to ``most``) whose median would miss the median of ``values`` by more than
+    ``target`` in at most RESOLVABLE of the cases, each run drawn from ``values`` (``draws`` draws per count
+    of runs); None if even ``most`` would not."""
+    for k in range(1, most + 1, 2):
+        if spread([values] * k, target, rng, draws).self_miss <= RESOLVABLE:
+            return k
+    return None

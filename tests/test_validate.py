@@ -36,7 +36,7 @@ from experiments.fidelity import (
     summary_of,
 )
 from experiments.scenarios import REFERENCE_GPU_PROFILE, SCENARIOS, gpu_ratio_link, with_link
-from experiments.spread import median_draws, spread
+from experiments.spread import median_draws, repeats_to_resolve, spread
 from experiments.verdict import unresolved, verdict, verdict_word
 
 
@@ -184,6 +184,14 @@ def test_the_spread_of_a_median_of_k_runs_by_hand(monkeypatch: pytest.MonkeyPatc
     draws = [median_draws(five, np.random.default_rng(7)) for _ in range(2)]
     assert len(draws[0]) == 100 and list(draws[0]) == list(draws[1])
     assert abs(float(np.mean(draws[0] == 13.0)) - 0.352) < 0.15
+
+
+def test_repeats_to_resolve_by_the_binomial() -> None:
+    # one run in five gives 13 (p = 0.2): a median of k misses 10 when more than half do; k = 5: 0.058 > 5 %,
+    # k = 7: 35 p^4 q^3 + 21 p^5 q^2 + 7 p^6 q + p^7 = 0.033
+    values = [10.0, 10.0, 10.0, 10.0, 13.0]
+    assert repeats_to_resolve(values, 0.10, np.random.default_rng(0)) == 7
+    assert repeats_to_resolve(values, 0.10, np.random.default_rng(0), most=5) is None
 
 
 def test_compare_rows_spread_is_one_simulation_per_real_run() -> None:
