@@ -142,3 +142,16 @@ def test_linkcheck_counts_whole_blocks_over_the_logged_copy_time(tmp_path: Path)
     blocks, copy_s, rate = achieved(log, cost)
     assert (blocks, copy_s) == (4, pytest.approx(0.004))  # 3 whole blocks out (the partial third), 1 in
     assert rate == pytest.approx(4 * bs * cost.kv_bytes_per_token / 0.004)
+
+
+def test_plancheck_counts_planned_swap_outs_carried_out_and_first_plans_of_short_pauses() -> None:
+    from benchmarks.plancheck import check
+
+    steps = [{"t_sched": 1.0, "plan": {"out": {"a": 1, "b": 1}, "free_cpu_blocks": 2}},
+             {"t_sched": 2.0, "plan": {"out": {"c": 1}, "free_cpu_blocks": 0}}, {"t_sched": 3.0}]
+    events = [{"e": "pause:preserve", "t": 0.9, "rid": "a"}, {"e": "swap_out", "t": 1.0, "rid": "a"},
+              {"e": "pause:preserve", "t": 1.5, "rid": "c"}, {"e": "pause:preserve", "t": 1.6, "rid": "d"}]
+    tool_s = {("a", 0): 0.001, ("c", 0): 0.001, ("d", 0): 5.0}  # d's pause is long: not counted
+    # a, b and c planned; only a's copy happened (b's never, c's step logged none); a and c's first plans
+    # gave them a swap-out, seeing 2 and 0 free host blocks
+    assert check(steps, events, tool_s, 0.025) == (3, 1, 2, 2, 1.0)
