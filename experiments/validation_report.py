@@ -105,8 +105,8 @@ def _report_lines(r: ReportInputs, drift: list[float]) -> list[str]:
                f"{100 * STEP_ERROR_GATE:g} %; pause counts under {MIN_DECISIONS} in both not held; an error "
                f"beyond the target is unresolved, not a miss, where more than {100 * RESOLVABLE:g} % of the "
                f"calibrated simulations' own medians of {v.repeats} runs miss their median by "
-               f"{100 * TARGET:g} % (column 'chaos') and the real median lies in their central "
-               f"{BAND_PCT[1] - BAND_PCT[0]:g} % (column 'band'))"), ""]
+               f"{100 * TARGET:g} % (column 'chaos') and the real median lies within {100 * TARGET:g} % of "
+               f"their central {BAND_PCT[1] - BAND_PCT[0]:g} % (column 'band'))"), ""]
     if r.misses and r.unresolved:
         lines[-1:-1] = ["- unresolved as well: " + "; ".join(r.unresolved)]
     if r.decisions:

@@ -4,8 +4,9 @@ fidelity target, and what it calls a miss, unresolved, or a pass.
 A row is held to TARGET (``rel_error_calibrated``; ``rel_error`` too where the policy's cost model misses its
 steps by less than STEP_ERROR_GATE). A held error beyond TARGET is a miss, unless a median of as many runs as
 the real ones cannot resolve TARGET on that row (``experiments.spread``: more than RESOLVABLE of the calibrated
-simulations' own such medians miss their median by more) and the real median lies in the band of those
-medians: then chaos alone could have put it there, and the row is unresolved — not a pass. The validation
+simulations' own such medians miss their median by more) and the real median lies within TARGET of the band
+of those medians: then it is within the target of a median chaos alone could give, and the row is unresolved —
+not a pass. The validation
 passes when nothing misses and nothing is unresolved.
 """
 
@@ -44,11 +45,11 @@ def held_errors(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str, f
 
 def judged(row: dict[str, Any], err: float) -> str:
     """A held error: "ok" within TARGET; beyond it, "unresolved" where the row is not ``resolvable`` and its
-    real median lies in the band of the calibrated simulations' own medians (``cal_lo``..``cal_hi``: chaos
-    alone could put it there), else "miss" (NaN included)."""
+    real median lies within TARGET of the band of the calibrated simulations' own medians (``cal_lo``..
+    ``cal_hi``: within the target of a median chaos alone could give), else "miss" (NaN included)."""
     if abs(err) <= TARGET:
         return "ok"
-    if not resolvable(row) and row["cal_lo"] <= row["real"] <= row["cal_hi"]:
+    if not resolvable(row) and row["cal_lo"] * (1 - TARGET) <= row["real"] <= row["cal_hi"] * (1 + TARGET):
         return "unresolved"
     return "miss"
 
@@ -60,8 +61,8 @@ def verdict(rows: list[dict[str, Any]], decisions: dict[str, float] | None = Non
     misses = []
     for r, name, err in held_errors(rows):
         if judged(r, err) == "miss":
-            band = "" if resolvable(r) else (f" and outside the simulator's own band {r['cal_lo']:.4g}-"
-                                             f"{r['cal_hi']:.4g} (real {r['real']:.4g})")
+            band = "" if resolvable(r) else (f" and more than {100 * TARGET:g} % outside the simulator's own band "
+                                             f"{r['cal_lo']:.4g}-{r['cal_hi']:.4g} (real {r['real']:.4g})")
             misses.append(f"{r['policy']} {r['metric']}: {name} {100 * err:+.1f} %{band}")
     for key, n in (decisions or {}).items():
         if n < MIN_DECISIONS:
@@ -73,7 +74,7 @@ def unresolved(rows: list[dict[str, Any]]) -> list[str]:
     """The held errors beyond TARGET that the real runs' median cannot resolve (``judged``): neither a pass
     nor a miss."""
     return [f"{r['policy']} {r['metric']}: {name} {100 * err:+.1f} % ({100 * r['cal_self_miss']:.0f} % of the "
-            f"simulator's own medians miss by more than {100 * TARGET:g} %; real {r['real']:.4g} in their band "
+            f"simulator's own medians miss by more than {100 * TARGET:g} %; real {r['real']:.4g}, their band "
             f"{r['cal_lo']:.4g}-{r['cal_hi']:.4g})" for r, name, err in held_errors(rows)
             if judged(r, err) == "unresolved"]
 
