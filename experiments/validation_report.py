@@ -26,7 +26,8 @@ from experiments.fidelity import (
 from experiments.spread import BAND_PCT, RESOLVABLE
 from experiments.verdict import verdict_word
 
-COLUMNS = ("policy", "metric", "real", "sim", "rel_error", "rel_error_calibrated", "cal_self_miss", "cal_lo", "cal_hi")
+COLUMNS = ("policy", "metric", "real", "sim", "rel_error", "rel_error_calibrated", "cal_self_miss", "cal_lo",
+           "cal_hi")
 
 
 @dataclasses.dataclass(frozen=True)

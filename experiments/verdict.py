@@ -6,8 +6,7 @@ steps by less than STEP_ERROR_GATE). A held error beyond TARGET is a miss, unles
 the real ones cannot resolve TARGET on that row (``experiments.spread``: more than RESOLVABLE of the calibrated
 simulations' own such medians miss their median by more) and the real median lies within TARGET of the band
 of those medians: then it is within the target of a median chaos alone could give, and the row is unresolved —
-not a pass. The validation
-passes when nothing misses and nothing is unresolved.
+not a pass. The validation passes when nothing misses and nothing is unresolved.
 """
 
 from __future__ import annotations
