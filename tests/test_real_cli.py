@@ -63,7 +63,8 @@ def test_validate_end_to_end_profiles_each_round_and_throttles_the_link(tmp_path
     assert copying and all(s["copy_s"] > 0 for s in copying)
 
     rows = list(csv.DictReader(Path("val/validation.csv").read_text().splitlines()))
-    assert list(rows[0]) == ["policy", "metric", "real", "sim", "rel_error", "rel_error_calibrated"]
+    assert list(rows[0]) == ["policy", "metric", "real", "sim", "rel_error", "rel_error_calibrated", "cal_self_miss",
+                             "cal_lo", "cal_hi"]
     assert {r["policy"] for r in rows} == {"discard", "infercept", "plain"}
     assert {r["metric"] for r in rows} == {*VALIDATED, "step_time_error_median"}
     by = {(r["policy"], r["metric"]): r for r in rows}
@@ -71,6 +72,9 @@ def test_validate_end_to_end_profiles_each_round_and_throttles_the_link(tmp_path
     assert float(by["discard", "completed_rps"]["real"]) == pytest.approx(0.5)
     assert float(by["discard", "completed_rps"]["sim"]) == pytest.approx(0.5)
     assert float(by["discard", "completed_rps"]["rel_error_calibrated"]) == pytest.approx(0.0)
+    # one run, one re-simulation per scale: its spread is that of the five (each a "median of one")
+    assert float(by["discard", "completed_rps"]["cal_self_miss"]) == 0.0
+    assert float(by["discard", "completed_rps"]["cal_lo"]) == float(by["discard", "completed_rps"]["cal_hi"]) == 0.5
     # the same contexts are dropped and recomputed in the engine and in the simulator
     assert float(by["discard", "recomputed_tokens"]["real"]) == float(by["discard", "recomputed_tokens"]["sim"]) > 0
     assert float(by["discard", "discarded_pauses"]["real"]) == float(by["discard", "discarded_pauses"]["sim"]) == 4
