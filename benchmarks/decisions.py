@@ -23,11 +23,10 @@ import pyarrow.parquet as pq  # noqa: E402
 from core.cost import FittedCostModel  # noqa: E402
 from core.trace_io import read_jsonl  # noqa: E402
 from experiments.ensemble import SPEED_SCALES, simulate_trace  # noqa: E402
-from experiments.fidelity import TARGET, pause_decisions, speed_scale  # noqa: E402
+from experiments.fidelity import DECISIONS, TARGET, pause_decisions, speed_scale  # noqa: E402
 from experiments.spread import repeats_to_resolve  # noqa: E402
 from real.collect import read_engine_log  # noqa: E402
 
-KEYS = ("preserved_pauses", "discarded_pauses", "swapped_pauses")
 
 
 def main() -> None:
@@ -55,11 +54,11 @@ def main() -> None:
         sims = [pause_decisions(m) for m in runs_sim]
         at_fit = runs_sim[SPEED_SCALES.index(1.0)].events
         delays.append((run.name, swap_in_delays_s(events), swap_in_delays_s(at_fit)))
-        real_all.append([real[k] for k in KEYS])
-        sim_all += [[s[k] for k in KEYS] for s in sims]
-        cells = "; ".join(", ".join(f"{s[k]:g}" for k in KEYS) for s in sims)
-        print(f"| {run.name} | {scale:.3f} | {', '.join(f'{real[k]:g}' for k in KEYS)} | {cells} |")
-    need = [repeats_to_resolve([s[i] for s in sim_all], TARGET, np.random.default_rng(0)) for i in range(len(KEYS))]
+        real_all.append([real[k] for k in DECISIONS])
+        sim_all += [[s[k] for k in DECISIONS] for s in sims]
+        cells = "; ".join(", ".join(f"{s[k]:g}" for k in DECISIONS) for s in sims)
+        print(f"| {run.name} | {scale:.3f} | {', '.join(f'{real[k]:g}' for k in DECISIONS)} | {cells} |")
+    need = [repeats_to_resolve([s[i] for s in sim_all], TARGET, np.random.default_rng(0)) for i in range(len(DECISIONS))]
     print("| repeats a median needs to resolve 10 % (simulated) | | "
           + ", ".join("more than 31" if n is None else str(n) for n in need) + " | |")
     for name, rows in (("real", real_all), ("simulated", sim_all)):

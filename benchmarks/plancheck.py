@@ -41,7 +41,8 @@ def check(steps: list[dict], events: list[dict], tool_s: dict[tuple[str, int], f
     for e in events:
         if not e["e"].startswith("pause:"):
             continue
-        i, seen[e["rid"]] = seen[e["rid"]], seen[e["rid"]] + 1
+        i = seen[e["rid"]]  # the pause's segment index
+        seen[e["rid"]] += 1
         j = bisect.bisect_left(starts, e["t"])
         if tool_s.get((e["rid"], i), 1e9) >= short_s or j == len(plans):
             continue

@@ -34,6 +34,7 @@ from core.cost import FittedCostModel
 from core.trace_io import read_jsonl
 from experiments.ensemble import simulate_calibrated, simulate_ensemble
 from experiments.fidelity import (
+    DECISIONS,
     STEP_KINDS,
     VERDICT_METRICS,
     compare_rows,
@@ -48,7 +49,6 @@ from experiments.validation_report import write_rows
 from experiments.verdict import unresolved, verdict, verdict_word
 from real.collect import read_engine_log
 
-DECISIONS = ("preserved_pauses", "discarded_pauses", "swapped_pauses")
 LABELS = ("discard", "improved_discard", "preserve", "swap", "infercept", "plain")
 
 

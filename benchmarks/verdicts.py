@@ -1,7 +1,7 @@
 """Several `infercept validate` folders (or validation.csv files, e.g. from `resim.py --csv`) side by side:
 each one's verdict (PASS, UNRESOLVED or FAIL), strictly (every held error beyond 10 % a miss), and its worst rows, to
 see whether repeated invocations on one machine reach the same verdict. The verdict is recomputed from the rows
-(``fidelity.verdict``) without InferCept's decision floor (its pause counts by kind are in report.md).
+(``experiments.verdict``) without InferCept's decision floor (its pause counts by kind are in report.md).
 
     python benchmarks/verdicts.py docs/results/validate-default docs/results/validate-default-2 ...
 """

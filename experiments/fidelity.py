@@ -32,6 +32,8 @@ must make at least this many of each decision in the constrained scenario."""
 STEP_ERROR_GATE = 0.05
 """rel_error (the uncalibrated comparison) enters the verdict for a policy whose cost model misses its steps by
 less than this (median); beyond it the machine's speed, not the simulator's dynamics, decides the error."""
+DECISIONS = ("preserved_pauses", "discarded_pauses", "swapped_pauses")
+"""The pause decisions counted from the event log (``pause_decisions``)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -166,7 +168,7 @@ def pause_decisions(m: Metrics) -> dict[str, float]:
     """Pauses that ended in a resume, by what happened to their KV in between: ``preserved_pauses`` (it stayed
     whole on the GPU), ``discarded_pauses`` (dropped, whatever was swapped first), ``swapped_pauses`` (some of it
     moved to the host, none dropped). From the event log, so the same for both backends."""
-    out = dict.fromkeys(("preserved_pauses", "discarded_pauses", "swapped_pauses"), 0.0)
+    out = dict.fromkeys(DECISIONS, 0.0)
     seen: dict[str, set[str]] = {}
     for _, rid, event, _ in m.events:
         if event.startswith("pause:"):

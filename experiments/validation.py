@@ -137,6 +137,7 @@ def run_validation(v: Validation) -> tuple[list[dict[str, Any]], list[str], list
     both empty: it passes)."""
     from experiments.ensemble import simulate_calibrated, simulate_ensemble
     from experiments.fidelity import (
+        DECISIONS,
         compare_rows,
         median_by_kind,
         plain,
@@ -196,8 +197,7 @@ def run_validation(v: Validation) -> tuple[list[dict[str, Any]], list[str], list
                         "real_norm_max": max(x["norm_latency_ms"] for x in reals),
                         "sim_norm_min": min(sim_norms), "sim_norm_max": max(sim_norms)}
         if label == "infercept" and v.scenario.throttled:
-            decisions = {k: float(np.median([x[k] for x in reals]))
-                         for k in ("preserved_pauses", "discarded_pauses", "swapped_pauses")}
+            decisions = {k: float(np.median([x[k] for x in reals])) for k in DECISIONS}
         rl, sl = request_latency_s(ms[0]), request_latency_s(sim)
         both = sorted(set(rl) & set(sl))
         scatter[label] = ([rl[r] for r in both], [sl[r] for r in both])
