@@ -2,11 +2,13 @@
 fidelity target, and what it calls a miss, unresolved, or a pass.
 
 A row is held to TARGET (``rel_error_calibrated``; ``rel_error`` too where the policy's cost model misses its
-steps by less than STEP_ERROR_GATE). A held error beyond TARGET is a miss, unless a median of as many runs as
-the real ones cannot resolve TARGET on that row (``experiments.spread``: more than RESOLVABLE of the calibrated
-simulations' own such medians miss their median by more) and the real median lies within TARGET of the band
-of those medians: then it is within the target of a median chaos alone could give, and the row is unresolved —
-not a pass. The validation passes when nothing misses and nothing is unresolved.
+steps by less than STEP_ERROR_GATE). On a resolvable row a held error beyond TARGET is a miss. A row is not
+resolvable when a median of as many runs as the real ones cannot resolve TARGET on it (``experiments.spread``:
+more than RESOLVABLE of the calibrated simulations' own such medians miss their median by more): there an
+error within TARGET is luck, not evidence, and an error beyond it may be chaos, so the row is unresolved —
+neither a pass nor a miss — unless its error is beyond TARGET and its real median lies more than TARGET
+outside the band of those medians, which chaos does not explain: a miss. The verdict is PASS only when every
+held row is resolvable and within TARGET, so that it does not hang on which way chaos fell.
 """
 
 from __future__ import annotations
@@ -43,14 +45,14 @@ def held_errors(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str, f
 
 
 def judged(row: dict[str, Any], err: float) -> str:
-    """A held error: "ok" within TARGET; beyond it, "unresolved" where the row is not ``resolvable`` and its
-    real median lies within TARGET of the band of the calibrated simulations' own medians (``cal_lo``..
-    ``cal_hi``: within the target of a median chaos alone could give), else "miss" (NaN included)."""
-    if abs(err) <= TARGET:
-        return "ok"
-    if not resolvable(row) and row["cal_lo"] * (1 - TARGET) <= row["real"] <= row["cal_hi"] * (1 + TARGET):
-        return "unresolved"
-    return "miss"
+    """A held error: on a ``resolvable`` row "ok" within TARGET, else "miss" (NaN included); on a row that is
+    not, "unresolved", unless the error is beyond TARGET and the real median lies more than TARGET outside the
+    band of the calibrated simulations' own medians (``cal_lo``..``cal_hi``): "miss"."""
+    within = abs(err) <= TARGET
+    if resolvable(row):
+        return "ok" if within else "miss"
+    in_band = row["cal_lo"] * (1 - TARGET) <= row["real"] <= row["cal_hi"] * (1 + TARGET)
+    return "unresolved" if within or in_band else "miss"
 
 
 def verdict(rows: list[dict[str, Any]], decisions: dict[str, float] | None = None) -> list[str]:
@@ -70,8 +72,8 @@ def verdict(rows: list[dict[str, Any]], decisions: dict[str, float] | None = Non
 
 
 def unresolved(rows: list[dict[str, Any]]) -> list[str]:
-    """The held errors beyond TARGET that the real runs' median cannot resolve (``judged``): neither a pass
-    nor a miss."""
+    """The held errors on rows the real runs' median cannot resolve that are not misses (``judged``): neither
+    a pass nor a miss, whichever side of TARGET they fell."""
     return [f"{r['policy']} {r['metric']}: {name} {100 * err:+.1f} % ({100 * r['cal_self_miss']:.0f} % of the "
             f"simulator's own medians miss by more than {100 * TARGET:g} %; real {r['real']:.4g}, their band "
             f"{r['cal_lo']:.4g}-{r['cal_hi']:.4g})" for r, name, err in held_errors(rows)
