@@ -67,7 +67,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
     write_jsonl(out / "trace.jsonl", specs)  # kept next to the report
     v = Validation(specs, note, out, args.repeats, tuple(_policies(args.policies)), settings, size.vocab,
                    args.window_s, scenario, args.model, scale.token_scale,
-                   Path(args.profile) if args.profile else None, git_revision())
+                   Path(args.profile) if args.profile else None, git_revision(), not args.no_plain)
     if v.profile is None:
         print("no --profile: measuring this machine before each round (with the runs' KV blocks) ...",
               file=sys.stderr)
@@ -99,6 +99,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     v.add_argument("--out", default="results/validate")
     v.add_argument("--repeats", type=int, default=1, help="real runs per policy (median)")
     v.add_argument("--policies", default="all")
+    v.add_argument("--no-plain", action="store_true",
+                   help="skip the plain trace (e.g. many repeats of one policy to resolve a chaotic row)")
     v.add_argument("--model", default="small", help="as for profile")
     v.add_argument("--window-s", type=float, default=60.0, help="wall-clock window of every run")
     v.add_argument("--scenario", choices=("default", "constrained"), default="default",

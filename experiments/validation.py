@@ -79,6 +79,7 @@ class Validation:
     token_scale: float  # the trace's token counts against the paper's (for the constrained link)
     profile: Path | None = None  # fixed for every round; None: measured before each round
     git_rev: str = "unknown"
+    with_plain: bool = True  # the plain trace too (off: more repeats of the policies in the same time)
 
     @property
     def engine(self) -> dict[str, Any]:
@@ -131,6 +132,15 @@ def _round_profile(v: Validation, rnd: int, link: float) -> tuple[Path, float]:
     return with_link(base, link, v.out / "profiles" / f"round-{rnd}-{v.scenario.name}.json"), link
 
 
+def validation_cases(policies: tuple[str, ...], trace: list[RequestSpec],
+                     with_plain: bool) -> list[tuple[str, str, list[RequestSpec]]]:
+    """(label, policy, trace) of each case validate runs: every policy on the trace, then (``with_plain``) the
+    trace without its interceptions, labelled plain and served by discard (no pause: every policy is one)."""
+    from experiments.fidelity import plain
+
+    return [(p, p, trace) for p in policies] + ([("plain", "discard", plain(trace))] if with_plain else [])
+
+
 def run_validation(v: Validation) -> tuple[list[dict[str, Any]], list[str], list[str]]:
     """Every policy and the plain trace, real (``repeats`` rounds) and simulated; writes the report files.
     Returns the validation.csv rows, what misses the target and what is unresolved (``experiments.verdict``;
@@ -140,7 +150,6 @@ def run_validation(v: Validation) -> tuple[list[dict[str, Any]], list[str], list
         DECISIONS,
         compare_rows,
         median_by_kind,
-        plain,
         predicted_s,
         request_latency_s,
         speed_scale,
@@ -151,7 +160,7 @@ def run_validation(v: Validation) -> tuple[list[dict[str, Any]], list[str], list
     from experiments.validation_report import ReportInputs, write_outputs
     from experiments.verdict import unresolved, verdict
 
-    cases = [(p, p, v.trace) for p in v.policies] + [("plain", "discard", plain(v.trace))]
+    cases = validation_cases(v.policies, v.trace, v.with_plain)
     runs: dict[str, list[tuple[int, Any, list[dict[str, Any]]]]] = {c[0]: [] for c in cases}
     profiles: list[Path] = []
     link = 0.0

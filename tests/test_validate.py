@@ -37,6 +37,7 @@ from experiments.fidelity import (
 )
 from experiments.scenarios import REFERENCE_GPU_PROFILE, SCENARIOS, gpu_ratio_link, with_link
 from experiments.spread import median_draws, repeats_to_resolve, spread
+from experiments.validation import validation_cases
 from experiments.verdict import unresolved, verdict, verdict_word
 
 
@@ -269,3 +270,11 @@ def test_infercept_must_choose_in_the_constrained_scenario(seed: int, tmp_path: 
         m = simulate_trace("infercept", default_trace(scale, 4096), profile, scale.window_s, engine)
     counts = summary_of(m)
     assert min(counts[k] for k in ("preserved_pauses", "discarded_pauses", "swapped_pauses")) >= MIN_DECISIONS, counts
+
+
+def test_validate_runs_the_plain_trace_unless_told_not_to() -> None:
+    trace = [RequestSpec("a", 0.0, 100, (Segment(8, 0.5, 30, "qa"), Segment(12)), "qa")]
+    assert validation_cases(("infercept",), trace, False) == [("infercept", "infercept", trace)]
+    cases = validation_cases(("swap", "infercept"), trace, True)
+    assert [c[:2] for c in cases] == [("swap", "swap"), ("infercept", "infercept"), ("plain", "discard")]
+    assert cases[2][2] == [RequestSpec("a", 0.0, 100, (Segment(20),), "plain")]  # the 8 + 12 tokens, no pause
