@@ -34,7 +34,8 @@ def cmd_profile(args: argparse.Namespace) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    """Real vs simulated, every policy and the plain trace; report, validation.csv, scatter plot, verdict."""
+    """Real vs simulated, every policy (and the plain trace unless --no-plain); report, validation.csv, scatter
+    plot, verdict."""
     from core.trace_io import write_jsonl
     from experiments.cli import _policies, git_revision
     from experiments.fidelity import TraceScale

@@ -11,8 +11,8 @@ correct simulator from a wrong one there.
 fitted speed times each of the ensemble's scales (its neighbourhood); a median of ``k`` runs takes one
 simulation from each run's neighbourhood. Of those medians: the share that misses the median of all the
 simulations by more than the target (``self_miss``), and their central 95 % (``lo``, ``hi``).
-``experiments.verdict`` holds a row whose ``self_miss`` exceeds RESOLVABLE as unresolved, not passed, where
-its real median lies in that band.
+``experiments.verdict`` holds a row whose ``self_miss`` exceeds RESOLVABLE as unresolved, neither passed nor
+missed, unless its error is beyond the target and its real median more than the target outside that band.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Orchestration of `infercept profile` and `infercept validate` (the real executor against the simulator).
 
 validate runs ``repeats`` rounds; each round measures a profile first (unless one is given), so that the
-profile and the runs see the same machine, then runs every policy and the plain trace once on the engine
+profile and the runs see the same machine, then runs every policy and (unless told not to) the plain trace
+once on the engine
 (round-robin, so that a drift of the machine's speed is shared). Each round's runs are simulated with that
 round's profile: an ensemble over SPEED_SCALES (``sim``), and each run at its own fitted step-time scale
 times each of SPEED_SCALES (``rel_error_calibrated``: the dynamics alone). The simulator charges swap copies in full
@@ -142,7 +143,7 @@ def validation_cases(policies: tuple[str, ...], trace: list[RequestSpec],
 
 
 def run_validation(v: Validation) -> tuple[list[dict[str, Any]], list[str], list[str]]:
-    """Every policy and the plain trace, real (``repeats`` rounds) and simulated; writes the report files.
+    """Every case (``validation_cases``), real (``repeats`` rounds) and simulated; writes the report files.
     Returns the validation.csv rows, what misses the target and what is unresolved (``experiments.verdict``;
     both empty: it passes)."""
     from experiments.ensemble import simulate_calibrated, simulate_ensemble

@@ -83,6 +83,7 @@ def test_validate_end_to_end_profiles_each_round_and_throttles_the_link(tmp_path
         assert float(err["real"]) > 0 and float(err["sim"]) > 0 and 0 <= float(err["rel_error"]) < 1
     report = Path("val/report.md").read_text()
     assert "scenario `constrained`" in report and "verdict:" in report and "round-0" in report
+    assert "\n- policies: discard, infercept\n" in report  # and the plain trace (no --no-plain)
     assert report.count("| discard |") == len(VALIDATED) + 3  # metrics, step-time error, two step-time tables
     assert Path("val/latency_scatter.png").stat().st_size > 1000
     assert (Path("val/runs/infercept-0") / "steps.parquet").exists()

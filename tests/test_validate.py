@@ -233,6 +233,22 @@ def test_an_unresolvable_row_is_neither_a_pass_nor_a_miss() -> None:
     assert verdict_word(verdict(within), unresolved(within)) == "UNRESOLVED"
     resolved = [row(25.0, -0.04, 0.04)]
     assert verdict_word(verdict(resolved), unresolved(resolved)) == "PASS"
+    edge = [row(25.0, -0.04, 0.05)]  # exactly RESOLVABLE: resolvable
+    assert verdict_word(verdict(edge), unresolved(edge)) == "PASS"
+    far = [{**row(40.0, -0.08, 0.46), "cal_lo": 21.0, "cal_hi": 31.0}]  # within 10 %, 40 > 31 x 1.1: still luck
+    assert verdict(far) == [] and len(unresolved(far)) == 1
+
+
+def test_the_verdict_passes_nothing_the_strict_rule_fails() -> None:
+    from benchmarks.verdicts import strict_misses
+
+    for real in (15.0, 25.0, 30.0, 40.0):
+        for err in (-0.3, -0.1, -0.04, 0.0, 0.06, 0.11, float("nan")):
+            for chaos in (0.0, 0.05, 0.06, 0.5, float("nan")):
+                rows = [{**_row("infercept", "preserved_pauses", real, 24.0, err), "cal_self_miss": chaos,
+                         "cal_lo": 21.0, "cal_hi": 31.0}]
+                word = verdict_word(verdict(rows), unresolved(rows))
+                assert (word == "PASS") == (not strict_misses(rows) and not chaos > 0.05), (real, err, chaos)
 
 
 def test_constrained_link_keeps_a_gpus_ratio_of_copy_to_step_time() -> None:
