@@ -2,12 +2,12 @@
 
 validate runs ``repeats`` rounds; each round measures a profile first (unless one is given), so that the
 profile and the runs see the same machine, then runs every policy and (unless told not to) the plain trace
-once on the engine
-(round-robin, so that a drift of the machine's speed is shared). Each round's runs are simulated with that
-round's profile: an ensemble over SPEED_SCALES (``sim``), and each run at its own fitted step-time scale
-times each of SPEED_SCALES (``rel_error_calibrated``: the dynamics alone). The simulator charges swap copies in full
-(``engine.swap_overlap = false``): the CPU build copies synchronously inside the step; and a swap holds its
-GPU blocks while it runs (``engine.swap_holds_blocks = true``), as vLLM's connector in the executor does.
+once on the engine (round-robin, so that a drift of the machine's speed is shared). Each round's runs are
+simulated with that round's profile: an ensemble over SPEED_SCALES (``sim``), and each run at its own fitted
+step-time scale times each of SPEED_SCALES (``rel_error_calibrated``: the dynamics alone). The simulator
+charges swap copies in full (``engine.swap_overlap = false``): the CPU build copies synchronously inside the
+step; and a swap holds its GPU blocks while it runs (``engine.swap_holds_blocks = true``), as vLLM's connector
+in the executor does.
 """
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ def _report_lines(r: ReportInputs, drift: list[float]) -> list[str]:
             if r.link_bytes_per_s else "unthrottled")
     lines = ["# Validation: real vLLM vs simulator\n", f"- scenario `{v.scenario.name}`: {v.scenario.note}",
              f"- trace: {v.trace_note}",
-             f"- policies: {', '.join(v.policies)}" + ("" if v.with_plain else "; the plain trace not run (--no-plain)"),
+             f"- policies: {', '.join(v.policies)}" + ("" if v.with_plain else "; no plain trace (--no-plain)"),
              (f"- engine: {s.kv_blocks} KV blocks of {s.block_size_tokens} tokens, host swap {s.host_blocks} "
               f"blocks, link {link}, token budget {s.token_budget_tokens}, model `{s.model_dir}`"),
              (f"- window {v.window_s:g} s, {v.repeats} rounds (median of the real runs); simulator `v1` batching, "
