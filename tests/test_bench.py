@@ -155,3 +155,23 @@ def test_plancheck_counts_planned_swap_outs_carried_out_and_first_plans_of_short
     # a, b and c planned; only a's copy happened (b's never, c's step logged none); a and c's first plans
     # gave them a swap-out, seeing 2 and 0 free host blocks
     assert check(steps, events, tool_s, 0.025) == (3, 1, 2, 2, 1.0)
+
+
+def test_chunkfit_recovers_a_per_chunk_cost_the_four_terms_miss() -> None:
+    from benchmarks.chunkfit import design, fit, signed_by_kind
+
+    def step(decodes: int, chunk: int) -> dict[str, object]:  # 2 ms per step, 0.1 ms per token, 3 ms per chunk
+        q = decodes + chunk
+        sched = {f"d{i}": 1 for i in range(decodes)} | ({"p": chunk} if chunk else {})
+        return {"num_decode": decodes, "prefill_tokens": chunk, "decode_ctx_tokens": 0, "prefill_attn_pairs": 0.0,
+                "sched": sched, "t0": 0.0, "t_end": 0.002 + 1e-4 * q + (0.003 if chunk else 0.0), "copy_s": 0.0}
+
+    steps = [step(d, c) for d in (1, 2, 4, 8) for c in (0, 8, 32, 128, 512)]
+    x, y, prefill = design(steps)
+    assert list(prefill) == [c for _ in (1, 2, 4, 8) for c in (0, 8, 32, 128, 512)]
+    five = fit(x, y, 5)
+    assert five == pytest.approx([0.002, 1e-4, 0.0, 0.0, 0.003], abs=1e-9)
+    assert signed_by_kind(x, y, prefill, five) == pytest.approx(
+        {"decode only": 0.0, "chunk 1-63": 0.0, "chunk 64-255": 0.0, "chunk >= 256": 0.0}, abs=1e-9)
+    four = signed_by_kind(x, y, prefill, fit(x, y, 4))
+    assert four["chunk 1-63"] < -0.05  # the small chunks' fixed cost is what four terms cannot price

@@ -1,0 +1,75 @@
+"""Does the cost model lack a per-chunk term? Fit the profile's four terms (const, per query token, per decode
+context token, per prefill attention pair), and those plus one per prefill chunk in the step, on the busy
+steps of a validation's first round of real runs; print each fit's signed median error by kind of step on
+the other rounds' runs (held out). In the validations of 2026-12-06 steps with a 1-63-token chunk (a resume's
+returned tokens, a prompt's tail) ran 7-17 % slower than the profile predicted, while larger chunks did not.
+
+    python benchmarks/chunkfit.py results/validate-constrained-seed2-5
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from experiments.fidelity import measured_s  # noqa: E402
+from real.collect import read_engine_log  # noqa: E402
+
+TERMS = ("const", "per query token", "per decode context token", "per prefill attention pair", "per prefill chunk")
+KINDS = (("decode only", 0, 1), ("chunk 1-63", 1, 64), ("chunk 64-255", 64, 256), ("chunk >= 256", 256, 10**9))
+"""Kinds of steps by the tokens of their prefill chunks: [lo, hi)."""
+
+
+def design(steps: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(terms per step, measured seconds, prefill tokens) of the steps with tokens; a step's prefill chunks
+    are its scheduled requests that are not decodes."""
+    busy = [s for s in steps if s["num_decode"] + s["prefill_tokens"]]
+    x = np.array([[1.0, s["num_decode"] + s["prefill_tokens"], s["decode_ctx_tokens"], s["prefill_attn_pairs"],
+                   len(s["sched"]) - s["num_decode"]] for s in busy], dtype=float).reshape(-1, len(TERMS))
+    return x, np.array([measured_s(s) for s in busy]), x[:, 1] - np.array([s["num_decode"] for s in busy])
+
+
+def fit(x: np.ndarray, y: np.ndarray, terms: int) -> np.ndarray:
+    """Least squares of ``y`` on the first ``terms`` columns of ``x``, on relative errors (as the profile)."""
+    coef, *_ = np.linalg.lstsq(x[:, :terms] / y[:, None], np.ones_like(y), rcond=None)
+    return coef
+
+
+def signed_by_kind(x: np.ndarray, y: np.ndarray, prefill: np.ndarray, coef: np.ndarray) -> dict[str, float]:
+    """Median of (predicted - measured) / measured per KINDS entry (kinds without steps left out)."""
+    rel = (x[:, :len(coef)] @ coef - y) / y
+    return {k: float(np.median(rel[(prefill >= lo) & (prefill < hi)])) for k, lo, hi in KINDS
+            if ((prefill >= lo) & (prefill < hi)).any()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folder", type=Path, help="an `infercept validate --out` folder (its engine-logs/)")
+    args = ap.parse_args()
+    logs = sorted((args.folder / "engine-logs").glob("*.jsonl"))
+    if not logs:
+        sys.exit(f"chunkfit: no engine-logs/*.jsonl in {args.folder}")
+    parts: dict[bool, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {True: [], False: []}
+    for log in logs:
+        parts[log.stem.rsplit("-", 1)[1] == "0"].append(design(read_engine_log(log)[0]))
+    (xt, yt, _), (xh, yh, ph) = ([np.concatenate(c) for c in zip(*parts[k])] for k in (True, False))
+    print(f"fitted on round 0's runs ({len(yt)} steps), errors on the other rounds' ({len(yh)} steps)\n")
+    print("| terms | coefficients | " + " | ".join(k for k, _, _ in KINDS) + " | median abs. error |")
+    print("|---|---|" + "---|" * (len(KINDS) + 1))
+    for n in (4, 5):
+        coef = fit(xt, yt, n)
+        by = signed_by_kind(xh, yh, ph, coef)
+        abs_err = float(np.median(np.abs((xh[:, :n] @ coef - yh) / yh)))
+        print(f"| {n} | " + ", ".join(f"{t} {c:.3g}" for t, c in zip(TERMS, coef)) + " | "
+              + " | ".join(f"{100 * by[k]:+.1f} %" if k in by else "-" for k, _, _ in KINDS)
+              + f" | {100 * abs_err:.1f} % |")
+
+
+if __name__ == "__main__":
+    main()
