@@ -36,7 +36,8 @@ def design(steps: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def fit(x: np.ndarray, y: np.ndarray, terms: int) -> np.ndarray:
-    """Least squares of ``y`` on the first ``terms`` columns of ``x``, on relative errors (as the profile)."""
+    """Least squares of ``y`` on the first ``terms`` columns of ``x``, on relative errors (as the profile, whose
+    fit is also non-negative: a negative coefficient here is printed as it comes)."""
     coef, *_ = np.linalg.lstsq(x[:, :terms] / y[:, None], np.ones_like(y), rcond=None)
     return coef
 
@@ -58,8 +59,11 @@ def main() -> None:
     parts: dict[bool, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {True: [], False: []}
     for log in logs:
         parts[log.stem.rsplit("-", 1)[1] == "0"].append(design(read_engine_log(log)[0]))
+    if not parts[True] or not parts[False]:
+        sys.exit(f"chunkfit: {args.folder} needs runs of round 0 and of another round (validate --repeats 2 or more)")
     (xt, yt, _), (xh, yh, ph) = ([np.concatenate(c) for c in zip(*parts[k])] for k in (True, False))
-    print(f"fitted on round 0's runs ({len(yt)} steps), errors on the other rounds' ({len(yh)} steps)\n")
+    print(f"`{args.folder}`: fitted on round 0's runs ({len(yt)} steps), errors on the other rounds' "
+          f"({len(yh)} steps)\n")
     print("| terms | coefficients | " + " | ".join(k for k, _, _ in KINDS) + " | median abs. error |")
     print("|---|---|" + "---|" * (len(KINDS) + 1))
     for n in (4, 5):
