@@ -1,8 +1,9 @@
 """Does the cost model lack a per-chunk term? Fit the profile's four terms (const, per query token, per decode
 context token, per prefill attention pair), and those plus one per prefill chunk in the step, on the busy
 steps of a validation's first round of real runs; print each fit's signed median error by kind of step on
-the other rounds' runs (held out). In the validations of 2026-12-06 steps with a 1-63-token chunk (a resume's
-returned tokens, a prompt's tail) ran 7-17 % slower than the profile predicted, while larger chunks did not.
+the other rounds' runs (held out). In the validations of 2026-12-06 steps whose prefill chunks total 1-63
+tokens (a resume's returned tokens, a prompt's tail) ran 2.5-22 % slower than the profile predicted, while
+steps with larger chunks were within 6 %.
 
     python benchmarks/chunkfit.py results/validate-constrained-seed2-5
 """
@@ -32,7 +33,7 @@ def design(steps: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndar
     busy = [s for s in steps if s["num_decode"] + s["prefill_tokens"]]
     x = np.array([[1.0, s["num_decode"] + s["prefill_tokens"], s["decode_ctx_tokens"], s["prefill_attn_pairs"],
                    len(s["sched"]) - s["num_decode"]] for s in busy], dtype=float).reshape(-1, len(TERMS))
-    return x, np.array([measured_s(s) for s in busy]), x[:, 1] - np.array([s["num_decode"] for s in busy])
+    return x, np.array([measured_s(s) for s in busy]), np.array([s["prefill_tokens"] for s in busy], dtype=float)
 
 
 def fit(x: np.ndarray, y: np.ndarray, terms: int) -> np.ndarray:
