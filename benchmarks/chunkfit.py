@@ -3,7 +3,8 @@ context token, per prefill attention pair), and those plus one per prefill chunk
 steps of a validation's first round of real runs; print each fit's signed median error by kind of step on
 the other rounds' runs (held out). In the validations of 2026-12-06 steps whose prefill chunks total 1-63
 tokens (a resume's returned tokens, a prompt's tail) ran 2.5-22 % slower than the profile predicted, while
-steps with larger chunks were within 6 %.
+steps with larger chunks were within 6 %. Since then `infercept profile` fits the fifth term too
+(``step.per_prefill_seq_s``); on a validation made since, both fits here should agree.
 
     python benchmarks/chunkfit.py results/validate-constrained-seed2-5
 """
@@ -19,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
+from core.cost import BatchShape  # noqa: E402
 from experiments.fidelity import measured_s  # noqa: E402
 from real.collect import read_engine_log  # noqa: E402
 
@@ -31,8 +33,9 @@ def design(steps: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndar
     """(terms per step, measured seconds, prefill tokens) of the steps with tokens; a step's prefill chunks
     are its scheduled requests that are not decodes."""
     busy = [s for s in steps if s["num_decode"] + s["prefill_tokens"]]
-    x = np.array([[1.0, s["num_decode"] + s["prefill_tokens"], s["decode_ctx_tokens"], s["prefill_attn_pairs"],
-                   len(s["sched"]) - s["num_decode"]] for s in busy], dtype=float).reshape(-1, len(TERMS))
+    shapes = [BatchShape.of_step(s) for s in busy]
+    x = np.array([[1.0, b.query_tokens, b.decode_ctx_tokens, b.prefill_attn_pairs, b.num_prefill_seqs]
+                  for b in shapes], dtype=float).reshape(-1, len(TERMS))
     return x, np.array([measured_s(s) for s in busy]), np.array([s["prefill_tokens"] for s in busy], dtype=float)
 
 

@@ -63,7 +63,7 @@ class RunConfig:
     def validate(self, *, policy_options: bool = True) -> RunConfig:
         """Raise ConfigError naming the first bad value; return self. ``policy_options=False`` leaves the
         options unchecked against ``policy`` (compare hands each policy its own share of them)."""
-        from core.cost import engine_problem
+        from core.engine_keys import engine_problem
         from core.policy import POLICIES
 
         if self.policy not in POLICIES:

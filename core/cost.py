@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from core.engine_keys import engine_problem
+
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 
 
@@ -34,6 +36,13 @@ class BatchShape:
     prefill_tokens: int = 0
     prefill_attn_pairs: float = 0.0
     num_prefill_seqs: int = 0  # requests with a prefill/recompute chunk in the pass
+
+    @classmethod
+    def of_step(cls, step: Mapping[str, Any]) -> BatchShape:
+        """The shape of an engine-log step record (``real.steplog``): its prefill chunks are its scheduled
+        requests (``sched``) that are not decodes."""
+        return cls(step["num_decode"], step["decode_ctx_tokens"], step["prefill_tokens"],
+                   step["prefill_attn_pairs"], len(step["sched"]) - step["num_decode"])
 
     @property
     def num_seqs(self) -> int:
@@ -69,53 +78,6 @@ class CostModel(Protocol):
     def swap_tokens_in(self, seconds: float) -> int:
         """How many tokens of KV the link moves in ``seconds`` (the inverse of swap_s)."""
         ...
-
-
-ENGINE_KEYS: dict[str, tuple[str, str]] = {
-    "gpu_memory_utilization": ("fraction", "share of GPU memory the engine may use (0 < x <= 1)"),
-    "activation_reserve_bytes": ("count", "GPU memory per GPU kept for activations, not KV, bytes"),
-    "block_size_tokens": ("positive", "tokens per KV block"),
-    "token_budget_tokens": ("positive", "the baselines' query tokens per step (vLLM max_num_batched_tokens)"),
-    "max_num_seqs": ("positive", "most requests in one batch"),
-    "saturation_tokens": ("positive", "S: query tokens that saturate the GPU; InferCept's step budget"),
-    "cpu_swap_bytes": ("count", "CPU memory for swapped KV, bytes (read when cpu_kv_blocks is absent)"),
-    "gpu_kv_blocks": ("positive", "GPU KV blocks, given directly instead of derived from memory sizes"),
-    "cpu_kv_blocks": ("count", "CPU KV blocks, given directly instead of derived from cpu_swap_bytes"),
-    "swap_overlap": ("bool", "KV copies run beside the forward pass (default true); false: added to it"),
-    "swap_holds_blocks": ("bool", ("as vLLM 0.32's KV connector: a swap-out frees its GPU blocks only after its "
-                                   "last block is copied (a resume before then cancels it, keeping the KV) and "
-                                   "a swap-in allocates all of them with its first; default false: block by "
-                                   "block")),
-    "prefix_caching": ("bool", ("vLLM v1's prefix cache for every policy: freed full blocks stay reusable until "
-                                "evicted (default false; the vllm_* policies turn it on whatever this says)")),
-}
-"""The keys of a profile's ``engine`` table, which are also the accepted ``engine.*`` overrides:
-key -> (kind of value, meaning). Kinds: positive (integer > 0), count (integer >= 0), fraction, bool."""
-
-_EXPECTED = {"positive": "an integer > 0", "count": "an integer >= 0", "fraction": "a number in (0, 1]",
-             "bool": "true or false"}
-
-
-def _engine_value_ok(kind: str, value: Any) -> bool:
-    if kind == "bool":
-        return isinstance(value, bool)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    if kind == "fraction":
-        return 0 < value <= 1
-    return isinstance(value, int) and value >= (1 if kind == "positive" else 0)
-
-
-def engine_problem(values: Mapping[str, Any]) -> str | None:
-    """What is wrong with ``values`` as ``engine`` settings (the first unknown key or bad value, named as
-    ``engine.<key>``), or None if every key is in ENGINE_KEYS with a value of its kind."""
-    for key, value in values.items():
-        if key not in ENGINE_KEYS:
-            return f"engine.{key}: unknown engine key; accepted: {', '.join(ENGINE_KEYS)}"
-        kind = ENGINE_KEYS[key][0]
-        if not _engine_value_ok(kind, value):
-            return f"engine.{key} = {value!r}: expected {_EXPECTED[kind]}"
-    return None
 
 
 def _optional(step: dict[str, Any], key: str, where: str) -> float:
@@ -162,6 +124,7 @@ class FittedCostModel:
     host_per_step_s: float = 0.0  # the engine's CPU time per step outside the forward pass
     host_per_seq_s: float = 0.0  # ... and per scheduled request
     excess_query_token_s: float = 0.0  # extra time per query token beyond saturation_tokens
+    per_prefill_seq_s: float = 0.0  # per request with a prefill/recompute chunk (`infercept profile` fits it)
 
     def step_s(self, batch: BatchShape) -> float:
         """Duration of one engine step (seconds) for ``batch``: the forward pass plus the host's work."""
@@ -173,7 +136,8 @@ class FittedCostModel:
         return (self.const_s + self.per_query_token_s * q
                 + self.excess_query_token_s * max(q - self.saturation_tokens, 0)
                 + self.per_decode_ctx_token_s * batch.decode_ctx_tokens
-                + self.per_prefill_attn_pair_s * batch.prefill_attn_pairs)
+                + self.per_prefill_attn_pair_s * batch.prefill_attn_pairs
+                + self.per_prefill_seq_s * batch.num_prefill_seqs)
 
     def host_s(self, batch: BatchShape) -> float:
         """The engine's CPU work of a step (scheduling, input preparation, sampling, output processing,
@@ -241,6 +205,7 @@ class FittedCostModel:
             host_per_step_s=_optional(st, "host_per_step_s", w),
             host_per_seq_s=_optional(st, "host_per_seq_s", w),
             excess_query_token_s=_optional(st, "excess_query_token_s", w),
+            per_prefill_seq_s=_optional(st, "per_prefill_seq_s", w),
             link_bytes_per_s=float(_get(p, "link.bytes_per_s", w)),
             kv_bytes_per_token=kv_bytes,
             gpu_kv_blocks=gpu_blocks,

@@ -96,7 +96,7 @@ def measured_s(s: dict[str, Any]) -> float:
 
 def predicted_s(s: dict[str, Any], cost: FittedCostModel) -> float:
     """The cost model's step_s of the shape the engine ran (0 for a step without tokens)."""
-    shape = BatchShape(s["num_decode"], s["decode_ctx_tokens"], s["prefill_tokens"], s["prefill_attn_pairs"])
+    shape = BatchShape.of_step(s)
     return cost.step_s(shape) if shape.query_tokens else 0.0
 
 

@@ -59,9 +59,10 @@ def step_waste(s: dict[str, Any], cost: FittedCostModel, span_s: float | None = 
     redo = s["recompute_tokens"]
     redo_s = 0.0
     if redo:
-        shape = BatchShape(s["num_decode"], s["decode_ctx_tokens"], s["prefill_tokens"], s["prefill_attn_pairs"])
+        shape = BatchShape.of_step(s)
+        whole = sum(n == s["sched"][rid] for rid, n in s["recompute"].items())  # chunks all recomputed
         without = BatchShape(s["num_decode"], s["decode_ctx_tokens"], s["prefill_tokens"] - redo,
-                             s["prefill_attn_pairs"] - s["recompute_attn_pairs"])
+                             s["prefill_attn_pairs"] - s["recompute_attn_pairs"], shape.num_prefill_seqs - whole)
         full = cost.step_s(shape)
         redo_s = fwd * (full - (cost.step_s(without) if without.query_tokens else 0.0)) / full
     paused = {k: b * dur for k, b in s["gpu_paused_blocks_by_kind"].items()}

@@ -4,7 +4,8 @@ A controlled grid of batch shapes runs on one engine (async scheduling off, pres
 B requests at context L, long prompts split into prefill chunks of the token budget, and resumes (short
 chunks of returned tokens over a long context); every step's shape and duration come from the scheduler's
 log. Least squares (coefficients kept >= 0) fits step_s = const + a*query_tokens + b*decode_ctx_tokens +
-c*prefill_attn_pairs; the engine loop's gap between busy steps goes into const. The resumes' pauses measure
+c*prefill_attn_pairs + d*prefill_chunks (validations found steps with short chunks 2.5-22 % slower than the
+four other terms predict: ``benchmarks/chunkfit.py``); the engine loop's gap between busy steps goes into const. The resumes' pauses measure
 the client<->engine lag; the swap connector's copy routine is timed both ways on tensors of the engine's
 KV layout and size (``real.linkbench``). Profile the engine configuration you will run: on the CPU build the step cost depends
 on the KV cache's size (about 0.5 ms per step between 64 and 512 blocks).
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from core.cost import BatchShape
 from core.types import RequestSpec, Segment
 from real.collect import read_engine_log
 from real.driver import ClientLog, run_sessions
@@ -33,7 +35,7 @@ from real.engine import VLLM_VERSION, EngineSettings, start_engine, stop_engine,
 from real.linkbench import link_rate
 from real.model import ModelSize
 
-TERMS = ("const_s", "per_query_token_s", "per_decode_ctx_token_s", "per_prefill_attn_pair_s")
+TERMS = ("const_s", "per_query_token_s", "per_decode_ctx_token_s", "per_prefill_attn_pair_s", "per_prefill_seq_s")
 
 
 def grid(size: ModelSize, kv_tokens: int, budget_tokens: int, passes: int = 2) -> list[list[RequestSpec]]:
@@ -64,19 +66,20 @@ def grid(size: ModelSize, kv_tokens: int, budget_tokens: int, passes: int = 2) -
 
 
 def fit_steps(steps: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, Any]]:
-    """Non-negative least squares of step durations on the four terms, minimizing relative errors (a decode
-    step of one request matters as much as a 2048-token prefill); returns (coefficients, fit stats)."""
-    x = np.array([[1.0, s["num_decode"] + s["prefill_tokens"], s["decode_ctx_tokens"], s["prefill_attn_pairs"]]
-                  for s in steps])
+    """Non-negative least squares of step durations on the TERMS, minimizing relative errors (a decode step of
+    one request matters as much as a 2048-token prefill); returns (coefficients, fit stats)."""
+    shapes = [BatchShape.of_step(s) for s in steps]
+    x = np.array([[1.0, b.query_tokens, b.decode_ctx_tokens, b.prefill_attn_pairs, b.num_prefill_seqs]
+                  for b in shapes]).reshape(-1, len(TERMS))
     y = np.array([s["t_end"] - s["t0"] for s in steps])
     xw, yw = x / y[:, None], np.ones_like(y)  # relative errors: small steps count as much as large ones
-    active = list(range(4))
+    active = list(range(len(TERMS)))
     while True:
         coef, *_ = np.linalg.lstsq(xw[:, active], yw, rcond=None)
         if (coef >= 0).all() or len(active) == 1:
             break
         active.pop(int(np.argmin(coef)))
-    full = np.zeros(4)
+    full = np.zeros(len(TERMS))
     full[active] = np.maximum(coef, 0.0)
     pred = x @ full
     resid = y - pred
@@ -171,6 +174,8 @@ def measure(settings: EngineSettings, size: ModelSize, model_name: str, git_rev:
             "step.per_query_token_s": "least-squares fit (relative errors, coefficients >= 0)",
             "step.per_decode_ctx_token_s": "least-squares fit",
             "step.per_prefill_attn_pair_s": "least-squares fit",
+            "step.per_prefill_seq_s": "least-squares fit: per request with a prefill chunk in the step (a prompt's "
+                                      "chunk, a resume's returned tokens)",
             "link.bytes_per_s": "the swap connector's own copy routine on KV tensors of the engine's layout and "
                                 "size, 1-16 blocks per copy, both ways (real.linkbench)",
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

@@ -223,8 +223,10 @@ class Engine(BatchForming):
         redo_s = 0.0
         if redo_tokens:  # the recomputed tokens are the first n of their chunk
             redo_pairs = sum(n * (r.computed + (n + 1) / 2) for r, n in redo)
+            whole = sum(r.ever_computed >= r.computed + q for r, q in step.chunks  # prefill chunks all recomputed
+                        if not (q == 1 and r.pending == 1))
             without = BatchShape(shape.num_decode, shape.decode_ctx_tokens, shape.prefill_tokens - redo_tokens,
-                                 shape.prefill_attn_pairs - redo_pairs, shape.num_prefill_seqs)
+                                 shape.prefill_attn_pairs - redo_pairs, shape.num_prefill_seqs - whole)
             redo_s = fwd - (self.cost.step_s(without) if without.query_tokens else 0.0)
         paused_blocks = self.paused_gpu_blocks  # idle blocks, charged per kind over time by EngineQueues._changed
         waste = paused_blocks * dur

@@ -19,7 +19,7 @@ STEP = {"e": "step", "t0": 100.0, "t_sched": 100.001, "t_exec": 100.002, "t_out"
         "recompute_tokens": 60, "recompute_attn_pairs": 0.0, "recompute_blocks": 8, "recompute": {"a": 60},
         "swap_tokens": 32, "gpu_used_blocks": 40, "gpu_paused_blocks": 10,
         "gpu_paused_blocks_by_kind": {"qa": 6, "math": 4}, "gpu_loading_blocks": 5, "cpu_used_blocks": 3,
-        "copy_s": 0.005, "sched": {}, "new": {},
+        "copy_s": 0.005, "sched": {"d1": 1, "d2": 1, "a": 100}, "new": {},
         # when it ends, the math pause's swap-out has freed its 4 blocks and a new qa pause idles 2 more
         "gpu_paused_blocks_after": 8, "gpu_paused_blocks_after_by_kind": {"qa": 8}}
 # the cost model: 10 ms + 0.1 ms per query token; the step has 102 query tokens, 60 of them recomputed
@@ -38,6 +38,16 @@ def test_step_waste_is_the_simulators_formula() -> None:
     # a step without recompute or copy: only the paused blocks
     quiet = step_waste({**STEP, "recompute_tokens": 0, "recompute": {}, "copy_s": 0.0}, make_cost())
     assert (quiet.recompute_s, quiet.waste_block_s) == (0.0, pytest.approx(10 * 0.025))
+
+
+def test_a_chunk_all_recomputed_takes_its_chunk_cost_along() -> None:
+    """As in the simulator: with 2 ms per prefill chunk, removing a's 60 recomputed tokens of its 100-token chunk
+    leaves the chunk (and its cost), removing all 100 removes it."""
+    cost = make_cost(per_prefill_seq_s=0.002)
+    full = 0.01 + 1e-4 * 102 + 0.002
+    assert step_waste(STEP, cost).recompute_s == pytest.approx(0.020 * (full - (0.01 + 1e-4 * 42 + 0.002)) / full)
+    whole = {**STEP, "recompute_tokens": 100, "recompute": {"a": 100}}
+    assert step_waste(whole, cost).recompute_s == pytest.approx(0.020 * (full - (0.01 + 1e-4 * 2)) / full)
 
 
 def test_metrics_rows_and_attribution_add_up(tmp_path: Path) -> None:

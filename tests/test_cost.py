@@ -9,7 +9,6 @@ import pytest
 from conftest import make_cost
 
 from core.cost import (
-    ENGINE_KEYS,
     PROFILE_DIR,
     BatchShape,
     FittedCostModel,
@@ -17,6 +16,7 @@ from core.cost import (
     profile_path,
     warn_out_of_range,
 )
+from core.engine_keys import ENGINE_KEYS
 
 
 def test_every_shipped_profile_loads_and_states_its_provenance() -> None:
@@ -133,3 +133,43 @@ def test_host_terms_and_the_slope_beyond_s_by_hand() -> None:
     assert cost.host_s(b) == pytest.approx(2e-3 + 1e-4 * 5)
     assert cost.step_s(b) == pytest.approx(cost.gpu_s(b) + cost.host_s(b))
     assert cost.fwd_s(50) == pytest.approx(0.015)  # T_fwd of the policy: the reference's line, no host terms
+
+
+def test_the_per_prefill_chunk_term_by_hand() -> None:
+    """A profile's step.per_prefill_seq_s is charged once per request with a prefill chunk, in the forward pass;
+    an engine-log step's chunks are its scheduled requests that are not decodes."""
+    import json as _json
+
+    from conftest import make_cost
+
+    from core.cost import BatchShape
+
+    cost = make_cost(per_prefill_seq_s=2e-3)
+    step = {"num_decode": 2, "decode_ctx_tokens": 40, "prefill_tokens": 40, "prefill_attn_pairs": 0.0,
+            "sched": {"d0": 1, "d1": 1, "p": 32, "r": 8}}
+    b = BatchShape.of_step(step)
+    assert (b.num_decode, b.num_prefill_seqs, b.query_tokens) == (2, 2, 42)
+    assert cost.step_s(b) == pytest.approx(0.01 + 1e-4 * 42 + 2 * 2e-3)
+    assert cost.step_s(BatchShape(num_decode=3)) == pytest.approx(0.01 + 3e-4)  # decodes pay no chunk cost
+    prof = _json.loads((PROFILE_DIR / "a100-gptj-6b-tp1.json").read_text())
+    assert "per_prefill_seq_s" not in prof["step"]  # profiles without the term: 0
+
+
+def test_the_profile_fit_recovers_a_per_chunk_cost() -> None:
+    """fit_steps on steps made from known coefficients (2 ms, 0.1 ms per query token, 1 us per decode context
+    token, 3 ms per prefill chunk) returns them; a term the steps do not need stays 0, not negative."""
+    from real.profile import TERMS, fit_steps
+
+    def step(decodes: int, ctx: int, chunks: tuple[int, ...]) -> dict[str, object]:
+        q = decodes + sum(chunks)
+        dur = 0.002 + 1e-4 * q + 1e-6 * decodes * ctx + 3e-3 * len(chunks)
+        sched = {f"d{i}": 1 for i in range(decodes)} | {f"p{i}": c for i, c in enumerate(chunks)}
+        return {"num_decode": decodes, "decode_ctx_tokens": decodes * ctx, "prefill_tokens": sum(chunks),
+                "prefill_attn_pairs": 0.0, "sched": sched, "t0": 0.0, "t_end": dur}
+
+    steps = [step(d, ctx, c) for d in (0, 1, 4, 16) for ctx in (64, 1024) for c in ((), (8,), (32, 256), (512,))
+             if d or c]
+    coef, stats = fit_steps(steps)
+    assert list(coef) == list(TERMS)
+    assert [coef[t] for t in TERMS] == pytest.approx([0.002, 1e-4, 1e-6, 0.0, 3e-3], abs=1e-10)
+    assert stats["median_rel_error"] == pytest.approx(0.0, abs=1e-9)

@@ -267,3 +267,19 @@ def test_swap_outs_use_the_cpu_blocks_swap_ins_free_when_the_host_is_full(budget
     cpu = m.steps["cpu_used_blocks"]
     assert max(cpu) == load_cost(cfg).cpu_kv_blocks  # the host pool was full
     assert summarize(m)["overall"]["swapped_tokens"] > 0
+
+
+def test_a_chunk_all_recomputed_is_charged_its_chunk_cost() -> None:
+    """Recompute time is the step's time less that of the same step without the recomputed tokens: a prefill
+    chunk made only of recomputed tokens takes its per-chunk cost with it, so beside one decoder it costs
+    100 tokens * 0.1 ms + 5 ms per chunk = 15 ms (steps of 100-token chunks, 10 ms + 0.1 ms/token)."""
+    cost = make_cost(per_prefill_seq_s=0.005, token_budget_tokens=101)
+    specs = [RequestSpec("b", 0.0, 10, (Segment(400),)),
+             RequestSpec("a", 0.0, 300, (Segment(5, 1.0, 10, "qa"), Segment(2)), "qa")]
+    m = run(specs, "discard", cost=cost, jump=False)
+    rows = [dict(zip(m.steps, row)) for row in zip(*m.steps.values())]
+    whole = [r for r in rows if r["recompute_tokens"] == r["prefill_tokens"] == 100 and r["num_decode"] == 1]
+    assert len(whole) == 3  # a's 300-token prompt again after its pause, in three chunks, beside b's decode
+    for r in whole:
+        assert r["fwd_s"] == pytest.approx(0.01 + 1e-4 * 101 + 0.005)
+        assert r["recompute_s"] == pytest.approx(0.015)

@@ -43,7 +43,8 @@ from experiments.verdict import unresolved, verdict, verdict_word
 
 def _step(num_decode: int, prefill_tokens: int, dur_s: float) -> dict[str, float]:
     return {"num_decode": num_decode, "decode_ctx_tokens": 0, "prefill_tokens": prefill_tokens,
-            "prefill_attn_pairs": 0.0, "t0": 1.0, "t_end": 1.0 + dur_s}
+            "prefill_attn_pairs": 0.0, "t0": 1.0, "t_end": 1.0 + dur_s,
+            "sched": {f"d{i}": 1 for i in range(num_decode)} | ({"p": prefill_tokens} if prefill_tokens else {})}
 
 
 def test_step_time_errors_are_signed_and_kinded() -> None:
