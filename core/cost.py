@@ -97,6 +97,11 @@ def _get(d: dict[str, Any], key: str, where: str) -> Any:
     return node
 
 
+STEP_TERMS = ("const_s", "per_query_token_s", "per_decode_ctx_token_s", "per_prefill_attn_pair_s",
+              "per_prefill_seq_s", "excess_query_token_s", "host_per_step_s", "host_per_seq_s")
+"""FittedCostModel's step-time coefficients (seconds per unit): a machine k times slower has each k times."""
+
+
 @dataclass(frozen=True, slots=True)
 class FittedCostModel:
     """A linear-in-composition step-time model with a linear link, read from a profile."""

@@ -18,6 +18,7 @@ SCALABLE = {
     "per_query_token_s": "the forward pass's cost per query token",
     "per_decode_ctx_token_s": "the cost per decode context token (attention reads)",
     "per_prefill_attn_pair_s": "the cost per prefill query-key pair",
+    "per_prefill_seq_s": "the cost per request with a prefill chunk in the step",
     "excess_query_token_s": "the extra cost per query token beyond S",
     "host_per_step_s": "the engine's host time per step",
     "host_per_seq_s": "the engine's host time per scheduled request",

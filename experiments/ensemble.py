@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from core.config import build_config
+from core.cost import STEP_TERMS
 from core.metrics import Metrics
 from core.types import RequestSpec
 from experiments.fidelity import summary_of
@@ -30,10 +31,7 @@ def simulate_trace(policy: str, specs: list[RequestSpec], profile: str, window_s
     cfg = build_config({"policy": policy, "profile": profile, "batching": "v1", "duration_s": window_s,
                         "engine": engine, "workload": "trace"})
     measured = load_cost(cfg)
-    cost = dataclasses.replace(measured, **{k: getattr(measured, k) * speed_scale for k in
-                                            ("const_s", "per_query_token_s", "per_decode_ctx_token_s",
-                                             "per_prefill_attn_pair_s", "excess_query_token_s",
-                                             "host_per_step_s", "host_per_seq_s")})
+    cost = dataclasses.replace(measured, **{k: getattr(measured, k) * speed_scale for k in STEP_TERMS})
     return simulate(cfg, specs=specs, cost=cost, policy_cost=measured)
 
 

@@ -151,6 +151,10 @@ def test_the_per_prefill_chunk_term_by_hand() -> None:
     assert (b.num_decode, b.num_prefill_seqs, b.query_tokens) == (2, 2, 42)
     assert cost.step_s(b) == pytest.approx(0.01 + 1e-4 * 42 + 2 * 2e-3)
     assert cost.step_s(BatchShape(num_decode=3)) == pytest.approx(0.01 + 3e-4)  # decodes pay no chunk cost
+    from core.cost import STEP_TERMS
+    from core.scale import SCALABLE
+
+    assert set(STEP_TERMS) <= set(SCALABLE)  # profile_scale (and validate's speed scale) reach every term
     prof = _json.loads((PROFILE_DIR / "a100-gptj-6b-tp1.json").read_text())
     assert "per_prefill_seq_s" not in prof["step"]  # profiles without the term: 0
 

@@ -56,7 +56,8 @@ def test_step_time_errors_are_signed_and_kinded() -> None:
     assert err == pytest.approx([0.0, (0.0105 - 0.0100) / 0.0100, 0.0, (0.0202 - 0.0200) / 0.0200])
 
 
-def _profile(tmp_path: Path) -> str:
+def _profile(tmp_path: Path, **step: float) -> str:
+    """A profile file of make_cost's numbers; ``step``: further step terms."""
     cost = make_cost()
     prof = {"name": "test", "gpu": {"name": "test", "memory_bytes": 1}, "tp": 1,
             "model": {"hf": "t", "num_layers": 1, "num_heads": 1, "num_kv_heads": 1, "head_dim": 1,
@@ -66,7 +67,7 @@ def _profile(tmp_path: Path) -> str:
                 "cpu_kv_blocks")} | {"gpu_memory_utilization": 1.0, "activation_reserve_bytes": 0,
                                      "cpu_swap_bytes": 0},
             "step": {k: getattr(cost, k) for k in ("const_s", "per_query_token_s", "per_decode_ctx_token_s",
-                                                   "per_prefill_attn_pair_s")},
+                                                   "per_prefill_attn_pair_s")} | step,
             "link": {"bytes_per_s": 1e6},
             "fit_range": {"max_query_tokens": 4096, "max_decode_ctx_tokens": 10**6}}
     path = tmp_path / "p.json"
@@ -76,10 +77,10 @@ def _profile(tmp_path: Path) -> str:
 
 def test_the_ensemble_scales_every_step(tmp_path: Path) -> None:
     one = [RequestSpec("a", 0.0, 100, (Segment(5),))]  # alone: its latency is the sum of its steps
-    profile = _profile(tmp_path)
+    profile = _profile(tmp_path, per_prefill_seq_s=0.002)  # the prompt's step: 20 ms + 2 ms for its chunk
     base = summary_of(simulate_trace("discard", one, profile, 10.0, {}))
     slow = summary_of(simulate_trace("discard", one, profile, 10.0, {}, speed_scale=1.02))
-    assert base["norm_latency_ms"] == pytest.approx(1000 * (0.02 + 4 * 0.0101) / 5)
+    assert base["norm_latency_ms"] == pytest.approx(1000 * (0.022 + 4 * 0.0101) / 5)
     assert slow["norm_latency_ms"] == pytest.approx(1.02 * base["norm_latency_ms"])
     median, unscaled, norms = simulate_ensemble("discard", one, profile, 10.0, {})
     assert norms == pytest.approx([f * base["norm_latency_ms"] for f in SPEED_SCALES])
