@@ -1,7 +1,9 @@
 """From a real run's client log and engine log to the project's Metrics (what a simulated run records).
 
 Times become seconds from the run's start. Pauses take the engine's instant and action, resumes, first
-tokens and finishes the client's; events after the window are dropped.
+tokens and finishes the client's; events after the window are dropped. A request the window ends inside a
+segment of (running, or waiting after a preemption) is credited the tokens the client received of it, as
+the simulator credits its segment in progress; one paused at the end was credited its segment at the pause.
 
 Every step row is the simulator's (``sim/engine.py``, ``_record``), from measured durations: ``stall_s`` is the
 swap connector's copy time inside the step (the CPU build copies synchronously), ``fwd_s`` the rest;
@@ -114,6 +116,7 @@ def build_metrics(specs: list[RequestSpec], t0: float, client: ClientLog, engine
     merged += [(e["t"], 1, e["e"], e["rid"], e["v"]) for e in kv_events]
     merged.sort(key=lambda x: (x[0], x[1]))
     seg_of: dict[str, int] = {}
+    in_seg: dict[str, int] = {}  # tokens the client has received of each request's running segment
     for t_abs, _, name, rid, v in merged:
         t = t_abs - t0
         if t > end or rid not in by_rid:
@@ -124,6 +127,9 @@ def build_metrics(specs: list[RequestSpec], t0: float, client: ClientLog, engine
             continue
         elif name == "token":
             m.token(t, rid)
+            in_seg[rid] = in_seg.get(rid, 0) + v
+        elif name == "chunk_end":
+            in_seg[rid] = 0
         elif name.startswith("pause:"):
             k = seg_of.get(rid, 0)
             m.pause(t, rid, by_rid[rid].segments[k].gen_tokens, name.split(":", 1)[1])
@@ -144,6 +150,10 @@ def build_metrics(specs: list[RequestSpec], t0: float, client: ClientLog, engine
             m.prefix_hit(t, rid, v, 0)
         elif name == "reload":
             m.prefix_hit(t, rid, 0, v)
+    for rid, n in in_seg.items():  # the window ended inside these segments: credit what the client received
+        rec = m.requests[rid]
+        if n and math.isnan(rec.finish_s) and math.isnan(rec.paused_at_s):  # a pause credited its segment
+            m.progress(rid, n)
     starts = [s["t0"] - t0 for s in steps] + [math.inf]
     discards = sorted((e for e in kv_events if e["e"] == "discard"), key=lambda e: e["t"])
     times = [e["t"] for e in discards]

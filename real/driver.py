@@ -86,8 +86,8 @@ async def _session(llm: Any, spec: RequestSpec, ticket: int, t0: float, seed: in
     seg_i, in_chunk = 0, 0
     async for out in llm.generate(inputs(), _params(spec, ticket, 0), request_id=spec.rid):
         new = out.outputs[0].token_ids
-        if new and in_chunk == 0:
-            ev.append((time.monotonic(), "token", spec.rid, 0))
+        if new:  # every delta, so that a window's end can count the tokens of a segment still running
+            ev.append((time.monotonic(), "token", spec.rid, len(new)))
         in_chunk += len(new)
         out_tokens.extend(new)
         if out.outputs[0].finish_reason is not None:

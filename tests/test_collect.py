@@ -86,3 +86,25 @@ def test_blocks_discarded_while_the_engine_idles_stop_counting_at_the_discard() 
     inside = [{"e": "discard", "t": 100.01, "rid": "b", "v": 64}]
     freed = freed_in_gap(STEP, 102.0, inside, [100.01], 32, {"b": "math"})
     assert freed == {"math": pytest.approx(2 * (102.0 - 100.025))}
+
+
+def test_the_window_end_credits_the_tokens_of_segments_in_progress(tmp_path: Path) -> None:
+    """As the simulator does (issue 8, item 1): a request still generating at the window's end is credited the
+    tokens the client received of its running segment, before the end only; one paused at the end was credited
+    its segment at the pause, once; a finished one its tokens at the finish."""
+    log = tmp_path / "engine.jsonl"
+    log.write_text(json.dumps({"t": 101.0, "e": "pause:preserve", "rid": "b", "v": 4}) + "\n"
+                   + json.dumps({"t": 103.0, "e": "pause:preserve", "rid": "b", "v": 3}) + "\n")
+    specs = [RequestSpec("a", 0.0, 10, (Segment(50),)),
+             RequestSpec("b", 0.0, 10, (Segment(4, 1.0, 2, "qa"), Segment(3, 5.0, 2, "qa"), Segment(9))),
+             RequestSpec("c", 0.0, 10, (Segment(3),))]
+    ev = [(100.0, "arrive", r, 10) for r in "abc"]
+    ev += [(100.1 + 0.1 * i, "token", "a", 1) for i in range(30)]  # 30 tokens by 103.0, 10 more after the end
+    ev += [(103.5, "token", "a", 10)]
+    ev += [(100.5, "token", "b", 1), (100.9, "token", "b", 3), (101.01, "chunk_end", "b", 4),
+           (102.0, "resume", "b", 2), (102.5, "token", "b", 3), (103.01, "chunk_end", "b", 3)]
+    ev += [(100.2, "token", "c", 2), (100.3, "token", "c", 1), (100.3, "finish", "c", 3)]
+    m, _ = build_metrics(specs, 100.0, ClientLog(events=sorted(ev)), log, 3.2, 63, make_cost())
+    assert m.requests["a"].gen_tokens == 30  # running at the end: what arrived before it
+    assert m.requests["b"].gen_tokens == 4 + 3  # paused at the end (at 3.0 s): its two segments, once each
+    assert m.requests["c"].gen_tokens == 3
