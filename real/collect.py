@@ -3,7 +3,9 @@
 Times become seconds from the run's start. Pauses take the engine's instant and action, resumes, first
 tokens and finishes the client's; events after the window are dropped. A request the window ends inside a
 segment of (running, or waiting after a preemption) is credited the tokens the client received of it, as
-the simulator credits its segment in progress; one paused at the end was credited its segment at the pause.
+the simulator credits its segment in progress; one paused at the end was credited its segment at the pause
+(the engine logs a pause at its next step: a pause in the engine's very last step before it stopped would be
+missing, its segment's tokens with it).
 
 Every step row is the simulator's (``sim/engine.py``, ``_record``), from measured durations: ``stall_s`` is the
 swap connector's copy time inside the step (the CPU build copies synchronously), ``fwd_s`` the rest;
@@ -62,7 +64,7 @@ def step_waste(s: dict[str, Any], cost: FittedCostModel, span_s: float | None = 
     redo_s = 0.0
     if redo:
         shape = BatchShape.of_step(s)
-        whole = sum(n == s["sched"][rid] for rid, n in s["recompute"].items())  # chunks all recomputed
+        whole = sum(n == s["sched"][rid] for rid, n in s.get("recompute", {}).items())  # chunks all recomputed
         without = BatchShape(s["num_decode"], s["decode_ctx_tokens"], s["prefill_tokens"] - redo,
                              s["prefill_attn_pairs"] - s["recompute_attn_pairs"], shape.num_prefill_seqs - whole)
         full = cost.step_s(shape)

@@ -5,10 +5,11 @@ B requests at context L, long prompts split into prefill chunks of the token bud
 chunks of returned tokens over a long context); every step's shape and duration come from the scheduler's
 log. Least squares (coefficients kept >= 0) fits step_s = const + a*query_tokens + b*decode_ctx_tokens +
 c*prefill_attn_pairs + d*prefill_chunks (validations found steps with short chunks 2.5-22 % slower than the
-four other terms predict: ``benchmarks/chunkfit.py``); the engine loop's gap between busy steps goes into const. The resumes' pauses measure
-the client<->engine lag; the swap connector's copy routine is timed both ways on tensors of the engine's
-KV layout and size (``real.linkbench``). Profile the engine configuration you will run: on the CPU build the step cost depends
-on the KV cache's size (about 0.5 ms per step between 64 and 512 blocks).
+four other terms predict: ``benchmarks/chunkfit.py``); the engine loop's gap between busy steps goes into
+const. The resumes' pauses measure the client<->engine lag; the swap connector's copy routine is timed both
+ways on tensors of the engine's KV layout and size (``real.linkbench``). Profile the engine configuration you
+will run: on the CPU build the step cost depends on the KV cache's size (about 0.5 ms per step between 64 and
+512 blocks).
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ TERMS = ("const_s", "per_query_token_s", "per_decode_ctx_token_s", "per_prefill_
 
 def grid(size: ModelSize, kv_tokens: int, budget_tokens: int, passes: int = 2) -> list[list[RequestSpec]]:
     """Phases of requests that arrive together: decode batches, prefill chunks, and resumes (a pause, then a
-    short chunk of returned tokens over a long context, beside the other requests' decodes). The grid runs
-    ``passes`` times, every other pass in reverse order, so that a slow drift of the machine's speed (a few %
-    over minutes on a shared machine) averages out instead of biasing one kind of step."""
+    short chunk of returned tokens over a long context, beside the other requests' decodes; staggered, and
+    2-4 at once so that steps carry several chunks and the per-chunk cost is told from a per-step one). The
+    grid runs ``passes`` times, every other pass in reverse order, so that a slow drift of the machine's speed
+    (a few % over minutes on a shared machine) averages out instead of biasing one kind of step."""
     one: list[list[RequestSpec]] = []
     for ctx in (64, 256, 1024):
         for batch in (1, 2, 4, 8, 16, 32):
@@ -57,6 +59,12 @@ def grid(size: ModelSize, kv_tokens: int, budget_tokens: int, passes: int = 2) -
             n = min(3, kv_tokens // (need + 32))
             if n and need <= size.max_context_tokens:
                 one.append([RequestSpec(f"r{ctx}+{returned}-{i}", 0.04 * i, ctx,
+                                        (Segment(6, 0.1, returned, "qa"), Segment(6)), "qa") for i in range(n)])
+    for ctx in (128, 512):  # resumes together: steps with several short chunks (the per-chunk term)
+        for returned in (8, 32):
+            n = min(4, kv_tokens // (ctx + returned + 48))
+            if n > 1 and ctx + returned + 16 <= size.max_context_tokens:
+                one.append([RequestSpec(f"m{ctx}+{returned}-{i}", 0.0, ctx,
                                         (Segment(6, 0.1, returned, "qa"), Segment(6)), "qa") for i in range(n)])
     phases: list[list[RequestSpec]] = []
     for k in range(passes):

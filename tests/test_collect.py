@@ -94,17 +94,25 @@ def test_the_window_end_credits_the_tokens_of_segments_in_progress(tmp_path: Pat
     its segment at the pause, once; a finished one its tokens at the finish."""
     log = tmp_path / "engine.jsonl"
     log.write_text(json.dumps({"t": 101.0, "e": "pause:preserve", "rid": "b", "v": 4}) + "\n"
-                   + json.dumps({"t": 103.0, "e": "pause:preserve", "rid": "b", "v": 3}) + "\n")
+                   + json.dumps({"t": 103.0, "e": "pause:preserve", "rid": "b", "v": 3}) + "\n"
+                   + json.dumps({"t": 103.1, "e": "pause:preserve", "rid": "d", "v": 4}) + "\n")
     specs = [RequestSpec("a", 0.0, 10, (Segment(50),)),
              RequestSpec("b", 0.0, 10, (Segment(4, 1.0, 2, "qa"), Segment(3, 5.0, 2, "qa"), Segment(9))),
-             RequestSpec("c", 0.0, 10, (Segment(3),))]
-    ev = [(100.0, "arrive", r, 10) for r in "abc"]
+             RequestSpec("c", 0.0, 10, (Segment(3),)),
+             RequestSpec("d", 0.0, 10, (Segment(4, 1.0, 2, "qa"), Segment(5)))]
+    ev = [(100.0, "arrive", r, 10) for r in "abcd"]
     ev += [(100.1 + 0.1 * i, "token", "a", 1) for i in range(30)]  # 30 tokens by 103.0, 10 more after the end
     ev += [(103.5, "token", "a", 10)]
     ev += [(100.5, "token", "b", 1), (100.9, "token", "b", 3), (101.01, "chunk_end", "b", 4),
            (102.0, "resume", "b", 2), (102.5, "token", "b", 3), (103.01, "chunk_end", "b", 3)]
     ev += [(100.2, "token", "c", 2), (100.3, "token", "c", 1), (100.3, "finish", "c", 3)]
+    # d paused in the engine at 3.1 s; the client saw its last tokens and the segment's end after the window
+    ev += [(101.0, "token", "d", 4), (103.25, "chunk_end", "d", 4)]
     m, _ = build_metrics(specs, 100.0, ClientLog(events=sorted(ev)), log, 3.2, 63, make_cost())
     assert m.requests["a"].gen_tokens == 30  # running at the end: what arrived before it
     assert m.requests["b"].gen_tokens == 4 + 3  # paused at the end (at 3.0 s): its two segments, once each
     assert m.requests["c"].gen_tokens == 3
+    assert m.requests["d"].gen_tokens == 4  # its pause credited the segment; the window's end adds nothing
+    # every delta is a token event: only the first after a resume measures the resume's latency
+    assert m.requests["b"].resume_latency_s == [pytest.approx(0.5)]
+    assert m.requests["a"].first_token_s == pytest.approx(0.1)

@@ -155,25 +155,27 @@ def test_the_per_prefill_chunk_term_by_hand() -> None:
     from core.scale import SCALABLE
 
     assert set(STEP_TERMS) <= set(SCALABLE)  # profile_scale (and validate's speed scale) reach every term
-    prof = _json.loads((PROFILE_DIR / "a100-gptj-6b-tp1.json").read_text())
-    assert "per_prefill_seq_s" not in prof["step"]  # profiles without the term: 0
+    path = PROFILE_DIR / "a100-gptj-6b-tp1.json"
+    assert "per_prefill_seq_s" not in _json.loads(path.read_text())["step"]
+    assert FittedCostModel.from_profile(path).per_prefill_seq_s == 0.0  # a profile without the term: 0
 
 
 def test_the_profile_fit_recovers_a_per_chunk_cost() -> None:
     """fit_steps on steps made from known coefficients (2 ms, 0.1 ms per query token, 1 us per decode context
-    token, 3 ms per prefill chunk) returns them; a term the steps do not need stays 0, not negative."""
+    token, 10 ns per prefill attention pair, 3 ms per prefill chunk) returns them."""
     from real.profile import TERMS, fit_steps
 
     def step(decodes: int, ctx: int, chunks: tuple[int, ...]) -> dict[str, object]:
         q = decodes + sum(chunks)
-        dur = 0.002 + 1e-4 * q + 1e-6 * decodes * ctx + 3e-3 * len(chunks)
+        pairs = sum(c * (ctx + (c + 1) / 2) for c in chunks)  # each chunk over ctx tokens computed before it
+        dur = 0.002 + 1e-4 * q + 1e-6 * decodes * ctx + 1e-8 * pairs + 3e-3 * len(chunks)
         sched = {f"d{i}": 1 for i in range(decodes)} | {f"p{i}": c for i, c in enumerate(chunks)}
         return {"num_decode": decodes, "decode_ctx_tokens": decodes * ctx, "prefill_tokens": sum(chunks),
-                "prefill_attn_pairs": 0.0, "sched": sched, "t0": 0.0, "t_end": dur}
+                "prefill_attn_pairs": pairs, "sched": sched, "t0": 0.0, "t_end": dur}
 
     steps = [step(d, ctx, c) for d in (0, 1, 4, 16) for ctx in (64, 1024) for c in ((), (8,), (32, 256), (512,))
              if d or c]
     coef, stats = fit_steps(steps)
     assert list(coef) == list(TERMS)
-    assert [coef[t] for t in TERMS] == pytest.approx([0.002, 1e-4, 1e-6, 0.0, 3e-3], abs=1e-10)
+    assert [coef[t] for t in TERMS] == pytest.approx([0.002, 1e-4, 1e-6, 1e-8, 3e-3], rel=1e-6)
     assert stats["median_rel_error"] == pytest.approx(0.0, abs=1e-9)

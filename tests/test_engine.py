@@ -283,3 +283,6 @@ def test_a_chunk_all_recomputed_is_charged_its_chunk_cost() -> None:
     for r in whole:
         assert r["fwd_s"] == pytest.approx(0.01 + 1e-4 * 101 + 0.005)
         assert r["recompute_s"] == pytest.approx(0.015)
+    # the chunk that ends the recompute carries new tokens too: it stays, its cost is not the recompute's
+    (part,) = [r for r in rows if 0 < r["recompute_tokens"] < r["prefill_tokens"]]
+    assert part["recompute_s"] == pytest.approx(1e-4 * part["recompute_tokens"])
