@@ -1,10 +1,10 @@
-"""Does the cost model lack a per-chunk term? Fit the profile's four terms (const, per query token, per decode
+"""Does the cost model lack a per-chunk term? Fit the profile's four older terms (const, per query token, per decode
 context token, per prefill attention pair), and those plus one per prefill chunk in the step, on the busy
 steps of a validation's first round of real runs; print each fit's signed median error by kind of step on
 the other rounds' runs (held out). In the validations of 2026-12-06 steps whose prefill chunks total 1-63
 tokens (a resume's returned tokens, a prompt's tail) ran 2.5-22 % slower than the profile predicted, while
 steps with larger chunks were within 6 %. Since then `infercept profile` fits the fifth term too
-(``step.per_prefill_seq_s``); on a validation made since, both fits here should agree.
+(``step.per_prefill_seq_s``); this script still compares the two fits on the runs themselves.
 
     python benchmarks/chunkfit.py results/validate-constrained-seed2-5
 """
