@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from core.engine_keys import engine_problem
 
@@ -23,9 +23,8 @@ class ProfileError(ValueError):
     """A profile file that cannot be used; the message names the file and key."""
 
 
-@dataclass(frozen=True, slots=True)
-class BatchShape:
-    """Composition of one forward pass.
+class BatchShape(NamedTuple):
+    """Composition of one forward pass (a NamedTuple: one or two are built per simulated step).
 
     ``prefill_attn_pairs`` is the attention work of the prefill chunks: sum over chunks of
     q * (ctx_before + (q + 1) / 2), i.e. query-key pairs under the causal mask.

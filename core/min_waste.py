@@ -133,6 +133,7 @@ class MinWaste:
         budget = self.budget_blocks(state)
         room = max(state.free_gpu_blocks - state.running_blocks_needed, 0)
         ins: list[tuple[str, int]] = []
+        ins_blocks = 0
         if self.swap:
             bs = self.cost.block_size_tokens
             for r in sorted(state.swapped, key=_by_ticket):
@@ -142,8 +143,8 @@ class MinWaste:
                 if n <= 0 or need > room:
                     break
                 ins.append((r.rid, n))
-                budget, room = budget - n, room - need
-        free_cpu = state.free_cpu_blocks + sum(n for _, n in ins)
+                budget, room, ins_blocks = budget - n, room - need, ins_blocks + n
+        free_cpu = state.free_cpu_blocks + ins_blocks
         short = state.gpu_blocks_short
         outs, discards, kept = [], [], []
         may_skip = self.skip_short or self.heuristic_s

@@ -8,10 +8,10 @@ block size, so a histogram of ``base mod block_size`` gives the blocks needed ov
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
-
-import numpy as np
+from itertools import accumulate
 
 from sim.request import Req
 
@@ -25,10 +25,9 @@ class DecodeGroup:
         self.members: dict[str, Req] = {}
         self.sum_base = 0
         self.blocks = 0  # GPU blocks held by members
-        self.phase = np.zeros(block_size, dtype=np.int64)  # members by base mod block size
-        self.phase_list = [0] * block_size  # the same counts as a list, for the one-step lookup
+        self.phase_list = [0] * block_size  # members by base mod block size
         self.ends: list[tuple[int, int, int, Req]] = []  # (g at segment end, ticket, version, req)
-        self._cum: np.ndarray | None = None  # cumulative blocks needed over one cycle from g (cached)
+        self._cum: list[int] | None = None  # cumulative blocks needed over one cycle from g (cached)
         self._cum_g = -1
 
     def __len__(self) -> int:
@@ -48,7 +47,6 @@ class DecodeGroup:
         self.members[r.rid] = r
         self.sum_base += r.base
         self.blocks += r.gpu_blocks
-        self.phase[r.base % self.bs] += 1
         self.phase_list[r.base % self.bs] += 1
         self._cum = None
         heapq.heappush(self.ends, (self.g + r.segment.gen_tokens - r.gen_in_seg, r.ticket, r.version, r))
@@ -58,7 +56,6 @@ class DecodeGroup:
         assert r.in_group
         del self.members[r.rid]
         self.sum_base -= r.base
-        self.phase[r.base % self.bs] -= 1
         self.phase_list[r.base % self.bs] -= 1
         self._cum = None
         r.num_tokens = r.base + self.g
@@ -86,11 +83,11 @@ class DecodeGroup:
                 out.append(r)
         return out
 
-    def _cycle(self) -> np.ndarray:
+    def _cycle(self) -> list[int]:
         """Blocks needed by steps 0..j from now (j < block size), cumulative; cached until g or members change."""
         if self._cum is None or self._cum_g != self.g:
-            idx = (1 - self.g - np.arange(self.bs)) % self.bs
-            self._cum, self._cum_g = np.cumsum(self.phase[idx]), self.g
+            bs, phase, g = self.bs, self.phase_list, self.g
+            self._cum, self._cum_g = list(accumulate(phase[(1 - g - j) % bs] for j in range(bs))), g
         return self._cum
 
     def blocks_needed_now(self) -> int:
@@ -104,7 +101,7 @@ class DecodeGroup:
         if k == 1:
             return self.blocks_needed_now()
         full, rem = divmod(k, self.bs)
-        return full * len(self.members) + (int(self._cycle()[rem - 1]) if rem else 0)
+        return full * len(self.members) + (self._cycle()[rem - 1] if rem else 0)
 
     def max_steps_within(self, free_blocks: int) -> int:
         """The largest k whose blocks_needed(k) <= free_blocks (a large number if nothing is ever needed)."""
@@ -114,7 +111,7 @@ class DecodeGroup:
         cum = self._cycle()
         full = free_blocks // n
         left = free_blocks - full * n
-        return full * self.bs + int(np.searchsorted(cum, left, side="right"))
+        return full * self.bs + bisect.bisect_right(cum, left)
 
     def advance(self, k: int) -> None:
         """Run ``k`` decode steps: every member gains k tokens (blocks are taken by the engine)."""

@@ -88,8 +88,9 @@ class Req:
     def make_view(self) -> ReqView:
         """The frozen view a policy sees (cached until the request changes)."""
         if self.view is None:
-            seg = self.segment
+            segs, i = self.spec.segments, self.seg
+            seg = segs[i]
             self.view = ReqView(self.rid, self.ticket, self.kind, self.status, self.num_tokens, self.computed,
                                 self.gpu_blocks, self.cpu_blocks, self.paused_at, seg.tool_s, seg.kind,
-                                seg.gen_tokens, seg.tool_tokens, self.seg, self.gen_in_seg, self.is_last_segment)
+                                seg.gen_tokens, seg.tool_tokens, i, self.gen_in_seg, i == len(segs) - 1)
         return self.view

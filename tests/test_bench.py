@@ -175,3 +175,32 @@ def test_chunkfit_recovers_a_per_chunk_cost_the_four_terms_miss() -> None:
         {"decode only": 0.0, "chunk 1-63": 0.0, "chunk 64-255": 0.0, "chunk >= 256": 0.0}, abs=1e-9)
     four = signed_by_kind(x, y, prefill, fit(x, y, 4))
     assert four["chunk 1-63"] < -0.05  # the small chunks' fixed cost is what four terms cannot price
+
+
+def test_hops_measure_the_in_hop_and_the_extra_interception_time() -> None:
+    from benchmarks.hops import effective_in_hop_s, extra_interception_s, leads, miss_table
+
+    # steps every 10 ms; a request is seen by a step only if it arrived at least 1.2 ms before its start
+    starts = [0.01 * k for k in range(200)]
+    events, sched = [], [set() for _ in starts]
+    for n in range(150):
+        t = 0.0123 + 0.01 * n + 0.0001 * (n % 97)  # leads spread over 0.07-9.77 ms
+        rid = f"r{n}"
+        events.append((t, rid, "arrive" if n % 2 else "resume"))
+        i = next(k for k, s in enumerate(starts) if s > t)
+        sched[i if starts[i] - t >= 0.0012 else i + 1].add(rid)
+    events.append((0.5, "r0", "pause:preserve"))  # neither an arrival nor a return: left out
+    pairs = leads(starts, sched, events)
+    assert len(pairs) == 150
+    assert all(hit == (lead >= 0.0012 - 1e-12) for lead, hit in pairs)
+    table = miss_table(pairs)
+    assert sum(h + m for *_, h, m in table) == 150
+    assert table[0][3] > 0 and table[0][2] == 0 and table[3][3] == 0  # 0-0.5 ms all missed, 1.5-2 ms none
+    # the base rate (6-20 ms) is 0, so the integral is 0.5 ms x (1 + 1 + share missed in 1-1.5 ms)
+    one = [lead for lead, _ in pairs if 0.001 <= lead < 0.0015]
+    expected = 0.0005 * (2 + sum(lead < 0.0012 for lead in one) / len(one))
+    assert effective_in_hop_s(pairs) == pytest.approx(expected)
+    # a pause at 1.0 s with a 0.5 s tool, resumed by the client at 1.502 s: 2 ms beyond the tool
+    ev = [(1.0, "a", "pause:swap"), (1.502, "a", "resume"), (2.0, "a", "pause:preserve"), (2.3015, "a", "resume")]
+    assert extra_interception_s(ev, {("a", 0): 0.5, ("a", 1): 0.3}) == [pytest.approx(0.002),
+                                                                         pytest.approx(0.0015)]
