@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import pyarrow.parquet as pq  # noqa: E402
 
 from core.trace_io import read_jsonl  # noqa: E402
+from experiments.fidelity import plain  # noqa: E402
 from real.collect import read_engine_log  # noqa: E402
 
 BINS_S = (0.0, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.006, 0.01, 0.02, 1.0)
@@ -101,6 +102,8 @@ def main() -> None:
     if not runs:
         sys.exit(f"hops: no runs/{args.policy}-* in {args.folder}")
     specs = read_jsonl(args.folder / "trace.jsonl")
+    if args.policy == "plain":  # the plain runs served the trace without its interceptions
+        specs = plain(specs)
     tool_s = {(s.rid, k): g.tool_s for s in specs for k, g in enumerate(s.segments)}
     pairs, extra, norm = [], [], []
     for run in runs:
@@ -120,11 +123,12 @@ def main() -> None:
         print(f"| {1000 * lo:g}-{1000 * hi:g} | {h} | {m} | {100 * m / (h + m) if h + m else 0:.0f} % |")
     per_req = [1000 * hop * len(s.segments) / max(sum(g.gen_tokens + g.tool_tokens for g in s.segments), 1)
                for s in specs]
-    q = statistics.quantiles(extra, n=20)
     print(f"\n- effective in-hop delay: {1000 * hop:.2f} ms per arrival or return")
-    print(f"- extra interception time (client resume - engine pause - tool time): median "
-          f"{1000 * statistics.median(extra):.2f} ms, 5-95 % {1000 * q[0]:.2f}-{1000 * q[-1]:.2f} ms "
-          f"({len(extra)} interceptions; counted as tool time, not latency)")
+    if len(extra) > 1:
+        q = statistics.quantiles(extra, n=20)
+        print(f"- extra interception time (client resume - engine pause - tool time): median "
+              f"{1000 * statistics.median(extra):.2f} ms, 5-95 % {1000 * q[0]:.2f}-{1000 * q[-1]:.2f} ms "
+              f"({len(extra)} interceptions; counted as tool time, not latency)")
     share = statistics.mean(per_req)
     print(f"- what the in-hop adds to norm_latency_ms: {share:.3f} ms/token on the trace's requests (one per "
           f"arrival and per return, over gen + returned tokens), {100 * share / statistics.mean(norm):.1f} % of "
