@@ -1,8 +1,9 @@
 """Plain data at the seams: workload specs, the policy's view of the engine, and the policy's decisions.
 
 Everything here is frozen; the simulator and the real executor build these and never share mutable state
-with a policy. The records built around every step (ReqView, EngineState, StepPlan, Observation) are NamedTuples rather
-than frozen dataclasses: a run builds ~10^5 of them, and a NamedTuple is built four times faster.
+with a policy. The records built around every step (ReqView, EngineState, StepPlan, Observation) are
+NamedTuples rather than frozen dataclasses: a run builds ~10^5 of them, and a NamedTuple is built about
+five times faster (a ReqView: 0.34 against 1.67 us). Compare them by field, never with ``==`` across types.
 """
 
 from __future__ import annotations

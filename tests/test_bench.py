@@ -177,30 +177,37 @@ def test_chunkfit_recovers_a_per_chunk_cost_the_four_terms_miss() -> None:
     assert four["chunk 1-63"] < -0.05  # the small chunks' fixed cost is what four terms cannot price
 
 
-def test_hops_measure_the_in_hop_and_the_extra_interception_time() -> None:
-    from benchmarks.hops import effective_in_hop_s, extra_interception_s, leads, miss_table
+def test_hops_measure_the_in_hop_on_an_idle_engine_and_the_misses_on_a_busy_one() -> None:
+    from benchmarks.hops import extra_interception_s, in_hop_s, leads, miss_table
 
-    # steps every 10 ms; a request is seen by a step only if it arrived at least 1.2 ms before its start
-    starts = [0.01 * k for k in range(200)]
-    events, sched = [], [set() for _ in starts]
-    for n in range(150):
-        t = 0.0123 + 0.01 * n + 0.0001 * (n % 97)  # leads spread over 0.07-9.77 ms
-        rid = f"r{n}"
+    # busy: steps every 10 ms (each ends 0.1 ms before the next); a request is seen by a step only if it
+    # arrived at least 1.2 ms before its start, and one in five misses it for another reason (blocks)
+    steps = [{"t0": 100.0 + 0.01 * k, "t_end": 100.0 + 0.01 * k + 0.0099, "sched": set()} for k in range(100)]
+    events, busy_hits = [], {}
+    for n in range(80):
+        lead_s = 0.0002 + 0.0096 * n / 79  # 0.2-9.8 ms, inside the step before
+        t = 0.01 * (n + 1) - lead_s
+        rid = f"b{n}"
         events.append((t, rid, "arrive" if n % 2 else "resume"))
-        i = next(k for k, s in enumerate(starts) if s > t)
-        sched[i if starts[i] - t >= 0.0012 else i + 1].add(rid)
-    events.append((0.5, "r0", "pause:preserve"))  # neither an arrival nor a return: left out
-    pairs = leads(starts, sched, events)
-    assert len(pairs) == 150
-    assert all(hit == (lead >= 0.0012 - 1e-12) for lead, hit in pairs)
-    table = miss_table(pairs)
-    assert sum(h + m for *_, h, m in table) == 150
-    assert table[0][3] > 0 and table[0][2] == 0 and table[3][3] == 0  # 0-0.5 ms all missed, 1.5-2 ms none
-    # the base rate (6-20 ms) is 0, so the integral is 0.5 ms x (1 + 1 + share missed in 1-1.5 ms)
-    one = [lead for lead, _ in pairs if 0.001 <= lead < 0.0015]
-    expected = 0.0005 * (2 + sum(lead < 0.0012 for lead in one) / len(one))
-    assert effective_in_hop_s(pairs) == pytest.approx(expected)
+        busy_hits[rid] = lead_s >= 0.0012 and n % 5 != 0
+        steps[n + 1 if busy_hits[rid] else n + 2]["sched"].add(rid)
+    # idle from 1.0 s: each event wakes a step 1.5 ms after the client logged it (the hop)
+    for j, t in enumerate((1.2, 1.5, 1.8)):
+        events.append((t, f"i{j}", "arrive" if j else "resume"))
+        steps.append({"t0": 100.0 + t + 0.0015, "t_end": 100.0 + t + 0.0115, "sched": {f"i{j}"}})
+    events.append((0.5, "b0", "pause:preserve"))  # neither an arrival nor a return: left out
+    rows = leads(steps, 100.0, events)
+    assert len(rows) == 83 and sum(r.idle for r in rows) == 3
+    assert all(r.scheduled == busy_hits[rid] for r, (_, rid, _) in zip(rows, events) if not r.idle)
+    assert in_hop_s(rows) == [pytest.approx(0.0015)] * 3
+    assert in_hop_s(rows, "arrive") == [pytest.approx(0.0015)] * 2
+    table = miss_table(rows)
+    assert sum(h + m for *_, h, m in table) == 80  # the busy events only
+    for lo, hi, h, m in table:
+        inside = [n for n in range(80) if lo <= 0.0002 + 0.0096 * n / 79 < hi]
+        assert m == sum(not busy_hits[f"b{n}"] for n in inside) and h == len(inside) - m
     # a pause at 1.0 s with a 0.5 s tool, resumed by the client at 1.502 s: 2 ms beyond the tool
-    ev = [(1.0, "a", "pause:swap"), (1.502, "a", "resume"), (2.0, "a", "pause:preserve"), (2.3015, "a", "resume")]
+    ev = [(1.0, "a", "pause:swap"), (1.502, "a", "resume"),
+          (2.0, "a", "pause:preserve"), (2.3015, "a", "resume")]
     assert extra_interception_s(ev, {("a", 0): 0.5, ("a", 1): 0.3}) == [pytest.approx(0.002),
                                                                          pytest.approx(0.0015)]
