@@ -114,7 +114,7 @@ class BatchForming(EngineQueues):
         return r.pending - hit <= self.budget and self.pool.can_allocate_gpu(r.blocks_for(r.num_tokens, self.bs))
 
     def _admit(self, step: Step, left: int, now: float, whole: bool) -> None:
-        """Admit waiting requests in ticket order while the budget, the slots and the blocks last, leaving
+        """Admit waiting requests in queue order while the budget, the slots and the blocks last, leaving
         the blocks swapped requests need to come back (v0, as vLLM 0.2: none while one waits)."""
         if self.mode == "v0" and self.swapped:
             return

@@ -175,7 +175,7 @@ class KvMoves(_Base):
 
     def preempt(self, r: Req, t: float) -> None:
         """Recompute-preemption: free a running (or KV-holding resumed) request's KV (its full blocks stay
-        cached with the prefix cache on) and put it back at its place in the queue."""
+        cached with the prefix cache on) and queue it (``WaitQueue.add``: at the front under ``arrival``)."""
         if r in self.holding:
             self.holding.remove(r)
         elif r.in_group:
@@ -191,6 +191,6 @@ class KvMoves(_Base):
         r.service_tokens += r.computed - r.turn_base
         r.gpu_blocks = r.computed = r.turn_base = 0
         r.status = Status.WAITING
-        self.waiting.add(r, t)
+        self.waiting.add(r, t, preempted=True)
         self._changed(r, t)  # a holding request's idle blocks are gone
 

@@ -28,14 +28,18 @@ class WaitQueue:
         self._items: list[tuple[tuple[int, float, int], Req]] = []
         self._since: list[tuple[float, int, Req]] = []  # guarded orders: (queued at, seq, req), lazily pruned
         self._seq = itertools.count()
+        self._fronts = itertools.count(1)  # preemptions queued at the front (``add``)
 
     def _clock(self, now: float) -> float:
         return float(self._steps()) if self._steps is not None else now
 
-    def add(self, r: Req, now: float) -> None:
-        """Queue ``r`` (not in the queue) at ``now`` by its key."""
+    def add(self, r: Req, now: float, preempted: bool = False) -> None:
+        """Queue ``r`` (not in the queue) at ``now`` by its key; ``preempted`` (a recompute-preemption) under the
+        ``arrival`` order: at the front, ahead of the requests preempted before it, as vLLM queues it
+        (v1's ``prepend_request``; 0.2's ``waiting.insert(0, ...)``)."""
         score = self._score(r) if self._score is not None else 0.0
-        r.wait_key = queue_key(self.order, r.ticket, r.service_tokens, score=score)
+        front = next(self._fronts) if preempted and self.order == "arrival" else 0
+        r.wait_key = queue_key(self.order, r.ticket, r.service_tokens, score=score, front=front)
         r.queued_at = self._clock(now)
         bisect.insort(self._items, (r.wait_key, r))
         if self._patience < math.inf:

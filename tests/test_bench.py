@@ -211,3 +211,30 @@ def test_hops_measure_the_in_hop_on_an_idle_engine_and_the_misses_on_a_busy_one(
           (2.0, "a", "pause:preserve"), (2.3015, "a", "resume")]
     assert extra_interception_s(ev, {("a", 0): 0.5, ("a", 1): 0.3}) == [pytest.approx(0.002),
                                                                          pytest.approx(0.0015)]
+
+
+def test_modes_puts_every_real_run_on_the_reference_profiles_speed(tmp_path: Path) -> None:
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from test_validate import _profile, _step
+
+    from benchmarks.modes import real_runs
+
+    ref = _profile(tmp_path)  # 10 ms + 0.1 ms per query token
+    folder = tmp_path / "v"
+    (folder / "engine-logs").mkdir(parents=True)
+    for k, (speed, norm, preempted) in enumerate(((1.1, 40.0, 2), (0.9, 30.0, 1))):
+        run = folder / "runs" / f"preserve-{k}"
+        run.mkdir(parents=True)
+        (run / "config.toml").write_text("[engine]\n")
+        (run / "summary.json").write_text(json.dumps({"overall": {"norm_latency_ms": norm}}))
+        events = ["admit"] + ["discard"] * preempted
+        pq.write_table(pa.table({"event": events}), run / "events.parquet")
+        steps = [_step(1, 0, 0.0101 * speed), _step(0, 30, 0.0130 * speed), _step(0, 0, 0.5)]  # the idle one: no time
+        (folder / "engine-logs" / f"preserve-{k}.jsonl").write_text(
+            "".join(json.dumps({"e": "step", **s}) + "\n" for s in steps))
+    assert real_runs([folder], "preserve", ref) == [(pytest.approx(0.9), 30.0, 1, "v/preserve-1"),
+                                                     (pytest.approx(1.1), 40.0, 2, "v/preserve-0")]
+    assert real_runs([folder], "swap", ref) == []

@@ -253,8 +253,10 @@ def test_v1_admits_nothing_in_a_step_that_preempts() -> None:
     eng.waiting.add(Req(specs[2], -1), 0.05)  # a 1-block request ahead of both in the queue
     step = eng._form(0.05)
     assert step.preempted and [(r.rid, q) for r, q in step.chunks] == []  # b went; its 3 blocks freed 2 spare
-    assert [r.rid for r in eng.waiting] == ["r", "b"] and eng.pool.gpu_free == 2
-    assert [(r.rid, q) for r, q in eng._form(0.06).chunks] == [("r", 10)]  # admitted in the next step
+    # b is queued at the front, as vLLM prepends a preempted request, and heads the queue from then on: it needs
+    # 3 blocks (41 tokens), 2 are free, and FCFS admits nobody behind a head that does not fit
+    assert [r.rid for r in eng.waiting] == ["b", "r"] and eng.pool.gpu_free == 2
+    assert [(r.rid, q) for r, q in eng._form(0.06).chunks] == [] and eng.waiting.head().rid == "b"
 
 
 @pytest.mark.parametrize("budget", ["step", "saturated"])

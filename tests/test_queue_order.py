@@ -60,6 +60,21 @@ def test_arrival_order_is_by_ticket() -> None:
     assert [r.rid for r in wq] == ["a", "b", "c"]
 
 
+@pytest.mark.parametrize(("order", "expected"), [("arrival", ["q2", "q1", "a", "c"]),
+                                                  ("program", ["a", "q2", "c", "q1"])])
+def test_a_preempted_request_goes_to_the_front_under_arrival_order(order: str, expected: list[str]) -> None:
+    """vLLM queues a recompute-preempted request at the front of its FCFS queue (v1's prepend_request, 0.2's
+    waiting.insert(0, ...)), so the last preempted is served first; an ordered queue (program, plas, mars)
+    puts it back by its key, as the real executor's does."""
+    wq = WaitQueue(order)
+    wq.add(_req("c", 5, 0), 0.0)
+    wq.add(_req("a", 1, 0), 0.0)
+    wq.add(_req("q1", 7, 0), 1.0, preempted=True)
+    wq.add(_req("q2", 3, 0), 2.0, preempted=True)
+    assert [r.rid for r in wq] == expected
+    assert queue_key("arrival", 7, 0, front=2) < queue_key("arrival", 7, 0, front=1) < queue_key("arrival", 0, 0)
+
+
 # one slot; "a" pauses (its KV discarded), "b" occupies the slot, "c" arrives and waits; "a" returns at about
 # 1.04 s while "c" waits: by arrival (vLLM's discard) "a" queues behind "c", by program order ahead of it
 SERIAL = [RequestSpec("a", 0.0, 100, (Segment(3, 1.0, 10, "qa"), Segment(2)), "qa"),

@@ -1,0 +1,78 @@
+"""One policy's real runs from several `infercept validate` folders on one speed axis, beside the simulator's
+landscape on that axis: does a run's latency mode follow the machine's speed, and where does the simulator's?
+
+Near memory pressure a policy's mean ``norm_latency_ms`` can be bimodal (the default scenario's preserve: a few
+recompute-preemptions more send a few short requests into long waits). This puts every real run of
+``--policy`` on one speed scale, its engine log's steps measured over their time predicted by one reference
+profile (``fidelity.speed_scale``; 1 = that profile's speed, higher = slower), with its ``norm_latency_ms``
+and its recompute-preemptions; then the simulator's ``norm_latency_ms`` on the folders' trace with that
+profile's step times times each scale of ``--scales``. The folders must share the trace and engine settings.
+
+    python benchmarks/modes.py results/validate-default-{8,9} --reference results/validate-default-9/profiles/round-0/cpu2-llama-small-tp1.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tomllib
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from core.cost import FittedCostModel  # noqa: E402
+from core.trace_io import read_jsonl  # noqa: E402
+from experiments.ensemble import simulate_trace  # noqa: E402
+from experiments.fidelity import plain, speed_scale, summary_of  # noqa: E402
+from real.collect import read_engine_log  # noqa: E402
+
+
+def real_runs(folders: list[Path], label: str, ref: str) -> list[tuple[float, float, int, str]]:
+    """(speed on the reference profile, norm_latency_ms, recompute-preemptions, run) per real run of ``label``."""
+    rows = []
+    for folder in folders:
+        for run in sorted((folder / "runs").glob(f"{label}-*")):
+            engine = tomllib.loads((run / "config.toml").read_text())["engine"]
+            steps = read_engine_log(folder / "engine-logs" / f"{run.name}.jsonl")[0]
+            speed = speed_scale(steps, FittedCostModel.from_profile(ref, engine))
+            norm = json.loads((run / "summary.json").read_text())["overall"]["norm_latency_ms"]
+            preempted = pq.read_table(run / "events.parquet").column("event").to_pylist().count("discard")
+            rows.append((speed, norm, preempted, f"{folder.name}/{run.name}"))
+    return sorted(rows)
+
+
+def main() -> None:
+    """Print the real runs by speed, then the simulator's norm_latency_ms at each scale, as markdown."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folders", nargs="+", type=Path, help="`infercept validate` folders (runs/, engine-logs/)")
+    ap.add_argument("--policy", default="preserve", help="a policy label of the folders' runs (or plain)")
+    ap.add_argument("--reference", required=True, help="the profile every speed is measured against")
+    ap.add_argument("--scales", default="0.8:1.2:0.01", help="the simulator's scales, first:last:step")
+    args = ap.parse_args()
+    rows = real_runs(args.folders, args.policy, args.reference)
+    if not rows:
+        sys.exit(f"no runs/{args.policy}-* with engine logs in {', '.join(map(str, args.folders))}")
+    first = sorted((args.folders[0] / "runs").glob(f"{args.policy}-*"))[0]
+    config = tomllib.loads((first / "config.toml").read_text())
+    specs = read_jsonl(args.folders[0] / "trace.jsonl")
+    policy = "discard" if args.policy == "plain" else args.policy
+    specs = plain(specs) if args.policy == "plain" else specs
+    print(f"# {args.policy}: real runs by speed (reference `{args.reference}`), and the simulator\n")
+    print("| speed | norm_latency_ms | recompute-preemptions | run |\n|---|---|---|---|")
+    for speed, norm, preempted, name in rows:
+        print(f"| {speed:.3f} | {norm:.1f} | {preempted} | {name} |")
+    lo, hi, step = (float(x) for x in args.scales.split(":"))
+    scales = np.round(np.arange(lo, hi + step / 2, step), 6)
+    print(f"\nThe simulator on `{args.folders[0] / 'trace.jsonl'}`, the reference's step times x each speed:\n")
+    print("| speed | norm_latency_ms |\n|---|---|")
+    for f in scales:
+        m = simulate_trace(policy, specs, args.reference, config["window_s"], config["engine"], float(f))
+        print(f"| {f:.3f} | {summary_of(m)['norm_latency_ms']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
