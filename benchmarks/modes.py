@@ -8,7 +8,8 @@ profile (``fidelity.speed_scale``; 1 = that profile's speed, higher = slower), w
 and its recompute-preemptions; then the simulator's ``norm_latency_ms`` on the folders' trace with that
 profile's step times times each scale of ``--scales``. The folders must share the trace and engine settings.
 
-    python benchmarks/modes.py results/validate-default-{8,9} --reference results/validate-default-9/profiles/round-0/cpu2-llama-small-tp1.json
+    python benchmarks/modes.py results/validate-default-{8,9} \
+        --reference results/validate-default-9/profiles/round-0/cpu2-llama-small-tp1.json
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def main() -> None:
     rows = real_runs(args.folders, args.policy, args.reference)
     if not rows:
         sys.exit(f"no runs/{args.policy}-* with engine logs in {', '.join(map(str, args.folders))}")
-    first = sorted((args.folders[0] / "runs").glob(f"{args.policy}-*"))[0]
+    first = min((args.folders[0] / "runs").glob(f"{args.policy}-*"))
     config = tomllib.loads((first / "config.toml").read_text())
     specs = read_jsonl(args.folders[0] / "trace.jsonl")
     policy = "discard" if args.policy == "plain" else args.policy

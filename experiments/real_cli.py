@@ -54,6 +54,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
     _need_vllm()
     if args.repeats < 1:
         raise ConfigError(f"--repeats {args.repeats}: must be >= 1")
+    if args.until_resolved and args.until_resolved < args.repeats:
+        raise ConfigError(f"--until-resolved {args.until_resolved}: must be at least --repeats ({args.repeats})")
     scenario = SCENARIOS[args.scenario]
     host = scenario.host_blocks if args.host_blocks is None else args.host_blocks
     out = Path(args.out)
@@ -68,7 +70,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
     write_jsonl(out / "trace.jsonl", specs)  # kept next to the report
     v = Validation(specs, note, out, args.repeats, tuple(_policies(args.policies)), settings, size.vocab,
                    args.window_s, scenario, args.model, scale.token_scale,
-                   Path(args.profile) if args.profile else None, git_revision(), not args.no_plain)
+                   Path(args.profile) if args.profile else None, git_revision(), not args.no_plain,
+                   args.until_resolved)
     if v.profile is None:
         print("no --profile: measuring this machine before each round (with the runs' KV blocks) ...",
               file=sys.stderr)
@@ -99,6 +102,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     v.add_argument("--profile", help="profile JSON (default: measure one first)")
     v.add_argument("--out", default="results/validate")
     v.add_argument("--repeats", type=int, default=1, help="real runs per policy (median)")
+    v.add_argument("--until-resolved", type=int, default=0, metavar="N",
+                   help="then more rounds of the policies with a row the median cannot resolve (chaotic in the "
+                        "simulator), until it can or they have N runs (default: off)")
     v.add_argument("--policies", default="all")
     v.add_argument("--no-plain", action="store_true",
                    help="skip the plain trace (e.g. many repeats of one policy to resolve a chaotic row)")

@@ -2,8 +2,9 @@
 
 validate runs ``repeats`` rounds; each round measures a profile first (unless one is given), so that the
 profile and the runs see the same machine, then runs every policy and (unless told not to) the plain trace
-once on the engine (round-robin, so that a drift of the machine's speed is shared). Each round's runs are
-simulated with that round's profile: an ensemble over SPEED_SCALES (``sim``), and each run at its own fitted
+once on the engine (round-robin, so that a drift of the machine's speed is shared); with ``until_resolved``,
+more rounds follow, each of the cases with a row their median cannot yet resolve (``more_rounds``). Each
+round's runs are simulated with that round's profile: an ensemble over SPEED_SCALES (``sim``), and each run at its own fitted
 step-time scale times each of SPEED_SCALES (``rel_error_calibrated``: the dynamics alone). The simulator
 charges swap copies in full (``engine.swap_overlap = false``): the CPU build copies synchronously inside the
 step; and a swap holds its GPU blocks while it runs (``engine.swap_holds_blocks = true``), as vLLM's connector
@@ -16,7 +17,7 @@ import dataclasses
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -81,6 +82,7 @@ class Validation:
     profile: Path | None = None  # fixed for every round; None: measured before each round
     git_rev: str = "unknown"
     with_plain: bool = True  # the plain trace too (off: more repeats of the policies in the same time)
+    until_resolved: int = 0  # more rounds of the cases with an unresolved row, up to this many runs each
 
     @property
     def engine(self) -> dict[str, Any]:
@@ -123,7 +125,7 @@ def _round_profile(v: Validation, rnd: int, link: float) -> tuple[Path, float]:
     the first round's profile, then kept: the connector's throttle is the same for every run)."""
     base = v.profile
     if base is None:
-        print(f"  profile before round {rnd + 1}/{v.repeats} ...", file=sys.stderr, flush=True)
+        print(f"  profile before round {rnd + 1} ...", file=sys.stderr, flush=True)
         base = run_profile(v.model, v.out / "profiles" / f"round-{rnd}", v.settings.kv_blocks,
                            v.settings.token_budget_tokens, v.git_rev)
     if not v.scenario.throttled:
@@ -142,10 +144,29 @@ def validation_cases(policies: tuple[str, ...], trace: list[RequestSpec],
     return [(p, p, trace) for p in policies] + ([("plain", "discard", plain(trace))] if with_plain else [])
 
 
-def run_validation(v: Validation) -> tuple[list[dict[str, Any]], list[str], list[str]]:
-    """Every case (``validation_cases``), real (``repeats`` rounds) and simulated; writes the report files.
-    Returns the validation.csv rows, what misses the target and what is unresolved (``experiments.verdict``;
-    both empty: it passes)."""
+class Compared(NamedTuple):
+    """One case's comparison: its validation.csv rows, the report's extras, the scatter's latencies and
+    InferCept's real decisions (constrained; else empty)."""
+
+    rows: list[dict[str, Any]]
+    extra: dict[str, Any]
+    scatter: tuple[list[float], list[float]]
+    decisions: dict[str, float]
+
+
+def more_rounds(compared: dict[str, Compared], runs: dict[str, int], most: int) -> list[str]:
+    """The cases another round runs under ``--until-resolved most``: those with a held row the median of
+    their real runs cannot resolve (``experiments.verdict.unresolved``) and fewer than ``most`` runs. Chosen
+    by the simulator's own spread, not by which side of the target the real median fell."""
+    from experiments.verdict import unresolved
+
+    return [label for label, c in compared.items() if runs[label] < most and unresolved(c.rows)]
+
+
+def _compare(v: Validation, case: tuple[str, str, list[RequestSpec]],
+             done: list[tuple[int, Any, list[dict[str, Any]]]], profiles: list[Path]) -> Compared:
+    """The real runs of one case against its simulations (``sim``: the ensemble with every round's profile;
+    calibrated: each run at its own fitted scale)."""
     from experiments.ensemble import simulate_calibrated, simulate_ensemble
     from experiments.fidelity import (
         DECISIONS,
@@ -158,65 +179,83 @@ def run_validation(v: Validation) -> tuple[list[dict[str, Any]], list[str], list
         step_time_errors,
         summary_of,
     )
+
+    label, policy, specs = case
+    costs = [FittedCostModel.from_profile(p, v.engine) for p in profiles]
+    reals = [summary_of(m) for _, m, _ in done]
+    scales = [speed_scale(steps, costs[k]) for k, _, steps in done]
+    used = sorted({k for k, _, _ in done})
+    sim_median, sim, sim_norms = simulate_ensemble(policy, specs, [str(profiles[k]) for k in used], v.window_s,
+                                                   v.engine)
+    cal = simulate_calibrated(policy, specs, [(str(profiles[k]), f) for (k, _, _), f in zip(done, scales)],
+                              v.window_s, v.engine)
+    rows = compare_rows(label, reals, sim_median, cal)
+    errs = [step_time_errors(steps, costs[k]) for k, _, steps in done]
+    cal_errs = [step_time_errors(steps, costs[k], f)[0] for (k, _, steps), f in zip(done, scales)]
+    busy = [(k, s) for k, _, steps in done for s in steps if s["num_decode"] + s["prefill_tokens"]]
+    measured = np.array([s["t_end"] - s["t0"] - s.get("copy_s", 0.0) for _, s in busy])
+    predicted = np.array([predicted_s(s, costs[k]) for k, s in busy])
+    signed = np.concatenate([e for e, _ in errs])
+    rows.append(step_error_row(label, signed, np.concatenate(cal_errs), measured, predicted))
+    ms = [m for _, m, _ in done]
+    hook = [float(m.steps["policy_s"].sum()) / max(float(m.steps["dur_s"].sum()), 1e-12) for m in ms]
+    full = 0.95 * v.engine["gpu_kv_blocks"]
+    pressure = [float(np.mean(m.steps["gpu_used_blocks"] >= full)) if m.step_rows else 0.0 for m in ms]
+    e = np.abs(signed)
+    extra = {"runs": len(done),
+             "step_err_median": float(np.median(e)) if e.size else math.nan,
+             "step_err_p90": float(np.percentile(e, 90)) if e.size else math.nan,
+             "step_err_signed_by_kind": median_by_kind(signed, [k for _, ks in errs for k in ks]),
+             "speed_scales": scales,
+             "hook_share": float(np.median(hook)), "steps_kv_full": float(np.median(pressure)),
+             "real_norm_min": min(x["norm_latency_ms"] for x in reals),
+             "real_norm_max": max(x["norm_latency_ms"] for x in reals),
+             "sim_norm_min": min(sim_norms), "sim_norm_max": max(sim_norms)}
+    decisions = ({k: float(np.median([x[k] for x in reals])) for k in DECISIONS}
+                 if label == "infercept" and v.scenario.throttled else {})
+    rl, sl = request_latency_s(ms[0]), request_latency_s(sim)
+    both = sorted(set(rl) & set(sl))
+    return Compared(rows, extra, ([rl[r] for r in both], [sl[r] for r in both]), decisions)
+
+
+def run_validation(v: Validation) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """Every case (``validation_cases``), real (``repeats`` rounds, then with ``until_resolved`` more rounds of
+    the cases ``more_rounds`` names) and simulated; writes the report files. Returns the validation.csv rows,
+    what misses the target and what is unresolved (``experiments.verdict``; both empty: it passes)."""
     from experiments.validation_report import ReportInputs, write_outputs
     from experiments.verdict import unresolved, verdict
 
     cases = validation_cases(v.policies, v.trace, v.with_plain)
     runs: dict[str, list[tuple[int, Any, list[dict[str, Any]]]]] = {c[0]: [] for c in cases}
+    compared: dict[str, Compared] = {}
     profiles: list[Path] = []
     link = 0.0
-    for k in range(v.repeats):  # a profile, then every case once: the profile sees the machine the runs see
+    todo = [c[0] for c in cases]
+    while todo:  # a profile, then each case to run once: the profile sees the machine the runs see
+        k = len(profiles)
         prof, link = _round_profile(v, k, link)
         profiles.append(prof)
         for label, policy, specs in cases:
-            print(f"  real {label} run {k + 1}/{v.repeats} ...", file=sys.stderr, flush=True)
-            m, steps = _real_run(v, policy, specs, v.out / "runs" / f"{label}-{k}", prof, link, k)
-            runs[label].append((k, m, steps))
+            if label in todo:
+                print(f"  real {label} run {len(runs[label]) + 1} (round {k + 1}) ...", file=sys.stderr,
+                      flush=True)
+                m, steps = _real_run(v, policy, specs, v.out / "runs" / f"{label}-{k}", prof, link, k)
+                runs[label].append((k, m, steps))
+        if k + 1 < v.repeats:
+            continue
+        for case in cases:
+            if case[0] in todo:
+                compared[case[0]] = _compare(v, case, runs[case[0]], profiles)
+        todo = more_rounds(compared, {c: len(r) for c, r in runs.items()}, v.until_resolved)
     costs = [FittedCostModel.from_profile(p, v.engine) for p in profiles]
-    rows: list[dict[str, Any]] = []
-    extra: dict[str, dict[str, Any]] = {}
-    scatter: dict[str, tuple[list[float], list[float]]] = {}
-    decisions: dict[str, float] = {}
-    full = 0.95 * v.engine["gpu_kv_blocks"]
-    for label, policy, specs in cases:
-        done = runs[label]
-        reals = [summary_of(m) for _, m, _ in done]
-        scales = [speed_scale(steps, costs[k]) for k, _, steps in done]
-        sim_median, sim, sim_norms = simulate_ensemble(policy, specs, [str(p) for p in profiles], v.window_s,
-                                                       v.engine)
-        cal = simulate_calibrated(policy, specs, [(str(profiles[k]), f) for (k, _, _), f in zip(done, scales)],
-                                  v.window_s, v.engine)
-        rows += compare_rows(label, reals, sim_median, cal)
-        errs = [step_time_errors(steps, costs[k]) for k, _, steps in done]
-        cal_errs = [step_time_errors(steps, costs[k], f)[0] for (k, _, steps), f in zip(done, scales)]
-        busy = [(k, s) for k, _, steps in done for s in steps if s["num_decode"] + s["prefill_tokens"]]
-        measured = np.array([s["t_end"] - s["t0"] - s.get("copy_s", 0.0) for _, s in busy])
-        predicted = np.array([predicted_s(s, costs[k]) for k, s in busy])
-        signed = np.concatenate([e for e, _ in errs])
-        rows.append(step_error_row(label, signed, np.concatenate(cal_errs), measured, predicted))
-        ms = [m for _, m, _ in done]
-        hook = [float(m.steps["policy_s"].sum()) / max(float(m.steps["dur_s"].sum()), 1e-12) for m in ms]
-        pressure = [float(np.mean(m.steps["gpu_used_blocks"] >= full)) if m.step_rows else 0.0 for m in ms]
-        e = np.abs(signed)
-        extra[label] = {"step_err_median": float(np.median(e)) if e.size else math.nan,
-                        "step_err_p90": float(np.percentile(e, 90)) if e.size else math.nan,
-                        "step_err_signed_by_kind": median_by_kind(signed, [k for _, ks in errs for k in ks]),
-                        "speed_scales": scales,
-                        "hook_share": float(np.median(hook)), "steps_kv_full": float(np.median(pressure)),
-                        "real_norm_min": min(x["norm_latency_ms"] for x in reals),
-                        "real_norm_max": max(x["norm_latency_ms"] for x in reals),
-                        "sim_norm_min": min(sim_norms), "sim_norm_max": max(sim_norms)}
-        if label == "infercept" and v.scenario.throttled:
-            decisions = {k: float(np.median([x[k] for x in reals])) for k in DECISIONS}
-        rl, sl = request_latency_s(ms[0]), request_latency_s(sim)
-        both = sorted(set(rl) & set(sl))
-        scatter[label] = ([rl[r] for r in both], [sl[r] for r in both])
+    rows = [r for c in cases for r in compared[c[0]].rows]
+    decisions = next((x.decisions for x in compared.values() if x.decisions), {})
     misses, open_rows = verdict(rows, decisions if v.scenario.throttled else None), unresolved(rows)
     all_steps = [(k, s) for done in runs.values() for k, _, steps in done for s in steps]
-    write_outputs(ReportInputs(v, rows, extra, scatter, profiles, costs, link, all_steps, decisions, misses,
-                               open_rows))
+    write_outputs(ReportInputs(v, rows, {c[0]: compared[c[0]].extra for c in cases},
+                               {c[0]: compared[c[0]].scatter for c in cases}, profiles, costs, link, all_steps,
+                               decisions, misses, open_rows))
     return rows, misses, open_rows
-
 
 
 def load_trace(path: str | None, scale: Any, max_context_tokens: int) -> tuple[list[RequestSpec], str]:

@@ -87,7 +87,8 @@ def _report_lines(r: ReportInputs, drift: list[float]) -> list[str]:
              f"- policies: {', '.join(v.policies)}" + ("" if v.with_plain else "; no plain trace (--no-plain)"),
              (f"- engine: {s.kv_blocks} KV blocks of {s.block_size_tokens} tokens, host swap {s.host_blocks} "
               f"blocks, link {link}, token budget {s.token_budget_tokens}, model `{s.model_dir}`"),
-             (f"- window {v.window_s:g} s, {v.repeats} rounds (median of the real runs); simulator `v1` batching, "
+             (f"- window {v.window_s:g} s, {v.repeats} rounds (median of the real runs){_more(r)}; simulator `v1` "
+              "batching, "
               "swap copies charged in full (`engine.swap_overlap = false`: the CPU build copies inside the step), "
               "a swap holding its GPU blocks while it runs (`engine.swap_holds_blocks = true`, as vLLM's "
               "connector)"),
@@ -106,7 +107,7 @@ def _report_lines(r: ReportInputs, drift: list[float]) -> list[str]:
                f"{', '.join(VERDICT_METRICS)}; rel_error too where the step-time error is under "
                f"{100 * STEP_ERROR_GATE:g} %; pause counts under {MIN_DECISIONS} in both not held; a row is "
                f"unresolved, neither a pass nor a miss, where more than {100 * RESOLVABLE:g} % of the "
-               f"calibrated simulations' own medians of {v.repeats} runs miss their median by "
+               f"calibrated simulations' own medians of as many runs as the real ones miss their median by "
                f"{100 * TARGET:g} % (column 'chaos'), unless its error is beyond the target and its real "
                f"median more than {100 * TARGET:g} % outside their central {BAND_PCT[1] - BAND_PCT[0]:g} % "
                f"(column 'band'): a miss)"), ""]
@@ -135,6 +136,16 @@ def _report_lines(r: ReportInputs, drift: list[float]) -> list[str]:
               for p, x in r.extra.items()]
     lines += ["", "![simulated vs real per-request latency](latency_scatter.png)", ""]
     return lines
+
+
+def _more(r: ReportInputs) -> str:
+    """The extra rounds of ``--until-resolved``, if any ran."""
+    more = {p: x["runs"] for p, x in r.extra.items() if x.get("runs", 0) > r.v.repeats}
+    if not r.v.until_resolved:
+        return ""
+    ran = ", ".join(f"{p} {n} runs" for p, n in more.items()) or "none needed"
+    return (f", then rounds of the cases with an unresolved row until it resolved or they had "
+            f"{r.v.until_resolved} runs (`--until-resolved`): {ran}")
 
 
 def _pct(x: float) -> str:

@@ -232,9 +232,9 @@ def test_modes_puts_every_real_run_on_the_reference_profiles_speed(tmp_path: Pat
         (run / "summary.json").write_text(json.dumps({"overall": {"norm_latency_ms": norm}}))
         events = ["admit"] + ["discard"] * preempted
         pq.write_table(pa.table({"event": events}), run / "events.parquet")
-        steps = [_step(1, 0, 0.0101 * speed), _step(0, 30, 0.0130 * speed), _step(0, 0, 0.5)]  # the idle one: no time
+        steps = [_step(1, 0, 0.0101 * speed), _step(0, 30, 0.0130 * speed), _step(0, 0, 0.5)]  # idle: not timed
         (folder / "engine-logs" / f"preserve-{k}.jsonl").write_text(
             "".join(json.dumps({"e": "step", **s}) + "\n" for s in steps))
-    assert real_runs([folder], "preserve", ref) == [(pytest.approx(0.9), 30.0, 1, "v/preserve-1"),
-                                                     (pytest.approx(1.1), 40.0, 2, "v/preserve-0")]
+    rows = real_runs([folder], "preserve", ref)
+    assert rows == [(pytest.approx(0.9), 30.0, 1, "v/preserve-1"), (pytest.approx(1.1), 40.0, 2, "v/preserve-0")]
     assert real_runs([folder], "swap", ref) == []

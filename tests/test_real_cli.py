@@ -42,7 +42,7 @@ def test_validate_end_to_end_profiles_each_round_and_throttles_the_link(tmp_path
     write_jsonl(tmp_path / "small.jsonl", SMALL)
     assert main(["validate", str(tmp_path / "small.jsonl"), "--model", "tiny", "--out", "val", "--scenario",
                  "constrained", "--policies", "discard,infercept", "--window-s", "6", "--kv-blocks", "64",
-                 "--token-budget", "256"]) == 0
+                 "--token-budget", "256", "--until-resolved", "2"]) == 0
     (path,) = Path("val/profiles/round-0").glob("*.json")
     prof = json.loads(path.read_text())
     cost = FittedCostModel.from_profile(path)
@@ -86,6 +86,14 @@ def test_validate_end_to_end_profiles_each_round_and_throttles_the_link(tmp_path
     assert "\n- policies: discard, infercept\n" in report  # and the plain trace (no --no-plain)
     assert report.count("| discard |") == len(VALIDATED) + 3  # metrics, step-time error, two step-time tables
     assert Path("val/latency_scatter.png").stat().st_size > 1000
+    # --until-resolved 2: a second round (its own profile) of the cases with an unresolved row, and only those
+    extra = json.loads(Path("val/steps.json").read_text())
+    for label in ("discard", "infercept", "plain"):
+        assert extra[label]["runs"] == len(extra[label]["speed_scales"]) in (1, 2)
+        assert Path(f"val/runs/{label}-1").exists() == (extra[label]["runs"] == 2)
+    again = any(extra[x]["runs"] == 2 for x in ("discard", "infercept", "plain"))
+    assert Path("val/profiles/round-1").exists() == again
+    assert "`--until-resolved`" in report
     assert (Path("val/runs/infercept-0") / "steps.parquet").exists()
 
 

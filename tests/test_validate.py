@@ -37,7 +37,7 @@ from experiments.fidelity import (
 )
 from experiments.scenarios import REFERENCE_GPU_PROFILE, SCENARIOS, gpu_ratio_link, with_link
 from experiments.spread import median_draws, repeats_to_resolve, spread
-from experiments.validation import validation_cases
+from experiments.validation import Compared, more_rounds, validation_cases
 from experiments.verdict import unresolved, verdict, verdict_word
 
 
@@ -251,6 +251,24 @@ def test_the_verdict_passes_nothing_the_strict_rule_fails() -> None:
                          "cal_lo": 21.0, "cal_hi": 31.0}]
                 word = verdict_word(verdict(rows), unresolved(rows))
                 assert (word == "PASS") == (not strict_misses(rows) and not chaos > 0.05), (real, err, chaos)
+
+
+def test_until_resolved_runs_more_rounds_of_the_unresolved_cases_only() -> None:
+    def case(policy: str, err: float, chaos: float, band: tuple[float, float] = (30.0, 50.0)) -> Compared:
+        row = {**_row(policy, "norm_latency_ms", 40.0, 40.0, err), "cal_self_miss": chaos, "cal_lo": band[0],
+               "cal_hi": band[1]}
+        return Compared([row], {}, ([], []), {})
+
+    compared = {"preserve": case("preserve", -0.2, 0.3),  # chaotic, real inside the band: unresolved
+                "infercept": case("infercept", 0.05, 0.3),  # chaotic and within 10 %: unresolved too (luck)
+                "swap": case("swap", -0.02, 0.0),  # resolvable: settled
+                "discard": case("discard", -0.5, 0.0)}  # resolvable and 50 % off: a miss, settled
+    runs = {"preserve": 3, "infercept": 5, "swap": 3, "discard": 3}
+    assert more_rounds(compared, runs, 5) == ["preserve"]  # infercept already has 5 runs
+    assert more_rounds(compared, runs, 7) == ["preserve", "infercept"]
+    assert more_rounds(compared, runs, 0) == []  # off
+    compared["preserve"] = case("preserve", -0.5, 0.3, (15.0, 25.0))  # real 40 > 1.1 x 25: a miss, settled
+    assert more_rounds(compared, runs, 7) == ["infercept"]
 
 
 def test_constrained_link_keeps_a_gpus_ratio_of_copy_to_step_time() -> None:
