@@ -2,9 +2,10 @@
 
 - ``arrival`` (default, as before): by ticket; the policy's ``resume_to_front`` decides whether a request
   resumed after a discard keeps its ticket (front, by original arrival) or takes a new one (back). A
-  recompute-preempted request goes to the very front, the last preempted first, as vLLM queues it (v1's
-  ``prepend_request``, 0.2's ``waiting.insert(0, ...)``); under the other orders it goes back by its key, as
-  the real executor's ordered queue (``real/queues.py``) puts it.
+  recompute-preempted running request goes to the very front, the last preempted first, as vLLM queues it
+  (v1's ``prepend_request``, 0.2's ``waiting.insert(0, ...)``), and a resume by its ticket goes before the
+  first request with a later ticket, as the executor inserts it into vLLM's deque; under the other orders
+  every request goes by its key, as the real executor's ordered queue (``real/queues.py``) puts it.
 - ``program``: Continuum's program-level FCFS: every turn of a request is ordered by the arrival of the whole
   request (its first ticket), whatever ``resume_to_front`` says.
 - ``plas``: Autellix's program-level least attained service. A request's service is the tokens the engine
@@ -55,16 +56,14 @@ def keeps_ticket_on_resume(order: str, resume_to_front: bool) -> bool:
 
 
 def queue_key(order: str, ticket: int, service_tokens: int, starved: bool = False,
-              score: float = 0.0, front: int = 0) -> tuple[int, float, int]:
-    """Sort key of a waiting request (smaller is served first); ``starved``: promoted by the order's
-    anti-starvation guard (PLAS, MARS); ``score``: MARS's score of the request; ``front``: under ``arrival``,
-    the count of a recompute-preemption queued at the front (0: none), the latest ahead."""
+              score: float = 0.0) -> tuple[int, float, int]:
+    """Sort key of a waiting request (smaller is served first; under ``arrival`` a recompute-preempted request
+    goes ahead of its key, ``sim.waitqueue``); ``starved``: promoted by the order's anti-starvation guard
+    (PLAS, MARS); ``score``: MARS's score of the request."""
     if order == "plas":
         return (-1 if starved else plas_level(service_tokens), 0.0, ticket)
     if order == "mars":
         return (-1 if starved else 0, score, ticket)
-    if order == "arrival" and front:
-        return (-1, -float(front), ticket)
     return (0, 0.0, ticket)
 
 

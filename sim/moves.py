@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from core.queue_order import keeps_ticket_on_resume
 from core.types import Status, StepPlan
 from sim.request import Req
 
@@ -175,8 +176,11 @@ class KvMoves(_Base):
 
     def preempt(self, r: Req, t: float) -> None:
         """Recompute-preemption: free a running (or KV-holding resumed) request's KV (its full blocks stay
-        cached with the prefix cache on) and queue it (``WaitQueue.add``: at the front under ``arrival``)."""
-        if r in self.holding:
+        cached with the prefix cache on) and queue it (``WaitQueue.add``): a running one as vLLM queues it (at
+        the front under ``arrival``); a holding one, which vLLM never preempts, as the executor's deadlock
+        breaker requeues it (``real/actions.py`` ``_ic_unblock``): as a resumed discard."""
+        holding = r in self.holding
+        if holding:
             self.holding.remove(r)
         elif r.in_group:
             self.group.leave(r)
@@ -191,6 +195,8 @@ class KvMoves(_Base):
         r.service_tokens += r.computed - r.turn_base
         r.gpu_blocks = r.computed = r.turn_base = 0
         r.status = Status.WAITING
-        self.waiting.add(r, t, preempted=True)
+        if holding and not keeps_ticket_on_resume(self.order, self.policy.traits.resume_to_front):
+            r.ticket, self.next_ticket = self.next_ticket, self.next_ticket + 1
+        self.waiting.add(r, t, preempted=not holding)
         self._changed(r, t)  # a holding request's idle blocks are gone
 

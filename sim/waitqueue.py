@@ -13,7 +13,8 @@ from sim.request import Req
 
 
 class WaitQueue:
-    """Waiting requests sorted by their queue key. The order's anti-starvation guard (PLAS, MARS) promotes
+    """Waiting requests in queue order: by their queue key, or under ``arrival`` as vLLM's FCFS deque holds them
+    (``_fcfs_index``). The order's anti-starvation guard (PLAS, MARS) promotes
     those that waited ``patience(order)`` on the order's clock: the simulated time (PLAS), or the engine's
     step count ``steps()`` (MARS, whose keys also carry the policy's ``score`` of the request)."""
 
@@ -28,22 +29,35 @@ class WaitQueue:
         self._items: list[tuple[tuple[int, float, int], Req]] = []
         self._since: list[tuple[float, int, Req]] = []  # guarded orders: (queued at, seq, req), lazily pruned
         self._seq = itertools.count()
-        self._fronts = itertools.count(1)  # preemptions queued at the front (``add``)
 
     def _clock(self, now: float) -> float:
         return float(self._steps()) if self._steps is not None else now
 
     def add(self, r: Req, now: float, preempted: bool = False) -> None:
-        """Queue ``r`` (not in the queue) at ``now`` by its key; ``preempted`` (a recompute-preemption) under the
-        ``arrival`` order: at the front, ahead of the requests preempted before it, as vLLM queues it
-        (v1's ``prepend_request``; 0.2's ``waiting.insert(0, ...)``)."""
+        """Queue ``r`` (not in the queue) at ``now``: by its key, or under ``arrival`` where vLLM's FCFS deque
+        takes it (``_fcfs_index``); ``preempted``: a recompute-preemption of a running request."""
         score = self._score(r) if self._score is not None else 0.0
-        front = next(self._fronts) if preempted and self.order == "arrival" else 0
-        r.wait_key = queue_key(self.order, r.ticket, r.service_tokens, score=score, front=front)
+        r.wait_key = queue_key(self.order, r.ticket, r.service_tokens, score=score)
         r.queued_at = self._clock(now)
-        bisect.insort(self._items, (r.wait_key, r))
+        if self.order == "arrival":
+            self._items.insert(self._fcfs_index(r, preempted), (r.wait_key, r))
+        else:
+            bisect.insort(self._items, (r.wait_key, r))
         if self._patience < math.inf:
             heapq.heappush(self._since, (r.queued_at, next(self._seq), r))
+
+    def _fcfs_index(self, r: Req, preempted: bool) -> int:
+        """Where vLLM's FCFS deque, as the executor keeps it (real/queues.py), takes ``r``: a preempted request at
+        the front, so the last preempted is served first (v1's ``prepend_request``, 0.2's ``waiting.insert(0,
+        ...)``); any other before the first request with a later ticket: a new one (the latest ticket) at the
+        back (``add_request``), a resume that keeps its ticket by it (``_ic_insert_by_arrival``), which can put
+        it ahead of preempted requests with later tickets."""
+        items = self._items
+        if preempted:
+            return 0
+        if not items or items[-1][1].ticket < r.ticket:
+            return len(items)
+        return next(i for i, (_, q) in enumerate(items) if q.ticket > r.ticket)
 
     def _prune(self) -> None:
         since = self._since

@@ -241,6 +241,29 @@ def test_v1_resumed_request_holding_its_kv_goes_first() -> None:
     assert [(r.rid, q) for r, q in eng._form(0.0).chunks] == [("held", 21), ("new", 16)]
 
 
+@pytest.mark.parametrize(("policy", "queue"), [("preserve", ["old", "held", "new"]),
+                                               ("vllm_native", ["old", "new", "held"])])
+def test_a_holding_request_preempted_to_break_a_deadlock_is_requeued_as_a_resume(policy: str,
+                                                                                 queue: list[str]) -> None:
+    """vLLM never preempts a resumed request holding its KV; the executor's deadlock breaker requeues it as a
+    resumed discard (real/actions.py ``_ic_unblock``): by its ticket where the policy keeps it (preserve),
+    at the back with a new one where it does not (vllm_native), not at the front as a preempted running one."""
+    from core.types import Status
+
+    specs = [RequestSpec("held", 0.0, 64, (Segment(1, 1.0, 20, "qa"), Segment(2)), "qa"),
+             RequestSpec("new", 0.0, 16, (Segment(2),))]
+    eng = _engine(policy, specs)
+    eng.arrive(specs[1], 0.0)  # ticket 0
+    eng.waiting.add(Req(RequestSpec("old", 0.0, 16, (Segment(2),)), -2), 0.0)  # the first ticket of all
+    held = Req(specs[0], -1)  # arrived between them; resumed with 64 tokens of KV in 4 blocks
+    held.status, held.gpu_blocks, held.computed, held.num_tokens, held.seg = Status.WAITING, 4, 64, 85, 1
+    eng.m.arrive(0.0, "held", "qa", 64)
+    eng.pool.allocate_gpu(4)
+    eng.holding.append(held)
+    eng.preempt(held, 0.5)
+    assert [r.rid for r in eng.waiting] == queue and eng.pool.gpu_free == 30
+
+
 def test_v1_admits_nothing_in_a_step_that_preempts() -> None:
     specs = [RequestSpec("a", 0.0, 32, (Segment(10),)), RequestSpec("b", 0.0, 40, (Segment(10),)),
              RequestSpec("r", 0.0, 10, (Segment(2),))]

@@ -72,7 +72,12 @@ def test_a_preempted_request_goes_to_the_front_under_arrival_order(order: str, e
     wq.add(_req("q1", 7, 0), 1.0, preempted=True)
     wq.add(_req("q2", 3, 0), 2.0, preempted=True)
     assert [r.rid for r in wq] == expected
-    assert queue_key("arrival", 7, 0, front=2) < queue_key("arrival", 7, 0, front=1) < queue_key("arrival", 0, 0)
+    # resumes that keep their tickets go before the first later ticket, as the executor inserts them into
+    # vLLM's deque: ahead of a preempted request with a later ticket (b before q1, z before q2)
+    wq.add(_req("b", 4, 0), 3.0)
+    wq.add(_req("z", 2, 0), 3.0)
+    assert [r.rid for r in wq] == {"arrival": ["z", "q2", "b", "q1", "a", "c"],
+                                   "program": ["a", "z", "q2", "b", "c", "q1"]}[order]
 
 
 # one slot; "a" pauses (its KV discarded), "b" occupies the slot, "c" arrives and waits; "a" returns at about
