@@ -5,8 +5,10 @@ Near memory pressure a policy's mean ``norm_latency_ms`` can be bimodal (the def
 recompute-preemptions more send a few short requests into long waits). This puts every real run of
 ``--policy`` on one speed scale, its engine log's steps measured over their time predicted by one reference
 profile (``fidelity.speed_scale``; 1 = that profile's speed, higher = slower), with its ``norm_latency_ms``
-and its recompute-preemptions; then the simulator's ``norm_latency_ms`` on the folders' trace with that
-profile's step times times each scale of ``--scales``. The folders must share the trace and engine settings.
+and its ``discard`` events (for preserve, which keeps every pause, its recompute-preemptions; other policies
+log their pause discards under that name too); then the simulator's ``norm_latency_ms`` on the folders'
+trace with that profile's step times times each scale of ``--scales``. The folders must share the trace
+(checked) and the engine settings (the first run's are used).
 
     python benchmarks/modes.py results/validate-default-{8,9} \
         --reference results/validate-default-9/profiles/round-0/cpu2-llama-small-tp1.json
@@ -33,7 +35,7 @@ from real.collect import read_engine_log  # noqa: E402
 
 
 def real_runs(folders: list[Path], label: str, ref: str) -> list[tuple[float, float, int, str]]:
-    """(speed on the reference profile, norm_latency_ms, recompute-preemptions, run) per real run of ``label``."""
+    """(speed on the reference profile, norm_latency_ms, discard events, run) per real run of ``label``."""
     rows = []
     for folder in folders:
         for run in sorted((folder / "runs").glob(f"{label}-*")):
@@ -41,8 +43,8 @@ def real_runs(folders: list[Path], label: str, ref: str) -> list[tuple[float, fl
             steps = read_engine_log(folder / "engine-logs" / f"{run.name}.jsonl")[0]
             speed = speed_scale(steps, FittedCostModel.from_profile(ref, engine))
             norm = json.loads((run / "summary.json").read_text())["overall"]["norm_latency_ms"]
-            preempted = pq.read_table(run / "events.parquet").column("event").to_pylist().count("discard")
-            rows.append((speed, norm, preempted, f"{folder.name}/{run.name}"))
+            discards = pq.read_table(run / "events.parquet").column("event").to_pylist().count("discard")
+            rows.append((speed, norm, discards, f"{folder.name}/{run.name}"))
     return sorted(rows)
 
 
@@ -57,15 +59,18 @@ def main() -> None:
     rows = real_runs(args.folders, args.policy, args.reference)
     if not rows:
         sys.exit(f"no runs/{args.policy}-* with engine logs in {', '.join(map(str, args.folders))}")
+    traces = {(f / "trace.jsonl").read_bytes() for f in args.folders}
+    if len(traces) > 1:
+        sys.exit("the folders' trace.jsonl differ: their runs cannot share one simulated landscape")
     first = min((args.folders[0] / "runs").glob(f"{args.policy}-*"))
     config = tomllib.loads((first / "config.toml").read_text())
     specs = read_jsonl(args.folders[0] / "trace.jsonl")
     policy = "discard" if args.policy == "plain" else args.policy
     specs = plain(specs) if args.policy == "plain" else specs
     print(f"# {args.policy}: real runs by speed (reference `{args.reference}`), and the simulator\n")
-    print("| speed | norm_latency_ms | recompute-preemptions | run |\n|---|---|---|---|")
-    for speed, norm, preempted, name in rows:
-        print(f"| {speed:.3f} | {norm:.1f} | {preempted} | {name} |")
+    print("| speed | norm_latency_ms | discard events | run |\n|---|---|---|---|")
+    for speed, norm, discards, name in rows:
+        print(f"| {speed:.3f} | {norm:.1f} | {discards} | {name} |")
     lo, hi, step = (float(x) for x in args.scales.split(":"))
     scales = np.round(np.arange(lo, hi + step / 2, step), 6)
     print(f"\nThe simulator on `{args.folders[0] / 'trace.jsonl'}`, the reference's step times x each speed:\n")

@@ -3,7 +3,9 @@
 validate runs ``repeats`` rounds; each round measures a profile first (unless one is given), so that the
 profile and the runs see the same machine, then runs every policy and (unless told not to) the plain trace
 once on the engine (round-robin, so that a drift of the machine's speed is shared); with ``until_resolved``,
-more rounds follow, each of the cases with a row their median cannot yet resolve (``more_rounds``). Each
+more rounds follow, each of the cases with a row their median cannot yet resolve
+(``validation_case.more_rounds``; those rounds run only those cases, so they share the machine's drift only
+among themselves). Each
 round's runs are simulated with that round's profile: an ensemble over SPEED_SCALES (``sim``), and each run at its own fitted
 step-time scale times each of SPEED_SCALES (``rel_error_calibrated``: the dynamics alone). The simulator
 charges swap copies in full (``engine.swap_overlap = false``): the CPU build copies synchronously inside the
@@ -14,12 +16,9 @@ in the executor does.
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 from pathlib import Path
-from typing import Any, NamedTuple
-
-import numpy as np
+from typing import Any
 
 from core.cost import FittedCostModel
 from core.trace_io import read_jsonl
@@ -144,84 +143,11 @@ def validation_cases(policies: tuple[str, ...], trace: list[RequestSpec],
     return [(p, p, trace) for p in policies] + ([("plain", "discard", plain(trace))] if with_plain else [])
 
 
-class Compared(NamedTuple):
-    """One case's comparison: its validation.csv rows, the report's extras, the scatter's latencies and
-    InferCept's real decisions (constrained; else empty)."""
-
-    rows: list[dict[str, Any]]
-    extra: dict[str, Any]
-    scatter: tuple[list[float], list[float]]
-    decisions: dict[str, float]
-
-
-def more_rounds(compared: dict[str, Compared], runs: dict[str, int], most: int) -> list[str]:
-    """The cases another round runs under ``--until-resolved most``: those with a held row the median of
-    their real runs cannot resolve (``experiments.verdict.unresolved``) and fewer than ``most`` runs. Chosen
-    by the simulator's own spread, not by which side of the target the real median fell."""
-    from experiments.verdict import unresolved
-
-    return [label for label, c in compared.items() if runs[label] < most and unresolved(c.rows)]
-
-
-def _compare(v: Validation, case: tuple[str, str, list[RequestSpec]],
-             done: list[tuple[int, Any, list[dict[str, Any]]]], profiles: list[Path]) -> Compared:
-    """The real runs of one case against its simulations (``sim``: the ensemble with every round's profile;
-    calibrated: each run at its own fitted scale)."""
-    from experiments.ensemble import simulate_calibrated, simulate_ensemble
-    from experiments.fidelity import (
-        DECISIONS,
-        compare_rows,
-        median_by_kind,
-        predicted_s,
-        request_latency_s,
-        speed_scale,
-        step_error_row,
-        step_time_errors,
-        summary_of,
-    )
-
-    label, policy, specs = case
-    costs = [FittedCostModel.from_profile(p, v.engine) for p in profiles]
-    reals = [summary_of(m) for _, m, _ in done]
-    scales = [speed_scale(steps, costs[k]) for k, _, steps in done]
-    used = sorted({k for k, _, _ in done})
-    sim_median, sim, sim_norms = simulate_ensemble(policy, specs, [str(profiles[k]) for k in used], v.window_s,
-                                                   v.engine)
-    cal = simulate_calibrated(policy, specs, [(str(profiles[k]), f) for (k, _, _), f in zip(done, scales)],
-                              v.window_s, v.engine)
-    rows = compare_rows(label, reals, sim_median, cal)
-    errs = [step_time_errors(steps, costs[k]) for k, _, steps in done]
-    cal_errs = [step_time_errors(steps, costs[k], f)[0] for (k, _, steps), f in zip(done, scales)]
-    busy = [(k, s) for k, _, steps in done for s in steps if s["num_decode"] + s["prefill_tokens"]]
-    measured = np.array([s["t_end"] - s["t0"] - s.get("copy_s", 0.0) for _, s in busy])
-    predicted = np.array([predicted_s(s, costs[k]) for k, s in busy])
-    signed = np.concatenate([e for e, _ in errs])
-    rows.append(step_error_row(label, signed, np.concatenate(cal_errs), measured, predicted))
-    ms = [m for _, m, _ in done]
-    hook = [float(m.steps["policy_s"].sum()) / max(float(m.steps["dur_s"].sum()), 1e-12) for m in ms]
-    full = 0.95 * v.engine["gpu_kv_blocks"]
-    pressure = [float(np.mean(m.steps["gpu_used_blocks"] >= full)) if m.step_rows else 0.0 for m in ms]
-    e = np.abs(signed)
-    extra = {"runs": len(done),
-             "step_err_median": float(np.median(e)) if e.size else math.nan,
-             "step_err_p90": float(np.percentile(e, 90)) if e.size else math.nan,
-             "step_err_signed_by_kind": median_by_kind(signed, [k for _, ks in errs for k in ks]),
-             "speed_scales": scales,
-             "hook_share": float(np.median(hook)), "steps_kv_full": float(np.median(pressure)),
-             "real_norm_min": min(x["norm_latency_ms"] for x in reals),
-             "real_norm_max": max(x["norm_latency_ms"] for x in reals),
-             "sim_norm_min": min(sim_norms), "sim_norm_max": max(sim_norms)}
-    decisions = ({k: float(np.median([x[k] for x in reals])) for k in DECISIONS}
-                 if label == "infercept" and v.scenario.throttled else {})
-    rl, sl = request_latency_s(ms[0]), request_latency_s(sim)
-    both = sorted(set(rl) & set(sl))
-    return Compared(rows, extra, ([rl[r] for r in both], [sl[r] for r in both]), decisions)
-
-
 def run_validation(v: Validation) -> tuple[list[dict[str, Any]], list[str], list[str]]:
     """Every case (``validation_cases``), real (``repeats`` rounds, then with ``until_resolved`` more rounds of
     the cases ``more_rounds`` names) and simulated; writes the report files. Returns the validation.csv rows,
     what misses the target and what is unresolved (``experiments.verdict``; both empty: it passes)."""
+    from experiments.validation_case import Compared, compare_case, more_rounds
     from experiments.validation_report import ReportInputs, write_outputs
     from experiments.verdict import unresolved, verdict
 
@@ -245,7 +171,7 @@ def run_validation(v: Validation) -> tuple[list[dict[str, Any]], list[str], list
             continue
         for case in cases:
             if case[0] in todo:
-                compared[case[0]] = _compare(v, case, runs[case[0]], profiles)
+                compared[case[0]] = compare_case(v, case, runs[case[0]], profiles)
         todo = more_rounds(compared, {c: len(r) for c, r in runs.items()}, v.until_resolved)
     costs = [FittedCostModel.from_profile(p, v.engine) for p in profiles]
     rows = [r for c in cases for r in compared[c[0]].rows]

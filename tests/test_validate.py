@@ -37,7 +37,8 @@ from experiments.fidelity import (
 )
 from experiments.scenarios import REFERENCE_GPU_PROFILE, SCENARIOS, gpu_ratio_link, with_link
 from experiments.spread import median_draws, repeats_to_resolve, spread
-from experiments.validation import Compared, more_rounds, validation_cases
+from experiments.validation import validation_cases
+from experiments.validation_case import Compared, more_rounds
 from experiments.verdict import unresolved, verdict, verdict_word
 
 
