@@ -116,6 +116,14 @@ def test_trace_beyond_context_or_with_bad_counts_is_rejected_before_the_engine(t
     assert not list((tmp_path / "v").glob("**/*.json")) and not (tmp_path / "v" / "runs").exists()
 
 
+def test_until_resolved_below_the_repeats_is_rejected_before_anything_runs(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--model", "tiny", "--out", str(tmp_path / "v"), "--repeats", "3",
+                 "--until-resolved", "2"]) == 2
+    assert "--until-resolved 2: must be at least --repeats (3)" in capsys.readouterr().err
+    assert not (tmp_path / "v").exists()
+
+
 def test_engine_death_mid_run_is_a_clear_error(tmp_path: Path) -> None:
     import psutil
 
