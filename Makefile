@@ -36,6 +36,7 @@ bench: install
 	$(BIN)/python benchmarks/speed.py
 	$(BIN)/python benchmarks/sweep_speed.py
 	for s in $(SWEEPS); do $(BIN)/infercept sweep experiments/sweeps/$$s.toml --out docs/results/sweeps/$$s --quiet || exit 1; done
+	$(BIN)/python benchmarks/knee.py
 	$(BIN)/python benchmarks/knee.py --duration-s 600
 	$(MAKE) figures
 	$(MAKE) bench-paper-trace
