@@ -35,7 +35,7 @@ def more_rounds(compared: dict[str, Compared], runs: dict[str, int], most: int) 
 
 
 def compare_case(v: Any, case: tuple[str, str, list[RequestSpec]],
-             done: list[tuple[int, Any, list[dict[str, Any]]]], profiles: list[Path]) -> Compared:
+                 done: list[tuple[int, Any, list[dict[str, Any]]]], profiles: list[Path]) -> Compared:
     """The real runs of one case (``done``: (round, Metrics, engine steps) per run) against its simulations
     (``sim``: the ensemble with the profiles of the rounds it ran in; calibrated: each run at its own fitted
     scale); ``v``: the ``experiments.validation.Validation``."""

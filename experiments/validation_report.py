@@ -87,9 +87,9 @@ def _report_lines(r: ReportInputs, drift: list[float]) -> list[str]:
              f"- policies: {', '.join(v.policies)}" + ("" if v.with_plain else "; no plain trace (--no-plain)"),
              (f"- engine: {s.kv_blocks} KV blocks of {s.block_size_tokens} tokens, host swap {s.host_blocks} "
               f"blocks, link {link}, token budget {s.token_budget_tokens}, model `{s.model_dir}`"),
-             (f"- window {v.window_s:g} s, {v.repeats} rounds (median of the real runs){_more(r)}; simulator `v1` "
-              "batching, "
-              "swap copies charged in full (`engine.swap_overlap = false`: the CPU build copies inside the step), "
+             (f"- window {v.window_s:g} s, {v.repeats} rounds (median of the real runs){_more(r)}; simulator "
+              "`v1` batching, swap copies charged in full (`engine.swap_overlap = false`: the CPU build copies "
+              "inside the step), "
               "a swap holding its GPU blocks while it runs (`engine.swap_holds_blocks = true`, as vLLM's "
               "connector)"),
              (f"- sim: median of {len(SPEED_SCALES)} runs per round's profile with step times scaled by "
