@@ -140,12 +140,11 @@ def _report_lines(r: ReportInputs, drift: list[float]) -> list[str]:
 
 def _more(r: ReportInputs) -> str:
     """The extra rounds of ``--until-resolved``, if any ran."""
-    more = {p: x["runs"] for p, x in r.extra.items() if x.get("runs", 0) > r.v.repeats}
     if not r.v.until_resolved:
         return ""
-    ran = ", ".join(f"{p} {n} runs" for p, n in more.items()) or "none needed"
+    ran = ", ".join(f"{p} {x['runs']} runs" for p, x in r.extra.items() if x["runs"] > r.v.repeats)
     return (f", then rounds of the cases with an unresolved row until it resolved or they had "
-            f"{r.v.until_resolved} runs (`--until-resolved`): {ran}")
+            f"{r.v.until_resolved} runs (`--until-resolved`): {ran or 'none needed'}")
 
 
 def _pct(x: float) -> str:
