@@ -20,6 +20,7 @@ from core.types import EngineState, RequestSpec
 from sim.batch import BatchForming, Step
 from sim.jump import first_k_reaching, total_s
 from sim.offload import store_chunks
+from sim.waitqueue import queue_placement
 
 
 class Engine(BatchForming):
@@ -35,6 +36,7 @@ class Engine(BatchForming):
         self.mode = "fill" if policy.traits.chunk_fill else (policy.traits.batching or batching)
         if self.mode not in ("fill", "v0", "v1"):
             raise ValueError(f"policy {policy.name}: batching trait {policy.traits.batching!r}: expected v0 or v1")
+        self.waiting.placement = queue_placement(self.mode, batching)
         self.budget = cost.saturation_tokens if self.mode == "fill" else cost.token_budget_tokens
         # vLLM v1's kv_holding_waiting; not with InferCept's budgeted swap-ins, whose half swapped-in requests
         # hold blocks too (the two would wait for each other)

@@ -195,8 +195,9 @@ class KvMoves(_Base):
         r.service_tokens += r.computed - r.turn_base
         r.gpu_blocks = r.computed = r.turn_base = 0
         r.status = Status.WAITING
-        if holding and not keeps_ticket_on_resume(self.order, self.policy.traits.resume_to_front):
+        kept = keeps_ticket_on_resume(self.order, self.policy.traits.resume_to_front)
+        if holding and not kept:
             r.ticket, self.next_ticket = self.next_ticket, self.next_ticket + 1
-        self.waiting.add(r, t, preempted=not holding)
+        self.waiting.add(r, t, preempted=not holding, kept_ticket=holding and kept)
         self._changed(r, t)  # a holding request's idle blocks are gone
 

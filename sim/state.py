@@ -134,11 +134,12 @@ class EngineQueues(KvMoves):
         elif r.gpu_blocks:
             self.start_running(r)
         else:
-            if not keeps_ticket_on_resume(self.order, self.policy.traits.resume_to_front):
+            kept = keeps_ticket_on_resume(self.order, self.policy.traits.resume_to_front)
+            if not kept:
                 r.ticket, self.next_ticket = self.next_ticket, self.next_ticket + 1
             r.status = Status.WAITING
             r.resumed_at = now  # its wait before readmission counts from when the engine saw the return
-            self.waiting.add(r, now)
+            self.waiting.add(r, now, kept_ticket=kept)
         self._changed(r, now)
 
     def _changed(self, r: Req, t: float) -> None:

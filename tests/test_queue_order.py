@@ -11,7 +11,7 @@ from core.policy import make_policy
 from core.queue_order import PLAS, keeps_ticket_on_resume, plas_level, queue_key
 from core.types import RequestSpec, Segment
 from sim.request import Req
-from sim.waitqueue import WaitQueue
+from sim.waitqueue import WaitQueue, queue_placement
 
 
 def test_plas_levels_are_geometric() -> None:
@@ -79,6 +79,50 @@ def test_a_preempted_request_goes_to_the_front_under_arrival_order(order: str, e
     assert [r.rid for r in wq] == {"arrival": ["z", "q2", "b", "q1", "a", "c"],
                                    "program": ["a", "z", "q2", "b", "c", "q1"]}[order]
 
+
+
+@pytest.mark.parametrize(("placement", "expected"), [("deque", ["z", "q2", "b", "q1", "a", "c", "n"]),
+                                                      ("deque_v0", ["z", "b", "q2", "q1", "a", "c", "n"]),
+                                                      ("sorted", ["a", "z", "q2", "b", "c", "q1", "n"])])
+def test_where_each_engine_queues_a_resume_and_a_preemption(placement: str, expected: list[str]) -> None:
+    """The reference's engines (v0 runs): its bench scripts patch vLLM 0.2's resume of a discarded request to
+    ``waiting.insert(0, ...)`` for ImprovedDiscard, so a resume that keeps its ticket goes to the very front
+    (the last resumed first), and a preemption too; InferCept's own scheduler re-sorts its queue by arrival
+    every step, preemptions included. A resume with a new ticket (vLLM's discard) goes to the back in all."""
+    wq = WaitQueue("arrival", placement=placement)
+    wq.add(_req("c", 5, 0), 0.0)
+    wq.add(_req("a", 1, 0), 0.0)
+    wq.add(_req("q1", 7, 0), 1.0, preempted=True)
+    wq.add(_req("q2", 3, 0), 2.0, preempted=True)
+    wq.add(_req("b", 4, 0), 3.0, kept_ticket=True)
+    wq.add(_req("z", 2, 0), 3.0, kept_ticket=True)
+    wq.add(_req("n", 9, 0), 4.0)
+    assert [r.rid for r in wq] == expected
+
+
+def test_which_placement_each_engine_uses() -> None:
+    assert [queue_placement(mode, "v0") for mode in ("fill", "v0", "v1")] == ["sorted", "deque_v0", "deque"]
+    assert [queue_placement(mode, "v1") for mode in ("fill", "v0", "v1")] == ["deque", "deque_v0", "deque"]
+    with pytest.raises(ValueError, match="queue placement 'lifo'"):
+        WaitQueue("arrival", placement="lifo")
+
+
+# one slot; "a" then "d" pause (their KV discarded) and return while "b" holds the slot: the reference's
+# ImprovedDiscard (v0) serves the last resumed ("d") first, the executor's deque (v1) the earlier ticket ("a");
+# vLLM's discard gives each a new ticket as it returns, so "a" in both
+TWO_RESUMES = [RequestSpec("a", 0.0, 100, (Segment(3, 1.0, 10, "qa"), Segment(2)), "qa"),
+               RequestSpec("d", 0.05, 100, (Segment(3, 1.0, 10, "qa"), Segment(2)), "qa"),
+               RequestSpec("b", 0.5, 100, (Segment(100),))]
+
+
+@pytest.mark.parametrize(("policy", "batching", "first"), [("improved_discard", "v0", "d"),
+                                                            ("improved_discard", "v1", "a"),
+                                                            ("discard", "v0", "a"), ("discard", "v1", "a")])
+def test_the_reference_improved_discard_serves_the_last_resumed_first(policy: str, batching: str,
+                                                                       first: str) -> None:
+    m = run(TWO_RESUMES, policy, batching, cost=make_cost(max_num_seqs=1))
+    assert m.requests["b"].finish_s < min(m.requests[r].finish_s for r in ("a", "d"))  # both waited for "b"
+    assert min(("a", "d"), key=lambda rid: m.requests[rid].finish_s) == first
 
 # one slot; "a" pauses (its KV discarded), "b" occupies the slot, "c" arrives and waits; "a" returns at about
 # 1.04 s while "c" waits: by arrival (vLLM's discard) "a" queues behind "c", by program order ahead of it
