@@ -32,11 +32,12 @@ def build_workload(cfg: RunConfig, cost: FittedCostModel) -> tuple[list[RequestS
 
 def simulate(cfg: RunConfig, specs: list[RequestSpec] | None = None, cost: FittedCostModel | None = None,
              progress: Callable[[float], None] | None = None,
-             policy_cost: FittedCostModel | None = None) -> Metrics:
+             policy_cost: FittedCostModel | None = None, env: simpy.Environment | None = None) -> Metrics:
     """Run one simulation. ``specs``/``cost`` may be passed in to share them across runs; ``progress`` is
     called now and then with the simulated time (s); ``policy_cost``: the cost model the policy decides with,
     where it differs from the engine's clock (a re-simulation at a fitted speed: the real policy saw the
-    profile as measured)."""
+    profile as measured); ``env``: a fresh SimPy environment to run in (default: a new one), for a ``cost``
+    that reads its clock (``experiments.wander``: a machine whose speed wanders)."""
     cost = cost or load_cost(cfg)
     notes: dict[str, int] = {}
     if specs is None:
@@ -44,7 +45,7 @@ def simulate(cfg: RunConfig, specs: list[RequestSpec] | None = None, cost: Fitte
     policy = make_policy(cfg.policy, policy_cost or cost, tool_means_s(cfg.workload, specs), **cfg.policy_options)
     metrics = Metrics(cfg.duration_s, cost.gpu_kv_blocks)
     metrics.notes.update(notes)
-    env = simpy.Environment()
+    env = env or simpy.Environment()
     engine = Engine(env, specs, cost, policy, metrics, cfg.batching, cfg.duration_s, cfg.drain, cfg.jump,
                     cfg.check, progress)
     env.process(engine.run())
