@@ -46,10 +46,18 @@ from experiments.fidelity import (
 )
 from experiments.scenarios import with_link
 from experiments.validation_report import write_rows
+from experiments.wander import wander_blocks
 from experiments.verdict import unresolved, verdict, verdict_word
 from real.collect import read_engine_log
 
 LABELS = ("discard", "improved_discard", "preserve", "swap", "infercept", "plain")
+
+
+def run_speed(folder: Path, run: Path, cost: FittedCostModel) -> tuple[float, np.ndarray]:
+    """A real run's fitted step-time scale and its speed's wander (``experiments.wander.wander_blocks``)."""
+    steps = read_engine_log(folder / "engine-logs" / f"{run.name}.jsonl")[0]
+    f = speed_scale(steps, cost)
+    return f, wander_blocks(steps, cost, f)
 
 
 def real_summary(run: Path) -> dict[str, float]:
@@ -78,9 +86,9 @@ def own_profiles(folder: Path, csv_out: Path | None) -> None:
         trace = plain(specs) if label == "plain" else specs
         policy = "discard" if label == "plain" else label
         sim, _, _ = simulate_ensemble(policy, trace, sorted(set(profiles)), window, engine)
-        scales = [speed_scale(read_engine_log(folder / "engine-logs" / f"{p.name}.jsonl")[0],
-                              FittedCostModel.from_profile(prof, engine)) for p, prof in zip(runs, profiles)]
-        cal = simulate_calibrated(policy, trace, list(zip(profiles, scales)), window, engine)
+        speeds = [run_speed(folder, p, FittedCostModel.from_profile(prof, engine)) for p, prof in zip(runs, profiles)]
+        cal = simulate_calibrated(policy, trace, [(prof, f) for prof, (f, _) in zip(profiles, speeds)], window,
+                                  engine, [w for _, w in speeds])
         reals = [real_summary(p) for p in runs]
         if label == "infercept" and configs[0].get("link_bytes_per_s"):  # constrained: the decisions' floor
             decisions = {k: float(np.median([x[k] for x in reals])) for k in DECISIONS}
@@ -130,8 +138,9 @@ def main() -> None:
         policy = "discard" if label == "plain" else label
         sim, _, _ = simulate_ensemble(policy, trace, profile, config["window_s"], engine)
         cost = FittedCostModel.from_profile(profile, engine)
-        scales = [speed_scale(read_engine_log(folder / "engine-logs" / f"{p.name}.jsonl")[0], cost) for p in runs]
-        cal = simulate_calibrated(policy, trace, [(profile, f) for f in scales], config["window_s"], engine)
+        speeds = [run_speed(folder, p, cost) for p in runs]
+        cal = simulate_calibrated(policy, trace, [(profile, f) for f, _ in speeds], config["window_s"], engine,
+                                  [w for _, w in speeds])
         rows = {r["metric"]: r for r in compare_rows(label, reals, sim, cal)}
         c, n = rows["completed_rps"], rows["norm_latency_ms"]
         print(f"| {label} | {c['real']:.3f} / {c['sim']:.3f} | {100 * c['rel_error']:+.1f} % | "

@@ -8,7 +8,8 @@ simulator's own median by more than 10 % in a quarter to a half of the cases, so
 correct simulator from a wrong one there.
 
 ``spread`` measures that from the calibrated simulations themselves: each real run is re-simulated at its own
-fitted speed times each of the ensemble's scales (its neighbourhood); a median of ``k`` runs takes one
+fitted speed times each of the ensemble's scales, its speed wandering within the run as the run's own did
+(``experiments.wander``; its neighbourhood); a median of ``k`` runs takes one
 simulation from each run's neighbourhood. Of those medians: the share that misses the median of all the
 simulations by more than the target (``self_miss``), and their central 95 % (``lo``, ``hi``).
 ``experiments.verdict`` holds a row whose ``self_miss`` exceeds RESOLVABLE as unresolved, neither passed nor

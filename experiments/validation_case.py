@@ -51,6 +51,7 @@ def compare_case(v: Any, case: tuple[str, str, list[RequestSpec]],
         step_time_errors,
         summary_of,
     )
+    from experiments.wander import wander_blocks
 
     label, policy, specs = case
     costs = [FittedCostModel.from_profile(p, v.engine) for p in profiles]
@@ -59,8 +60,9 @@ def compare_case(v: Any, case: tuple[str, str, list[RequestSpec]],
     used = sorted({k for k, _, _ in done})
     sim_median, sim, sim_norms = simulate_ensemble(policy, specs, [str(profiles[k]) for k in used], v.window_s,
                                                    v.engine)
+    wanders = [wander_blocks(steps, costs[k], f) for (k, _, steps), f in zip(done, scales)]
     cal = simulate_calibrated(policy, specs, [(str(profiles[k]), f) for (k, _, _), f in zip(done, scales)],
-                              v.window_s, v.engine)
+                              v.window_s, v.engine, wanders)
     rows = compare_rows(label, reals, sim_median, cal)
     errs = [step_time_errors(steps, costs[k]) for k, _, steps in done]
     cal_errs = [step_time_errors(steps, costs[k], f)[0] for (k, _, steps), f in zip(done, scales)]
@@ -79,6 +81,7 @@ def compare_case(v: Any, case: tuple[str, str, list[RequestSpec]],
              "step_err_p90": float(np.percentile(e, 90)) if e.size else math.nan,
              "step_err_signed_by_kind": median_by_kind(signed, [k for _, ks in errs for k in ks]),
              "speed_scales": scales,
+             "wander_pct": [100 * float(np.std(np.log(w))) for w in wanders],
              "hook_share": float(np.median(hook)), "steps_kv_full": float(np.median(pressure)),
              "real_norm_min": min(x["norm_latency_ms"] for x in reals),
              "real_norm_max": max(x["norm_latency_ms"] for x in reals),

@@ -121,11 +121,13 @@ def _report_lines(r: ReportInputs, drift: list[float]) -> list[str]:
     lines += [f"| {x['policy']} | {x['metric']} | {x['real']:.4g} | {x['sim']:.4g} | {100 * x['rel_error']:+.1f} % | "
               f"{100 * x['rel_error_calibrated']:+.1f} % | {_pct(x.get('cal_self_miss', math.nan))} | "
               f"{_band(x)} |" for x in r.rows]
-    lines += ["", ("| policy | step-time error median | p90 | fitted step-time scales | policy hook share of step "
-                   "time | steps with KV >= 95 % full | norm_latency_ms range: real runs | simulations |"),
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["", ("| policy | step-time error median | p90 | fitted step-time scales | their wander (sd of 2-s "
+                   "blocks) | policy hook share of step time | steps with KV >= 95 % full | norm_latency_ms range: "
+                   "real runs | simulations |"),
+              "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {p} | {100 * x['step_err_median']:.1f} % | {100 * x['step_err_p90']:.1f} % | "
-              f"{', '.join(f'{f:.3f}' for f in x['speed_scales'])} | {100 * x['hook_share']:.2f} % | "
+              f"{', '.join(f'{f:.3f}' for f in x['speed_scales'])} | "
+              f"{', '.join(f'{w:.1f} %' for w in x.get('wander_pct', ()))} | {100 * x['hook_share']:.2f} % | "
               f"{100 * x['steps_kv_full']:.1f} % | {x['real_norm_min']:.1f}-{x['real_norm_max']:.1f} | "
               f"{x['sim_norm_min']:.1f}-{x['sim_norm_max']:.1f} |" for p, x in r.extra.items()]
     lines += ["", ("Signed step-time error (predicted - measured) / measured, median by kind of step (decode-only "
