@@ -33,14 +33,15 @@ from core.cost import FittedCostModel  # noqa: E402
 from core.trace_io import read_jsonl  # noqa: E402
 from experiments.ensemble import simulate_trace  # noqa: E402
 from experiments.fidelity import plain, speed_scale, summary_of  # noqa: E402
-from experiments.wander import draw_wander, wander_blocks  # noqa: E402
+from experiments.wander import autocorrelation, draw_wander, log_residuals, wander_blocks  # noqa: E402
 from real.collect import read_engine_log  # noqa: E402
 
 
 def real_runs(folders: list[Path], label: str, ref: str, blocks: list[np.ndarray] | None = None
-              ) -> list[tuple[float, float, int, str]]:
-    """(speed on the reference profile, norm_latency_ms, discard events, run) per real run of ``label``; each
-    run's wander blocks appended to ``blocks`` when given."""
+              ) -> list[tuple[float, float, int, str, str]]:
+    """(speed on the reference profile, norm_latency_ms, discard events, run, its speed's wander: the sd of its
+    2-s blocks and its step residuals' autocorrelation at lags 1 and 50) per real run of ``label``; each run's
+    wander blocks appended to ``blocks`` when given."""
     rows = []
     for folder in folders:
         for run in sorted((folder / "runs").glob(f"{label}-*")):
@@ -48,11 +49,15 @@ def real_runs(folders: list[Path], label: str, ref: str, blocks: list[np.ndarray
             steps = read_engine_log(folder / "engine-logs" / f"{run.name}.jsonl")[0]
             cost = FittedCostModel.from_profile(ref, engine)
             speed = speed_scale(steps, cost)
+            w = wander_blocks(steps, cost, speed)
             if blocks is not None:
-                blocks.append(wander_blocks(steps, cost, speed))
+                blocks.append(w)
+            resid = log_residuals(steps, cost, speed)
+            wander = (f"{100 * np.std(np.log(w)):.1f} % / {autocorrelation(resid, 1):.2f}, "
+                      f"{autocorrelation(resid, 50):.2f}")
             norm = json.loads((run / "summary.json").read_text())["overall"]["norm_latency_ms"]
             discards = pq.read_table(run / "events.parquet").column("event").to_pylist().count("discard")
-            rows.append((speed, norm, discards, f"{folder.name}/{run.name}"))
+            rows.append((speed, norm, discards, f"{folder.name}/{run.name}", wander))
     return sorted(rows)
 
 
@@ -79,9 +84,10 @@ def main() -> None:
     policy = "discard" if args.policy == "plain" else args.policy
     specs = plain(specs) if args.policy == "plain" else specs
     print(f"# {args.policy}: real runs by speed (reference `{args.reference}`), and the simulator\n")
-    print("| speed | norm_latency_ms | discard events | run |\n|---|---|---|---|")
-    for speed, norm, discards, name in rows:
-        print(f"| {speed:.3f} | {norm:.1f} | {discards} | {name} |")
+    print("| speed | norm_latency_ms | discard events | run | wander: sd of 2-s blocks / autocorrelation, lags 1 "
+          "and 50 |\n|---|---|---|---|---|")
+    for speed, norm, discards, name, wander in rows:
+        print(f"| {speed:.3f} | {norm:.1f} | {discards} | {name} | {wander} |")
     lo, hi, step = (float(x) for x in args.scales.split(":"))
     scales = np.round(np.arange(lo, hi + step / 2, step), 6)
     print(f"\nThe simulator on `{args.folders[0] / 'trace.jsonl'}`, the reference's step times x each speed:\n")

@@ -44,9 +44,20 @@ def wander_blocks(steps: list[dict[str, Any]], cost: FittedCostModel, scale: flo
         return np.ones(1)
     t0 = busy[0]["t0"]
     block = np.array([int((s["t0"] - t0) // period_s) for s in busy])
-    resid = np.array([math.log(measured_s(s) / (scale * predicted_s(s, cost))) for s in busy])
+    resid = log_residuals(busy, cost, scale)
     means = np.array([resid[block == b].mean() for b in np.unique(block)])
     return np.exp(means - means.mean())
+
+
+def log_residuals(steps: list[dict[str, Any]], cost: FittedCostModel, scale: float) -> np.ndarray:
+    """log(measured / (``scale`` x predicted)) of every step with tokens, in the log's order."""
+    return np.array([math.log(measured_s(s) / (scale * predicted_s(s, cost))) for s in steps
+                     if s["num_decode"] + s["prefill_tokens"]])
+
+
+def autocorrelation(x: np.ndarray, lag: int) -> float:
+    """The correlation of ``x`` with itself ``lag`` places later (NaN when too short)."""
+    return float(np.corrcoef(x[:-lag], x[lag:])[0, 1]) if len(x) > lag + 1 else math.nan
 
 
 def draw_wander(blocks: np.ndarray, window_s: float, rng: np.random.Generator,

@@ -14,7 +14,7 @@ from core.cost import BatchShape
 from core.types import RequestSpec, Segment
 from experiments.ensemble import SPEED_SCALES, simulate_calibrated, simulate_trace
 from experiments.fidelity import summary_of
-from experiments.wander import WANDER_DRAWS, WanderingCost, draw_wander, wander_blocks
+from experiments.wander import WANDER_DRAWS, WanderingCost, autocorrelation, draw_wander, wander_blocks
 
 
 def _decode(t0: float, dur_s: float) -> dict[str, float]:
@@ -32,6 +32,8 @@ def test_a_runs_wander_is_its_speed_per_block_relative_to_the_run() -> None:
     assert wander_blocks(steps, cost, 1.0) == pytest.approx(expected)
     assert wander_blocks(steps, cost, 2.0) == pytest.approx(expected)  # relative: the run's scale cancels
     assert wander_blocks([], cost, 1.0) == pytest.approx([1.0])
+    assert autocorrelation(np.array([1.0, -1.0] * 5), 1) == pytest.approx(-1.0)
+    assert autocorrelation(np.array([1.0, -1.0] * 5), 2) == pytest.approx(1.0)
 
 
 def test_a_wander_is_drawn_from_the_runs_own_blocks() -> None:
