@@ -1,18 +1,20 @@
 """A machine whose speed wanders within a run, as the validation's calibrated re-simulations see it.
 
 A real run's steps miss the cost model, after the run's own fitted scale (``fidelity.speed_scale``), by a
-residual that wanders slowly rather than jittering step by step: in the default scenario's runs of
-2026-12-07 the log residuals of consecutive steps correlate at 0.5-0.8, still at 0.1-0.4 fifty steps apart,
-and their means over 200 steps spread by 3-6 % (-14 to +15 % at the extremes). A re-simulation at one fixed
-speed leaves that out, and near memory pressure it decides which request is preempted when: on one trace and
-profile, preserve's simulated latency at a fitted scale of 1.15 was 28 ms/token at four of the ensemble's five
-fixed speeds, and 50-71 ms/token in 6 of 12 re-simulations whose speed wandered by a run's own amounts.
+residual that wanders slowly rather than jittering step by step: in the default scenario's preserve runs of
+2026-12-07 (``docs/results/wander-modes.md``) the log residuals of consecutive steps correlate at 0.55-0.79,
+still at 0.19-0.36 fifty steps apart, and their means over 2-s blocks spread by 3.0-5.6 %. A re-simulation at
+one fixed speed leaves that out, and near memory pressure it decides which request is preempted when: on that
+trace and profile, preserve's simulated latency at a fixed speed jumps between neighbouring speeds (48.5
+ms/token at 1.10, 28.3 at 1.15), while re-simulations whose speed wanders by the runs' own amounts spread over
+24.8-48.5 and 26.9-73.6 there.
 
-``wander_blocks`` measures a run's wander: its residuals' means over WANDER_PERIOD_S blocks of the engine's
-clock. ``WanderingCost`` replays a wander in the simulator: each block of the simulated clock takes one such
-factor, drawn with replacement from the run's own blocks (``draw_wander``), so that a re-simulation's speed
-wanders by the amounts the run's did, in another order. The blocks also carry whatever the cost model misses
-systematically over a block (a stretch of long prefills, say); the spread they give is an upper bound.
+``wander_blocks`` measures a run's wander: its residuals, less the cost model's median error on each kind of
+step, averaged over WANDER_PERIOD_S blocks of the engine's clock. ``WanderingCost`` replays a wander in the
+simulator: each block of the simulated clock takes one such factor, drawn with replacement from the run's
+own blocks (``draw_wander``), so that a re-simulation's speed wanders by the amounts the run's did, in another
+order. The blocks still carry whatever the cost model misses over a block beyond its error by kind (a stretch
+of long contexts, say); the spread they give is an upper bound.
 """
 
 from __future__ import annotations
@@ -25,34 +27,46 @@ import numpy as np
 import simpy
 
 from core.cost import BatchShape, FittedCostModel
-from experiments.fidelity import measured_s, predicted_s
+from experiments.fidelity import measured_s, predicted_s, step_kind
 
 WANDER_PERIOD_S = 2.0
 """The block of the engine's clock over which a run's speed is taken as constant (~130 steps here)."""
+MIN_BLOCK_STEPS = 20
+"""A block with fewer steps with tokens than this (an idle stretch, the window's last moments) is left out."""
 WANDER_DRAWS = 4
 """Wandering re-simulations of a real run at each of the ensemble's speed scales (``ensemble.SPEED_SCALES``)."""
 
 
 def wander_blocks(steps: list[dict[str, Any]], cost: FittedCostModel, scale: float,
-                  period_s: float = WANDER_PERIOD_S) -> np.ndarray:
+                  period_s: float = WANDER_PERIOD_S, min_steps: int = MIN_BLOCK_STEPS) -> np.ndarray:
     """One run's speed per ``period_s`` block of its engine log, relative to the run as a whole: exp of the
-    mean of log(measured / (``scale`` x predicted)) over the steps with tokens that start in each block,
-    centred to a geometric mean of 1 (the run's overall speed is ``scale``'s); blocks without such steps are
-    left out; no block: [1.0]."""
+    mean over the block's steps of their ``log_residuals`` (the cost model's own error by kind of step taken
+    out), centred to a geometric mean of 1 (the run's overall speed is ``scale``'s, to within the blocks'
+    spread squared); blocks with fewer than ``min_steps`` steps with tokens are left out (one step's noise
+    would set their speed); no block left: [1.0]."""
     busy = [s for s in steps if s["num_decode"] + s["prefill_tokens"]]
     if not busy:
         return np.ones(1)
     t0 = busy[0]["t0"]
     block = np.array([int((s["t0"] - t0) // period_s) for s in busy])
     resid = log_residuals(busy, cost, scale)
-    means = np.array([resid[block == b].mean() for b in np.unique(block)])
+    kept = [b for b in np.unique(block) if (block == b).sum() >= min_steps]
+    if not kept:
+        return np.ones(1)
+    means = np.array([resid[block == b].mean() for b in kept])
     return np.exp(means - means.mean())
 
 
 def log_residuals(steps: list[dict[str, Any]], cost: FittedCostModel, scale: float) -> np.ndarray:
-    """log(measured / (``scale`` x predicted)) of every step with tokens, in the log's order."""
-    return np.array([math.log(measured_s(s) / (scale * predicted_s(s, cost))) for s in steps
-                     if s["num_decode"] + s["prefill_tokens"]])
+    """log(measured / (``scale`` x predicted)) of every step with tokens, in the log's order, less the median
+    of its kind of step (``fidelity.step_kind``): what the cost model misses by the shape of a step is its
+    error, not the machine's speed."""
+    busy = [s for s in steps if s["num_decode"] + s["prefill_tokens"]]
+    resid = np.array([math.log(measured_s(s) / (scale * predicted_s(s, cost))) for s in busy])
+    kinds = np.array([step_kind(s) for s in busy])
+    for kind in set(kinds):
+        resid[kinds == kind] -= np.median(resid[kinds == kind])
+    return resid
 
 
 def autocorrelation(x: np.ndarray, lag: int) -> float:

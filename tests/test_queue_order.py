@@ -100,7 +100,21 @@ def test_where_each_engine_queues_a_resume_and_a_preemption(placement: str, expe
     assert [r.rid for r in wq] == expected
 
 
-def test_which_placement_each_engine_uses() -> None:
+@pytest.mark.parametrize(("policy", "batching", "placement"), [
+    ("infercept", "v0", "sorted"), ("infercept", "v1", "deque"), ("improved_discard", "v0", "deque_v0"),
+    ("discard", "v1", "deque"), ("vllm_native", "v0", "deque"), ("swap", "v0", "deque_v0")])
+def test_which_placement_each_engine_uses(policy: str, batching: str, placement: str) -> None:
+    """The engine's queue: InferCept's own scheduler in a v0 run, vLLM 0.2 for a v0 baseline, vLLM v1 for
+    every v1 run and for policies that always batch as v1 (vllm_native)."""
+    import simpy
+
+    from core.metrics import Metrics
+    from sim.engine import Engine
+
+    cost = make_cost()
+    engine = Engine(simpy.Environment(), [], cost, make_policy(policy, cost), Metrics(1.0, cost.gpu_kv_blocks),
+                    batching, 1.0, drain=True)
+    assert engine.waiting.placement == placement
     assert [queue_placement(mode, "v0") for mode in ("fill", "v0", "v1")] == ["sorted", "deque_v0", "deque"]
     assert [queue_placement(mode, "v1") for mode in ("fill", "v0", "v1")] == ["deque", "deque_v0", "deque"]
     with pytest.raises(ValueError, match="queue placement 'lifo'"):
