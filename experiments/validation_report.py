@@ -94,7 +94,9 @@ def _report_lines(r: ReportInputs, drift: list[float]) -> list[str]:
               "connector)"),
              (f"- sim: median of {len(SPEED_SCALES)} runs per round's profile with step times scaled by "
               f"{', '.join(f'{x:g}' for x in SPEED_SCALES)}; calibrated: each real run re-simulated with its own "
-              "fitted scale (measured / predicted time of its steps) times each of those, median of all")]
+              "fitted scale (measured / predicted time of its steps) times each of those, its speed wandering "
+              "within the run as the run's did (4 draws of its 2-s blocks each, `experiments/wander.py`), median "
+              "of all")]
     if v.profile is not None:
         lines.append(f"- profile `{v.profile}` for every round (the machine's drift is not measured)")
     else:
