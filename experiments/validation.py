@@ -6,8 +6,8 @@ once on the engine (round-robin, so that a drift of the machine's speed is share
 more rounds follow, each of the cases with a row their median cannot yet resolve
 (``validation_case.more_rounds``; those rounds run only those cases, so they share the machine's drift only
 among themselves). Each round's runs are simulated with that round's profile: an ensemble over SPEED_SCALES
-(``sim``), and each run at its own fitted step-time scale times each of SPEED_SCALES
-(``rel_error_calibrated``: the dynamics alone). The simulator
+(``sim``), and each run at its own fitted step-time scale times each of SPEED_SCALES, its speed wandering
+as the run's did (``experiments.wander``; ``rel_error_calibrated``: the dynamics alone). The simulator
 charges swap copies in full (``engine.swap_overlap = false``): the CPU build copies synchronously inside the
 step; and a swap holds its GPU blocks while it runs (``engine.swap_holds_blocks = true``), as vLLM's connector
 in the executor does.
