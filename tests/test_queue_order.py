@@ -131,11 +131,15 @@ TWO_RESUMES = [RequestSpec("a", 0.0, 100, (Segment(3, 1.0, 10, "qa"), Segment(2)
 
 @pytest.mark.parametrize(("policy", "batching", "first"), [("improved_discard", "v0", "d"),
                                                             ("improved_discard", "v1", "a"),
-                                                            ("discard", "v0", "a"), ("discard", "v1", "a")])
+                                                            ("discard", "v0", "a"), ("discard", "v1", "a"),
+                                                            ("swap", "v0", "d"), ("swap", "v1", "a")])
 def test_the_reference_improved_discard_serves_the_last_resumed_first(policy: str, batching: str,
                                                                        first: str) -> None:
-    m = run(TWO_RESUMES, policy, batching, cost=make_cost(max_num_seqs=1))
+    """Swap with no host blocks falls back to a discard that keeps its ticket: the reference left the
+    ``insert(0)`` patch in place for its swap runs, so in v0 that resume goes to the front too."""
+    m = run(TWO_RESUMES, policy, batching, cost=make_cost(max_num_seqs=1, cpu_kv_blocks=0))
     assert m.requests["b"].finish_s < min(m.requests[r].finish_s for r in ("a", "d"))  # both waited for "b"
+    assert all(m.requests[r].discarded_pauses == 1 and m.requests[r].swapped_tokens == 0 for r in ("a", "d"))
     assert min(("a", "d"), key=lambda rid: m.requests[rid].finish_s) == first
 
 # one slot; "a" pauses (its KV discarded), "b" occupies the slot, "c" arrives and waits; "a" returns at about
