@@ -147,7 +147,7 @@ def run_validation(v: Validation) -> tuple[list[dict[str, Any]], list[str], list
     """Every case (``validation_cases``), real (``repeats`` rounds, then with ``until_resolved`` more rounds of
     the cases ``more_rounds`` names) and simulated; writes the report files. Returns the validation.csv rows,
     what misses the target and what is unresolved (``experiments.verdict``; both empty: it passes)."""
-    from experiments.validation_case import Compared, compare_case, more_rounds
+    from experiments.validation_case import Compared, compare_case, more_rounds, why_more
     from experiments.validation_report import ReportInputs, write_outputs
     from experiments.verdict import unresolved, verdict
 
@@ -157,6 +157,7 @@ def run_validation(v: Validation) -> tuple[list[dict[str, Any]], list[str], list
     profiles: list[Path] = []
     link = 0.0
     todo = [c[0] for c in cases]
+    why: list[str] = []  # why each further round ran (--until-resolved)
     while todo:  # a profile, then each case to run once: the profile sees the machine the runs see
         k = len(profiles)
         prof, link = _round_profile(v, k, link)
@@ -172,7 +173,11 @@ def run_validation(v: Validation) -> tuple[list[dict[str, Any]], list[str], list
         for case in cases:
             if case[0] in todo:
                 compared[case[0]] = compare_case(v, case, runs[case[0]], profiles)
-        todo = more_rounds(compared, {c: len(r) for c, r in runs.items()}, v.until_resolved)
+        counts = {c: len(r) for c, r in runs.items()}
+        todo = more_rounds(compared, counts, v.until_resolved)
+        for line in why_more(compared, todo, counts):
+            why.append(f"round {k + 2}: {line}")
+            print(f"  {why[-1]}", file=sys.stderr, flush=True)
     costs = [FittedCostModel.from_profile(p, v.engine) for p in profiles]
     rows = [r for c in cases for r in compared[c[0]].rows]
     decisions = next((x.decisions for x in compared.values() if x.decisions), {})
@@ -180,7 +185,7 @@ def run_validation(v: Validation) -> tuple[list[dict[str, Any]], list[str], list
     all_steps = [(k, s) for done in runs.values() for k, _, steps in done for s in steps]
     write_outputs(ReportInputs(v, rows, {c[0]: compared[c[0]].extra for c in cases},
                                {c[0]: compared[c[0]].scatter for c in cases}, profiles, costs, link, all_steps,
-                               decisions, misses, open_rows))
+                               decisions, misses, open_rows, tuple(why)))
     return rows, misses, open_rows
 
 

@@ -34,6 +34,14 @@ def more_rounds(compared: dict[str, Compared], runs: dict[str, int], most: int) 
     return [label for label, c in compared.items() if runs[label] < most and unresolved(c.rows)]
 
 
+def why_more(compared: dict[str, Compared], todo: list[str], runs: dict[str, int]) -> list[str]:
+    """Why each case in ``todo`` runs another round: its runs so far and its unresolved held rows."""
+    from experiments.verdict import unresolved
+
+    return [f"{label} after {runs[label]} runs: " + ("; ".join(unresolved(compared[label].rows))
+                                                      or "no held row unresolved") for label in todo]
+
+
 def compare_case(v: Any, case: tuple[str, str, list[RequestSpec]],
                  done: list[tuple[int, Any, list[dict[str, Any]]]], profiles: list[Path]) -> Compared:
     """The real runs of one case (``done``: (round, Metrics, engine steps) per run) against its simulations

@@ -45,6 +45,7 @@ class ReportInputs:
     decisions: dict[str, float]  # InferCept's real pause decisions (constrained scenario)
     misses: list[str]
     unresolved: list[str]  # held errors on rows the real median cannot resolve, not misses
+    more_why: tuple[str, ...] = ()  # why each round of --until-resolved ran: "round K: case after N runs: rows"
 
 
 def profile_drift(costs: list[FittedCostModel], steps: list[tuple[int, dict[str, Any]]]) -> list[float]:
@@ -97,6 +98,7 @@ def _report_lines(r: ReportInputs, drift: list[float]) -> list[str]:
               "fitted scale (measured / predicted time of its steps) times each of those, its speed wandering "
               "within the run as the run's did (4 draws of its 2-s blocks each, `experiments/wander.py`), median "
               "of all")]
+    lines += [f"  - {w}" for w in r.more_why]
     if v.profile is not None:
         lines.append(f"- profile `{v.profile}` for every round (the machine's drift is not measured)")
     else:

@@ -123,7 +123,7 @@ def test_which_placement_each_engine_uses(policy: str, batching: str, placement:
 
 # one slot; "a" then "d" pause (their KV discarded) and return while "b" holds the slot: the reference's
 # ImprovedDiscard (v0) serves the last resumed ("d") first, the executor's deque (v1) the earlier ticket ("a");
-# vLLM's discard gives each a new ticket as it returns, so "a" in both
+# vLLM's discard gives each a new ticket as it returns, so "a" in both; swap, with no host blocks, discards
 TWO_RESUMES = [RequestSpec("a", 0.0, 100, (Segment(3, 1.0, 10, "qa"), Segment(2)), "qa"),
                RequestSpec("d", 0.05, 100, (Segment(3, 1.0, 10, "qa"), Segment(2)), "qa"),
                RequestSpec("b", 0.5, 100, (Segment(100),))]
@@ -135,8 +135,9 @@ TWO_RESUMES = [RequestSpec("a", 0.0, 100, (Segment(3, 1.0, 10, "qa"), Segment(2)
                                                             ("swap", "v0", "d"), ("swap", "v1", "a")])
 def test_the_reference_improved_discard_serves_the_last_resumed_first(policy: str, batching: str,
                                                                        first: str) -> None:
-    """Swap with no host blocks falls back to a discard that keeps its ticket: the reference left the
-    ``insert(0)`` patch in place for its swap runs, so in v0 that resume goes to the front too."""
+    """A discarded request's resume that keeps its ticket goes to the very front in v0 (the reference's
+    ``insert(0)`` patch), by its ticket in v1; vLLM's discard gives it a new ticket in both. Swap with no host
+    blocks falls back to such a discard, and the patch stayed in place for the reference's swap runs."""
     m = run(TWO_RESUMES, policy, batching, cost=make_cost(max_num_seqs=1, cpu_kv_blocks=0))
     assert m.requests["b"].finish_s < min(m.requests[r].finish_s for r in ("a", "d"))  # both waited for "b"
     assert all(m.requests[r].discarded_pauses == 1 and m.requests[r].swapped_tokens == 0 for r in ("a", "d"))

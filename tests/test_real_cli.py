@@ -90,6 +90,7 @@ def test_validate_end_to_end_profiles_each_round_and_throttles_the_link(tmp_path
     report = Path("val/report.md").read_text()
     assert "scenario `constrained`" in report and "verdict:" in report and "round-0" in report
     assert "\n- policies: discard, infercept\n" in report  # and the plain trace (no --no-plain)
+    assert "\n  - round 2: infercept after 1 runs: " in report  # why the second round ran
     assert report.count("| discard |") == len(VALIDATED) + 3  # metrics, step-time error, two step-time tables
     assert Path("val/latency_scatter.png").stat().st_size > 1000
     assert chosen == [{"discard": 1, "infercept": 1, "plain": 1}, {"discard": 1, "infercept": 2, "plain": 1}]

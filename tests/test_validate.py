@@ -38,7 +38,7 @@ from experiments.fidelity import (
 from experiments.scenarios import REFERENCE_GPU_PROFILE, SCENARIOS, gpu_ratio_link, with_link
 from experiments.spread import median_draws, repeats_to_resolve, spread
 from experiments.validation import validation_cases
-from experiments.validation_case import Compared, more_rounds
+from experiments.validation_case import Compared, more_rounds, why_more
 from experiments.verdict import unresolved, verdict, verdict_word
 
 
@@ -268,8 +268,14 @@ def test_until_resolved_runs_more_rounds_of_the_unresolved_cases_only() -> None:
     assert more_rounds(compared, runs, 5) == ["preserve"]  # infercept already has 5 runs
     assert more_rounds(compared, runs, 7) == ["preserve", "infercept"]
     assert more_rounds(compared, runs, 0) == []  # off
+    # the report says why each further round ran: the case's runs so far and its unresolved held rows (the
+    # calibrated error; no step-time error row, so rel_error is not held)
+    assert why_more(compared, ["preserve"], runs) == [(
+        "preserve after 3 runs: preserve norm_latency_ms: rel_error_calibrated -20.0 % (30 % of the simulator's "
+        "own medians miss by more than 10 %; real 40, their band 30-50)")]
     compared["preserve"] = case("preserve", -0.5, 0.3, (15.0, 25.0))  # real 40 > 1.1 x 25: a miss, settled
     assert more_rounds(compared, runs, 7) == ["infercept"]
+    assert why_more(compared, ["preserve"], runs) == ["preserve after 3 runs: no held row unresolved"]
 
 
 def test_constrained_link_keeps_a_gpus_ratio_of_copy_to_step_time() -> None:
