@@ -24,7 +24,7 @@ from experiments.fidelity import (
     predicted_s,
 )
 from experiments.spread import BAND_PCT, RESOLVABLE
-from experiments.verdict import verdict_word
+from experiments.verdict import held_columns, verdict_word
 
 COLUMNS = ("policy", "metric", "real", "sim", "rel_error", "rel_error_calibrated", "cal_self_miss", "cal_lo",
            "cal_hi")
@@ -109,7 +109,7 @@ def _report_lines(r: ReportInputs, drift: list[float]) -> list[str]:
     verdict = word if word == "PASS" else f"{word}: " + "; ".join(r.misses or r.unresolved)
     lines += [(f"- **verdict: {verdict}** (|rel_error_calibrated| <= {100 * TARGET:g} % for "
                f"{', '.join(VERDICT_METRICS)}; rel_error too where the step-time error is under "
-               f"{100 * STEP_ERROR_GATE:g} %; pause counts under {MIN_DECISIONS} in both not held; a row is "
+               f"{100 * STEP_ERROR_GATE:g} %; pause counts under {MIN_DECISIONS} in both not held (column 'held'); a row is "
                f"unresolved, neither a pass nor a miss, where more than {100 * RESOLVABLE:g} % of the "
                f"calibrated simulations' own medians of as many runs as the real ones miss their median by "
                f"{100 * TARGET:g} % (column 'chaos'), unless its error is beyond the target and its real "
@@ -120,11 +120,12 @@ def _report_lines(r: ReportInputs, drift: list[float]) -> list[str]:
     if r.decisions:
         lines[-1:-1] = ["- InferCept's real pause decisions (median): " + ", ".join(
             f"{k} {x:g}" for k, x in r.decisions.items())]
-    lines += ["| policy | metric | real | sim | rel. error | calibrated | chaos | band |",
-              "|---|---|---|---|---|---|---|---|"]
+    held = held_columns(r.rows)
+    lines += ["| policy | metric | real | sim | rel. error | calibrated | chaos | band | held |",
+              "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {x['policy']} | {x['metric']} | {x['real']:.4g} | {x['sim']:.4g} | {100 * x['rel_error']:+.1f} % | "
               f"{100 * x['rel_error_calibrated']:+.1f} % | {_pct(x.get('cal_self_miss', math.nan))} | "
-              f"{_band(x)} |" for x in r.rows]
+              f"{_band(x)} | {held.get((x['policy'], x['metric']), 'no')} |" for x in r.rows]
     lines += ["", ("| policy | step-time error median | p90 | fitted step-time scales | their wander (sd of 2-s "
                    "blocks) | policy hook share of step time | steps with KV >= 95 % full | norm_latency_ms range: "
                    "real runs | simulations |"),

@@ -44,6 +44,16 @@ def held_errors(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str, f
     return held
 
 
+def held_columns(rows: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """Per (policy, metric) the verdict holds (``held_errors``): "calibrated", or "both" where ``rel_error``
+    is held too; rows it does not hold are absent."""
+    held: dict[tuple[str, str], str] = {}
+    for r, _, _ in held_errors(rows):
+        key = (r["policy"], r["metric"])
+        held[key] = "both" if key in held else "calibrated"
+    return held
+
+
 def judged(row: dict[str, Any], err: float) -> str:
     """A held error: on a ``resolvable`` row "ok" within TARGET, else "miss" (NaN included); on a row that is
     not, "unresolved", unless the error is beyond TARGET and the real median lies more than TARGET outside the

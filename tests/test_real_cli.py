@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import threading
 import time
 import tomllib
@@ -91,6 +92,9 @@ def test_validate_end_to_end_profiles_each_round_and_throttles_the_link(tmp_path
     assert "scenario `constrained`" in report and "verdict:" in report and "round-0" in report
     assert "\n- policies: discard, infercept\n" in report  # and the plain trace (no --no-plain)
     assert "\n  - round 2: infercept after 1 runs: " in report  # why the second round ran
+    # the column "held": the completed rate is (its calibrated error at least), the TTFT is not
+    assert re.search(r"\n\| discard \| completed_rps \| [^\n]* \| (calibrated|both) \|\n", report)
+    assert re.search(r"\n\| discard \| ttft_p50_s \| [^\n]* \| no \|\n", report)
     assert report.count("| discard |") == len(VALIDATED) + 3  # metrics, step-time error, two step-time tables
     assert Path("val/latency_scatter.png").stat().st_size > 1000
     assert chosen == [{"discard": 1, "infercept": 1, "plain": 1}, {"discard": 1, "infercept": 2, "plain": 1}]

@@ -39,7 +39,7 @@ from experiments.scenarios import REFERENCE_GPU_PROFILE, SCENARIOS, gpu_ratio_li
 from experiments.spread import median_draws, repeats_to_resolve, spread
 from experiments.validation import validation_cases
 from experiments.validation_case import Compared, more_rounds, why_more
-from experiments.verdict import unresolved, verdict, verdict_word
+from experiments.verdict import held_columns, unresolved, verdict, verdict_word
 
 
 def _step(num_decode: int, prefill_tokens: int, dur_s: float) -> dict[str, float]:
@@ -166,6 +166,10 @@ def test_verdict_gates_rel_error_on_the_step_time_error() -> None:
         "infercept made 19 discarded_pauses (fewer than 20)"]
     nan = [_row("discard", "completed_rps", 1.0, 1.0, math.nan)]
     assert verdict(nan) == ["discard completed_rps: rel_error_calibrated +nan %"]
+    # the report's "held" column: both errors of swap's latency (step-time error 3 %), the calibrated one of a
+    # NaN row, neither of a step-time row nor of too few pauses
+    assert held_columns(rows + few + nan) == {("swap", "norm_latency_ms"): "both",
+                                              ("discard", "completed_rps"): "calibrated"}
 
 
 def test_the_spread_of_a_median_of_k_runs_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
