@@ -92,13 +92,13 @@ def _report_lines(r: ReportInputs, drift: list[float]) -> list[str]:
               "`v1` batching, swap copies charged in full (`engine.swap_overlap = false`: the CPU build copies "
               "inside the step), "
               "a swap holding its GPU blocks while it runs (`engine.swap_holds_blocks = true`, as vLLM's "
-              "connector)"),
-             (f"- sim: median of {len(SPEED_SCALES)} runs per round's profile with step times scaled by "
+              "connector)")]
+    lines += [f"  - {w}" for w in r.more_why]  # under the window bullet: why each --until-resolved round ran
+    lines += [(f"- sim: median of {len(SPEED_SCALES)} runs per round's profile with step times scaled by "
               f"{', '.join(f'{x:g}' for x in SPEED_SCALES)}; calibrated: each real run re-simulated with its own "
               "fitted scale (measured / predicted time of its steps) times each of those, its speed wandering "
               "within the run as the run's did (4 draws of its 2-s blocks each, `experiments/wander.py`), median "
               "of all")]
-    lines += [f"  - {w}" for w in r.more_why]
     if v.profile is not None:
         lines.append(f"- profile `{v.profile}` for every round (the machine's drift is not measured)")
     else:

@@ -170,6 +170,8 @@ def test_verdict_gates_rel_error_on_the_step_time_error() -> None:
     # NaN row, neither of a step-time row nor of too few pauses
     assert held_columns(rows + few + nan) == {("swap", "norm_latency_ms"): "both",
                                               ("discard", "completed_rps"): "calibrated"}
+    rows[1]["rel_error"] = 0.08
+    assert held_columns(rows) == {("swap", "norm_latency_ms"): "calibrated"}
 
 
 def test_the_spread_of_a_median_of_k_runs_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
