@@ -109,7 +109,8 @@ def _report_lines(r: ReportInputs, drift: list[float]) -> list[str]:
     verdict = word if word == "PASS" else f"{word}: " + "; ".join(r.misses or r.unresolved)
     lines += [(f"- **verdict: {verdict}** (|rel_error_calibrated| <= {100 * TARGET:g} % for "
                f"{', '.join(VERDICT_METRICS)}; rel_error too where the step-time error is under "
-               f"{100 * STEP_ERROR_GATE:g} %; pause counts under {MIN_DECISIONS} in both not held (column 'held'); a row is "
+               f"{100 * STEP_ERROR_GATE:g} %; pause counts under {MIN_DECISIONS} in both not held (column "
+               "'held'); a row is "
                f"unresolved, neither a pass nor a miss, where more than {100 * RESOLVABLE:g} % of the "
                f"calibrated simulations' own medians of as many runs as the real ones miss their median by "
                f"{100 * TARGET:g} % (column 'chaos'), unless its error is beyond the target and its real "
