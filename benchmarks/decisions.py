@@ -4,7 +4,7 @@ step-time scale times each of SPEED_SCALES), to tell a lean of the simulator fro
 both backends; and how long the swap-ins of resumed pauses waited for their first chunk in each (the simulator
 starts one at the plan that follows the resume, where vLLM must admit the request first).
 
-    python benchmarks/decisions.py results/validate-constrained [--policy infercept]
+    python benchmarks/decisions.py results/validate-constrained [--policy infercept] [--hops-ms IN,OUT]
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path, help="an `infercept validate --out` folder")
     ap.add_argument("--policy", default="infercept")
+    ap.add_argument("--hops-ms", type=_hops, default=None, metavar="IN,OUT",
+                    help="re-simulate with these client hops (engine.client_in_hop_s, client_out_hop_s, in ms) in "
+                         "place of the profiles' (profiles measured before the simulator applied them have none)")
     args = ap.parse_args()
     runs = sorted((args.folder / "runs").glob(f"{args.policy}-*"))
     if not runs:
@@ -49,7 +52,8 @@ def main() -> None:
         real = pause_decisions(SimpleNamespace(events=events))  # type: ignore[arg-type]
         steps = read_engine_log(args.folder / "engine-logs" / f"{run.name}.jsonl")[0]
         scale = speed_scale(steps, FittedCostModel.from_profile(cfg["profile"], cfg["engine"]))
-        runs_sim = [simulate_trace(args.policy, specs, cfg["profile"], cfg["window_s"], cfg["engine"], scale * f)
+        engine = cfg["engine"] if args.hops_ms is None else {**cfg["engine"], **args.hops_ms}
+        runs_sim = [simulate_trace(args.policy, specs, cfg["profile"], cfg["window_s"], engine, scale * f)
                     for f in SPEED_SCALES]
         sims = [pause_decisions(m) for m in runs_sim]
         at_fit = runs_sim[SPEED_SCALES.index(1.0)].events
@@ -71,6 +75,17 @@ def main() -> None:
             return f"{1e3 * np.percentile(x, q):.1f}" if x else "-"
 
         print(f"| {name} | {len(r)} / {len(m)} | {ms(r, 50)} / {ms(m, 50)} | {ms(r, 90)} / {ms(m, 90)} |")
+
+
+def _hops(text: str) -> dict[str, float]:
+    """``IN,OUT`` in ms as the engine keys, in seconds."""
+    try:
+        hop_in, hop_out = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected IN,OUT, two numbers of ms") from None
+    if not (0 <= hop_in < 1e3 and 0 <= hop_out < 1e3):
+        raise argparse.ArgumentTypeError(f"{text!r}: each hop must be >= 0 and under 1000 ms")
+    return {"client_in_hop_s": hop_in / 1e3, "client_out_hop_s": hop_out / 1e3}
 
 
 def swap_in_delays_s(events: list[tuple[float, str, str, float]]) -> list[float]:

@@ -1,18 +1,19 @@
-"""The client-engine hops of a finished `infercept validate` folder, which the simulator does not model.
+"""The client-engine hops of a finished `infercept validate` folder's real runs.
 
 The executor's client (vLLM's AsyncLLM, in the driver's process) sends each arrival and each tool's return to
-the engine core (another process) and receives its tokens back. The simulator lets the engine see an arrival
-or a return at the first step boundary after it (at once, if the engine is idle), and lets an interception
-last its tool time from the step that paused it. This script measures, from the real runs' own logs (the
-client's events and the engine's steps share ``time.monotonic()`` on one host):
+the engine core (another process) and receives its tokens back. The simulator applies the hops that the run's
+profile measured (``engine.client_in_hop_s``, ``client_out_hop_s``; ``real.hops``): the engine sees an
+arrival or a return an in-hop after it, at the first step boundary from then (at once, if it is idle); the
+client sees output an out-hop after its step, and the tool starts then. This script measures, from the real
+runs' own logs (the client's events and the engine's steps share ``time.monotonic()`` on one host):
 
 - the in-hop, directly: an arrival or return that finds the engine idle (the last step ended before it) is
-  scheduled by the step it wakes, which starts ``lead`` after the client logged it; the simulator starts that
-  step at once, so the lead is the hop (median and 5-95 % by kind of event);
+  scheduled by the step it wakes, which starts ``lead`` after the client logged it: the hop (median and
+  5-95 % by kind of event), to compare with the profile's;
 - on a busy engine, the share of arrivals and returns that miss the next step, by their lead before it
   (descriptive: misses for other reasons, blocks or budget, occur at every lead);
-- the extra interception time: client resume - engine pause - the tool's time (the engine's last token
-  reaching the client, the client's sleep overshooting), which the summary counts as tool time, not latency;
+- the extra interception time: client resume - engine pause - the tool's time (the out-hop, and the client's
+  sleep overshooting, which the simulator does not model), which the summary counts as tool time;
 - what the in-hop adds to ``norm_latency_ms`` if every arrival and return waits one median in-hop (exactly
   so on an idle engine; on a busy one only in expectation, under a uniform step phase that these runs do not
   have): per request over its tokens (gen + returned), averaged like the metric, against the real runs' mean.
@@ -28,7 +29,7 @@ import json
 import statistics
 import sys
 from pathlib import Path
-from typing import Any, NamedTuple
+
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -37,35 +38,10 @@ import pyarrow.parquet as pq  # noqa: E402
 from core.trace_io import read_jsonl  # noqa: E402
 from experiments.fidelity import plain  # noqa: E402
 from real.collect import read_engine_log  # noqa: E402
+from real.hops import Lead, in_hop_s, leads  # noqa: E402
 
 BINS_S = (0.0, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.006, 0.01, 0.02, 1.0)
 """Lead bins (client event to the next step's start), seconds."""
-
-
-class Lead(NamedTuple):
-    """A client arrival or return against the engine's next step."""
-
-    lead_s: float  # the next step's start minus the client's time of the event
-    scheduled: bool  # that step schedules the request
-    idle: bool  # the engine was idle at the event (the step before it had ended)
-    event: str  # "arrive" or "resume"
-
-
-def leads(steps: list[dict[str, Any]], t0: float, events: list[tuple[float, str, str]]) -> list[Lead]:
-    """A Lead for every client ``arrive`` and ``resume`` event (time from ``t0``, rid, name) between the
-    first and the last step (engine-log step records, absolute ``t0``/``t_end``)."""
-    starts_s = [s["t0"] - t0 for s in steps]
-    out = []
-    for t, rid, name in events:
-        i = bisect.bisect_right(starts_s, t)
-        if name in ("arrive", "resume") and 0 < i < len(steps):
-            out.append(Lead(starts_s[i] - t, rid in steps[i]["sched"], steps[i - 1]["t_end"] - t0 < t, name))
-    return out
-
-
-def in_hop_s(rows: list[Lead], event: str | None = None) -> list[float]:
-    """Leads of the idle-engine events (of kind ``event``, or all) that the step they woke scheduled."""
-    return [r.lead_s for r in rows if r.idle and r.scheduled and event in (None, r.event)]
 
 
 def miss_table(rows: list[Lead]) -> list[tuple[float, float, int, int]]:

@@ -124,6 +124,8 @@ class FittedCostModel:
     swap_overlap: bool = True  # the link copies beside the forward pass (GPU); False: copies add to the step
     swap_holds_blocks: bool = False  # engine.swap_holds_blocks: a swap holds all its GPU blocks while it runs
     prefix_caching: bool = False  # engine.prefix_caching: vLLM v1's prefix cache for every policy
+    client_in_hop_s: float = 0.0  # engine.client_in_hop_s: client -> engine (an arrival, a tool's return)
+    client_out_hop_s: float = 0.0  # engine.client_out_hop_s: engine -> client (tokens, a finish, a pause)
     # optional terms (0 when a profile has none; measured profiles fold them into the fitted ones):
     host_per_step_s: float = 0.0  # the engine's CPU time per step outside the forward pass
     host_per_seq_s: float = 0.0  # ... and per scheduled request
@@ -225,6 +227,8 @@ class FittedCostModel:
             swap_overlap=bool(eng.get("swap_overlap", True)),
             swap_holds_blocks=bool(eng.get("swap_holds_blocks", False)),
             prefix_caching=bool(eng.get("prefix_caching", False)),
+            client_in_hop_s=float(eng.get("client_in_hop_s", 0.0)),
+            client_out_hop_s=float(eng.get("client_out_hop_s", 0.0)),
         )
 
 

@@ -3,6 +3,7 @@ and meanings, and the check of a table of them."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,12 +25,17 @@ ENGINE_KEYS: dict[str, tuple[str, str]] = {
                                    "block")),
     "prefix_caching": ("bool", ("vLLM v1's prefix cache for every policy: freed full blocks stay reusable until "
                                 "evicted (default false; the vllm_* policies turn it on whatever this says)")),
+    "client_in_hop_s": ("seconds", ("an arrival or a tool's return reaches the engine this long after the client "
+                                    "sends it (another process: `infercept profile` measures it; default 0)")),
+    "client_out_hop_s": ("seconds", ("the engine's output reaches the client this long after the step: tokens, "
+                                     "the finish, and the pause that starts the tool (default 0)")),
 }
 """The keys of a profile's ``engine`` table, which are also the accepted ``engine.*`` overrides:
-key -> (kind of value, meaning). Kinds: positive (integer > 0), count (integer >= 0), fraction, bool."""
+key -> (kind of value, meaning). Kinds: positive (integer > 0), count (integer >= 0), fraction, bool,
+seconds (a finite number >= 0)."""
 
 _EXPECTED = {"positive": "an integer > 0", "count": "an integer >= 0", "fraction": "a number in (0, 1]",
-             "bool": "true or false"}
+             "bool": "true or false", "seconds": "a finite number of seconds >= 0"}
 
 
 def _engine_value_ok(kind: str, value: Any) -> bool:
@@ -39,6 +45,8 @@ def _engine_value_ok(kind: str, value: Any) -> bool:
         return False
     if kind == "fraction":
         return 0 < value <= 1
+    if kind == "seconds":
+        return 0 <= value < math.inf
     return isinstance(value, int) and value >= (1 if kind == "positive" else 0)
 
 

@@ -104,7 +104,8 @@ def _report_lines(r: ReportInputs, drift: list[float]) -> list[str]:
     else:
         lines.append("- profiles, one measured before each round: " + ", ".join(
             f"`{p}` (const {c.const_s * 1e3:.2f} ms, {c.per_query_token_s * 1e3:.3f} ms/token, "
-            f"{100 * d:+.1f} % on the runs' steps)" for p, c, d in zip(r.profiles, r.costs, drift)))
+            f"{100 * d:+.1f} % on the runs' steps, client hops in {c.client_in_hop_s * 1e3:.2f} / out "
+            f"{c.client_out_hop_s * 1e3:.2f} ms)" for p, c, d in zip(r.profiles, r.costs, drift)))
     word = verdict_word(r.misses, r.unresolved)
     verdict = word if word == "PASS" else f"{word}: " + "; ".join(r.misses or r.unresolved)
     lines += [(f"- **verdict: {verdict}** (|rel_error_calibrated| <= {100 * TARGET:g} % for "

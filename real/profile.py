@@ -6,8 +6,8 @@ chunks of returned tokens over a long context); every step's shape and duration 
 log. Least squares (coefficients kept >= 0) fits step_s = const + a*query_tokens + b*decode_ctx_tokens +
 c*prefill_attn_pairs + d*prefill_chunks (validations found steps with short chunks 2.5-22 % slower than the
 four other terms predict: ``benchmarks/chunkfit.py``); the engine loop's gap between busy steps goes into
-const. The resumes' pauses measure the client<->engine lag; the swap connector's copy routine is timed both
-ways on tensors of the engine's KV layout and size (``real.linkbench``). Profile the engine configuration you
+const. The client's hops to the engine and back are read off the same logs (``real.hops``); the swap
+connector's copy routine is timed both ways on tensors of the engine's KV layout and size (``real.linkbench``). Profile the engine configuration you
 will run: on the CPU build the step cost depends on the KV cache's size (about 0.5 ms per step between 64 and
 512 blocks).
 """
@@ -33,6 +33,7 @@ from core.types import RequestSpec, Segment
 from real.collect import read_engine_log
 from real.driver import ClientLog, run_sessions
 from real.engine import VLLM_VERSION, EngineSettings, start_engine, stop_engine, worker_threads
+from real.hops import in_hop_s, leads, out_hop_s
 from real.linkbench import link_rate
 from real.model import ModelSize
 
@@ -151,9 +152,11 @@ def measure(settings: EngineSettings, size: ModelSize, model_name: str, git_rev:
     coef, stats = fit_steps([st for st in steps if st["num_decode"] + st["prefill_tokens"] > 0])
     gap = busy_gap_s(steps)
     coef["const_s"] += gap
-    pauses = {e["rid"]: e["t"] for e in events if e["e"].startswith("pause:")}
-    seen = {rid: t for t, name, rid, _ in client.events if name == "chunk_end" and rid in pauses}
-    lag = [seen[r] - pauses[r] for r in seen]
+    in_hops = in_hop_s(leads(steps, 0.0, [(t, rid, name) for t, name, rid, _ in client.events]))
+    out_hops = out_hop_s(events, client.events)
+    if not in_hops or not out_hops:
+        raise RuntimeError(f"profile: the grid left {len(in_hops)} arrivals or returns that woke an idle engine "
+                           f"and {len(out_hops)} pauses seen by the client; cannot measure the client's hops")
     hw = hardware()
     dtype_bytes = 4 if s.dtype == "float32" else 2  # "auto": assumed a 16-bit checkpoint
     bw = link_rate(size, s.block_size_tokens, s.kv_blocks, s.host_blocks or s.kv_blocks,
@@ -171,7 +174,8 @@ def measure(settings: EngineSettings, size: ModelSize, model_name: str, git_rev:
         "engine": {"gpu_memory_utilization": 1.0, "activation_reserve_bytes": 0,
                    "block_size_tokens": s.block_size_tokens, "token_budget_tokens": s.token_budget_tokens,
                    "max_num_seqs": s.max_num_seqs, "saturation_tokens": s.token_budget_tokens,
-                   "cpu_swap_bytes": 0, "gpu_kv_blocks": s.kv_blocks - 1, "cpu_kv_blocks": s.kv_blocks},
+                   "cpu_swap_bytes": 0, "gpu_kv_blocks": s.kv_blocks - 1, "cpu_kv_blocks": s.kv_blocks,
+                   "client_in_hop_s": float(np.median(in_hops)), "client_out_hop_s": float(np.median(out_hops))},
         "step": coef,
         "link": {"bytes_per_s": bw["both"]},
         "fit_range": {"max_query_tokens": stats["max_query_tokens"],
@@ -191,8 +195,11 @@ def measure(settings: EngineSettings, size: ModelSize, model_name: str, git_rev:
             "model": f"{s.model_dir}: {size} (~{size.num_params / 1e6:.1f} M parameters, dtype {s.dtype})",
             "fit": {**stats, "busy_gap_s_added_to_const": gap},
             "link": {"copy_bytes_per_s": bw},
-            "client_engine_lag_s": {"pause_seen_median": float(np.median(lag)) if lag else None,
-                                    "samples": len(lag)},
+            "engine.client_in_hop_s": "median over the grid's arrivals and returns that found the engine idle: "
+                                      "the client's event to the start of the step that scheduled it (real.hops)",
+            "engine.client_out_hop_s": "median over the grid's pauses: the engine's pause to the client's "
+                                       "receipt of that step's output (real.hops)",
+            "client_hops": {"in_samples": len(in_hops), "out_samples": len(out_hops)},
             "swap_connector_loaded": bool(s.host_blocks),
             "engine": "KV capacity = the engine's num_gpu_blocks while profiling, less vLLM's null block "
                       "(validate overrides it with its own); saturation S = token budget (vLLM's chunked prefill "

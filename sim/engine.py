@@ -53,6 +53,7 @@ class Engine(BatchForming):
         self.a_ctx = cost.per_decode_ctx_token_s
         self.warned = False
         self.num_generated = 0  # tokens sampled so far (the invariant: every one is credited to a request)
+        self.seen_until_s = math.inf if drain else duration_s
 
     # ---------- the process ----------
     def run(self) -> Generator[simpy.events.Event, Any, None]:
@@ -143,7 +144,7 @@ class Engine(BatchForming):
                 self.check_gpu_blocks()
         if not self.drain:  # arrivals and tool returns inside the window that the last step overran
             self.release_copied(self.duration_s, end=True)
-            self._absorb(self.duration_s)
+            self._absorb(self.duration_s, hop_s=0.0)  # the client's: what it sent inside the window counts
         self.m.end_s = env.now if self.drain else self.duration_s
         self.flush_waste(self.m.end_s)
         if self.pool.host is not None:
@@ -151,17 +152,20 @@ class Engine(BatchForming):
             self.m.notes["host_reloaded_tokens"] = self.pool.host.reloaded_tokens
         self._close()
 
-    def _absorb(self, now: float) -> None:
-        while self.next_arrival < len(self.specs) and self.specs[self.next_arrival].arrival_s <= now:
+    def _absorb(self, now: float, hop_s: float | None = None) -> None:
+        """Take the arrivals and returns sent ``hop_s`` (default: the client's in-hop) or more before ``now``."""
+        hop_s = self.in_hop_s if hop_s is None else hop_s
+        while self.next_arrival < len(self.specs) and self.specs[self.next_arrival].arrival_s + hop_s <= now:
             spec = self.specs[self.next_arrival]
             self.arrive(spec, spec.arrival_s)
             self.next_arrival += 1
-        while self.returns and self.returns[0][0] <= now:
+        while self.returns and self.returns[0][0] + hop_s <= now:
             at, _, r = heapq.heappop(self.returns)
             self.resume(r, at, now)
 
     def _next_external(self) -> float:
-        nxt = self.specs[self.next_arrival].arrival_s if self.next_arrival < len(self.specs) else math.inf
+        nxt = (self.specs[self.next_arrival].arrival_s + self.in_hop_s if self.next_arrival < len(self.specs)
+               else math.inf)
         return min(nxt, self.next_return_at())
 
     # ---------- jumps ----------
@@ -207,10 +211,11 @@ class Engine(BatchForming):
                 r.num_tokens += 1
                 r.gen_in_seg += 1
                 self.num_generated += 1
-                self.m.token(t, r.rid)
-                if r.gen_in_seg >= r.segment.gen_tokens:
+                ends = r.gen_in_seg >= r.segment.gen_tokens
+                if ends:  # its pause is the engine's, at t: logged before the client sees the token
                     self.end_segment(r, t)
-                else:
+                self.client_token(r, t)
+                if not ends:
                     self.join_group(r)
         for r in self.group.pop_ended():
             self.end_segment(r, t)

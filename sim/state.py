@@ -56,6 +56,11 @@ class EngineQueues(KvMoves):
         # GPU blocks that sit idle, by kind: held by paused requests, by resumed ones whose swap-in is not
         # complete, and by resumed ones holding their KV while they wait for admission (v1)
         self.paused_blocks_by_kind: dict[str, int] = {}
+        # the client's hops (another process): arrivals and returns reach the engine in_hop_s after they
+        # happen, its output reaches the client out_hop_s after the step; the client's window ends at
+        # seen_until_s (output it sees later is not counted, as the executor's client does not see it)
+        self.in_hop_s, self.out_hop_s = cost.client_in_hop_s, cost.client_out_hop_s
+        self.seen_until_s = math.inf
         self.paused_gpu_blocks = 0  # their sum
         self._counted: dict[str, int] = {}
         self._tally_since: dict[str, float] = {}  # kind -> when its paused-block tally last changed
@@ -75,11 +80,12 @@ class EngineQueues(KvMoves):
 
     # ---------- arrivals, pauses, resumes, finishes ----------
     def arrive(self, spec: RequestSpec, t: float) -> None:
-        """A new request joins the waiting queue."""
+        """A new request, sent by the client at ``t``, joins the waiting queue (queued from when the engine
+        sees it, ``in_hop_s`` later)."""
         r = Req(spec, self.next_ticket)
         self.next_ticket += 1
         self.m.arrive(t, r.rid, r.kind, spec.prompt_tokens)
-        self.waiting.add(r, t)
+        self.waiting.add(r, t + self.in_hop_s)
 
     def end_segment(self, r: Req, t: float) -> None:
         """``r`` generated the last token of its segment: finish, or pause and apply the policy's action."""
@@ -93,7 +99,10 @@ class EngineQueues(KvMoves):
             self.pool.free_gpu(r.gpu_blocks, r.rid, self.full_blocks(r))
             r.gpu_blocks, r.status = 0, Status.DONE
             self.num_done += 1
-            self.m.finish(t, r.rid, r.gen_in_seg)
+            if t + self.out_hop_s <= self.seen_until_s:
+                self.m.finish(t + self.out_hop_s, r.rid, r.gen_in_seg)
+            else:  # the client's window ends before the finish reaches it: unfinished, its tokens credited
+                self.m.progress(r.rid, r.gen_in_seg)
             self.policy.observe(Observation("finish", r.rid, "", t, float(len(r.spec.segments))))
             return
         r.status, r.paused_at = Status.PAUSED, t
@@ -101,7 +110,9 @@ class EngineQueues(KvMoves):
         self._changed(r, t)
         action = self.policy.on_pause(r.make_view(), self.state(t))
         self.m.pause(t, r.rid, r.gen_in_seg, action.value)
-        heapq.heappush(self.returns, (t + r.segment.tool_s, r.ticket, r))
+        # the tool starts when the client sees the pause; the pause is logged at the engine's step, as the
+        # executor's engine log has it, so that the summary counts the out-hop as tool time as the executor's does
+        heapq.heappush(self.returns, (t + self.out_hop_s + r.segment.tool_s, r.ticket, r))
         if action is KvAction.DISCARD:
             self.discard(r, t)
         elif action is KvAction.SWAP:
@@ -222,8 +233,14 @@ class EngineQueues(KvMoves):
                            self.pool.gpu_total)
 
     def next_return_at(self) -> float:
-        """When the next interception returns (inf if none is running)."""
-        return self.returns[0][0] if self.returns else math.inf
+        """When the engine sees the next interception's return (inf if none is running)."""
+        return self.returns[0][0] + self.in_hop_s if self.returns else math.inf
+
+    def client_token(self, r: Req, t: float) -> None:
+        """The first token after a prefill, sampled at ``t``: the client sees it ``out_hop_s`` later (not at
+        all after its window)."""
+        if t + self.out_hop_s <= self.seen_until_s:
+            self.m.token(t + self.out_hop_s, r.rid)
 
     def check_gpu_blocks(self) -> None:
         """Cheap per-step conservation check: the pool's used GPU blocks equal what the holders have."""

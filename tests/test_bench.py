@@ -178,7 +178,8 @@ def test_chunkfit_recovers_a_per_chunk_cost_the_four_terms_miss() -> None:
 
 
 def test_hops_measure_the_in_hop_on_an_idle_engine_and_the_misses_on_a_busy_one() -> None:
-    from benchmarks.hops import extra_interception_s, in_hop_s, leads, miss_table
+    from benchmarks.hops import extra_interception_s, miss_table
+    from real.hops import in_hop_s, leads
 
     # busy: steps every 10 ms (each ends 0.1 ms before the next); a request is seen by a step only if it
     # arrived at least 1.2 ms before its start, and one in five misses it for another reason (blocks)

@@ -1,7 +1,7 @@
 """Properties over random small workloads, every policy and both batching modes, in drain mode and with a
 window (block checks on every step): every request finishes (drain), every sampled token is credited to its
 request (both), blocks are conserved, counts stay non-negative, time never goes back, identical seeds give
-identical summaries. CPU swap spaces are drawn small and link speeds so that InferCept's per-step budget is
+identical summaries; with and without the client's hops. CPU swap spaces are drawn small and link speeds so that InferCept's per-step budget is
 several blocks, so full host pools and multi-block swaps are exercised."""
 
 from __future__ import annotations
@@ -38,9 +38,11 @@ def workloads(draw: st.DrawFn) -> list[RequestSpec]:
 
 def simulate_specs(specs: list[RequestSpec], policy: str, batching: str, gpu_blocks: int, cpu_blocks: int = 40,
                    link_bytes_per_s: float = 1e6, window_s: float | None = None,
-                   overlap: bool = True, holds: bool = False) -> tuple[Metrics, Engine]:
+                   overlap: bool = True, holds: bool = False,
+                   hops_s: tuple[float, float] = (0.0, 0.0)) -> tuple[Metrics, Engine]:
     cost = make_cost(gpu_kv_blocks=gpu_blocks, cpu_kv_blocks=cpu_blocks, link_bytes_per_s=link_bytes_per_s,
-                     swap_overlap=overlap, swap_holds_blocks=holds)
+                     swap_overlap=overlap, swap_holds_blocks=holds, client_in_hop_s=hops_s[0],
+                     client_out_hop_s=hops_s[1])
     m = Metrics(window_s or 5.0, gpu_blocks)
     env = simpy.Environment()
     eng = Engine(env, specs, cost, make_policy(policy, cost), m, batching, window_s or 5.0,
@@ -55,13 +57,15 @@ def simulate_specs(specs: list[RequestSpec], policy: str, batching: str, gpu_blo
 @given(specs=workloads(), policy=st.sampled_from(sorted(POLICIES)), batching=st.sampled_from(["v0", "v1"]),
        gpu_blocks=st.integers(30, 120), cpu_blocks=st.integers(0, 40),
        link_bytes_per_s=st.sampled_from([1e6, 2e7, 2e8]), window_s=st.sampled_from([None, 0.5, 2.0]),
-       overlap=st.booleans(), holds=st.booleans())
+       overlap=st.booleans(), holds=st.booleans(),
+       hops_s=st.sampled_from([(0.0, 0.0), (0.002, 0.001), (0.05, 0.3)]))
 def test_invariants(specs: list[RequestSpec], policy: str, batching: str, gpu_blocks: int, cpu_blocks: int,
-                    link_bytes_per_s: float, window_s: float | None, overlap: bool, holds: bool) -> None:
+                    link_bytes_per_s: float, window_s: float | None, overlap: bool, holds: bool,
+                    hops_s: tuple[float, float]) -> None:
     gpu_blocks = max(gpu_blocks, max(-(-s.total_tokens // 16) for s in specs))  # every request fits alone
     # check=True asserts block conservation on every step
     m, eng = simulate_specs(specs, policy, batching, gpu_blocks, cpu_blocks, link_bytes_per_s, window_s, overlap,
-                            holds)
+                            holds, hops_s)
     assert sum(rec.gen_tokens for rec in m.requests.values()) == eng.num_generated, "tokens not conserved"
     for s in specs:
         rec = m.requests.get(s.rid)
@@ -76,9 +80,10 @@ def test_invariants(specs: list[RequestSpec], policy: str, batching: str, gpu_bl
     assert all(b >= a for a, b in itertools.pairwise(starts)), "time went backwards"
     assert all(d >= 0 for d in m.steps["dur_s"]) and all(c >= 1 for c in m.steps["count"])
     per_request: dict[str, float] = {}
-    for t, rid, _, _ in m.events:  # each request's own events are in time order
+    for t, rid, event, _ in m.events:  # each request's own events are in time order
         assert t >= per_request.get(rid, 0.0), f"{rid}: event at {t} before {per_request[rid]}"
-        per_request[rid] = t
+        if event not in ("first_token", "finish"):  # the client's, an out-hop after the engine's step
+            per_request[rid] = t
     # a request swapped back in is never preempted in that same step (its blocks and its returned tokens'
     # were left free by the plan)
     swapped_in = {(rid, t) for t, rid, e, _ in m.events if e == "swap_in"}
@@ -86,7 +91,7 @@ def test_invariants(specs: list[RequestSpec], policy: str, batching: str, gpu_bl
     for col in ("gpu_used_blocks", "cpu_used_blocks", "gpu_paused_blocks"):
         assert min(m.steps[col], default=0) >= 0
     again, _ = simulate_specs(specs, policy, batching, gpu_blocks, cpu_blocks, link_bytes_per_s, window_s, overlap,
-                              holds)
+                              holds, hops_s)
     assert summarize(m) == summarize(again)
 
 

@@ -57,8 +57,13 @@ def test_validate_end_to_end_profiles_each_round_and_throttles_the_link(tmp_path
     assert cost.gpu_kv_blocks == 63 and cost.block_size_tokens == 32 and cost.token_budget_tokens == 256
     assert prof["step"]["per_query_token_s"] > 0
     assert prof["provenance"]["vllm_version"] == "0.32.0" and prof["provenance"]["fit"]["num_steps"] > 50
-    pauses = [r for phase in grid(SIZES["tiny"], 64 * 32, 256) for r in phase if len(r.segments) > 1]
-    assert prof["provenance"]["client_engine_lag_s"]["samples"] == len(pauses) >= 18  # every resume phase ran
+    phases = grid(SIZES["tiny"], 64 * 32, 256)
+    pauses = [r for phase in phases for r in phase if len(r.segments) > 1]
+    hops = prof["provenance"]["client_hops"]
+    assert hops["out_samples"] == len(pauses) >= 18  # every resume phase ran, each pause seen by the client
+    assert hops["in_samples"] >= len(phases) // 2  # most phases start on an idle engine
+    assert 0 < prof["engine"]["client_in_hop_s"] < 0.1 and 0 < prof["engine"]["client_out_hop_s"] < 0.1
+    assert cost.client_in_hop_s == prof["engine"]["client_in_hop_s"]  # the simulator applies them
     link = gpu_ratio_link(cost, TraceScale().token_scale)
     throttled = FittedCostModel.from_profile("val/profiles/round-0-constrained.json")
     assert throttled.link_bytes_per_s == pytest.approx(link) and link < cost.link_bytes_per_s
