@@ -119,6 +119,12 @@ def build_metrics(specs: list[RequestSpec], t0: float, client: ClientLog, engine
     merged.sort(key=lambda x: (x[0], x[1]))
     seg_of: dict[str, int] = {}
     in_seg: dict[str, int] = {}  # tokens the client has received of each request's running segment
+    # a return the client sent and the engine has not seen yet: the pause's KV outcome is the engine's until
+    # then (a discard or swap-out in between counts), its tool time the client's
+    sent: dict[str, tuple[float, int]] = {}
+    if not any(e["e"] == "seen" for e in kv_events) and any(name == "resume" for _, name, *_ in client.events):
+        raise ValueError(f"{engine_log}: no 'seen' events (the engine seeing a tool's return): a log from before "
+                         "the executor wrote them; run it again")
     for t_abs, _, name, rid, v in merged:
         t = t_abs - t0
         if t > end or rid not in by_rid:
@@ -137,7 +143,11 @@ def build_metrics(specs: list[RequestSpec], t0: float, client: ClientLog, engine
             m.pause(t, rid, by_rid[rid].segments[k].gen_tokens, name.split(":", 1)[1])
             seg_of[rid] = k + 1
         elif name == "resume":
-            m.resume(t, rid, v)
+            sent[rid] = (t, v)
+        elif name == "seen":
+            if rid in sent:
+                t_sent, returned = sent.pop(rid)
+                m.resume(t_sent, rid, returned)
         elif name == "finish":
             m.finish(t, rid, v)
         elif name in ("swap_out", "swap_in"):
@@ -152,6 +162,8 @@ def build_metrics(specs: list[RequestSpec], t0: float, client: ClientLog, engine
             m.prefix_hit(t, rid, v, 0)
         elif name == "reload":
             m.prefix_hit(t, rid, 0, v)
+    for rid, (t_sent, returned) in sent.items():  # sent in the window, seen after it: resumed, as the simulator
+        m.resume(t_sent, rid, returned)
     for rid, n in in_seg.items():  # the window ended inside these segments: credit what the client received
         rec = m.requests[rid]
         if n and math.isnan(rec.finish_s) and math.isnan(rec.paused_at_s):  # a pause credited its segment

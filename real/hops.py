@@ -5,7 +5,8 @@ and each tool's return to the engine core (another process), and receives its ou
 - the in-hop: an arrival or return that finds the engine idle (the last step ended before it) is scheduled
   by the step it wakes, which starts ``lead`` after the client logged it; an engine that saw it at once would
   start that step then, so the lead is the hop;
-- the out-hop: from the engine's pause (its log) to the client receiving that step's output (``chunk_end``).
+- the out-hop: from the engine's pause (its log, taken as the step's output is processed, a few tens of us
+  before the step ends, where the simulator starts it) to the client receiving that output (``chunk_end``).
 
 `infercept profile` measures both into the profile's engine table (``client_in_hop_s``,
 ``client_out_hop_s``), which the simulator applies; ``benchmarks/hops.py`` reports them for finished runs.
@@ -54,4 +55,8 @@ def out_hop_s(engine_events: list[dict[str, Any]], client_events: list[tuple[flo
     for t, name, rid, _ in client_events:
         if name == "chunk_end":
             ends.setdefault(rid, []).append(t)
-    return [end - p for rid, ps in pauses.items() for p, end in zip(ps, ends.get(rid, []))]
+    out = [end - p for rid, ps in pauses.items() for p, end in zip(ps, ends.get(rid, []))]
+    if any(x < 0 for x in out):
+        raise ValueError("out_hop_s: a request's chunk end reached the client before the engine's pause: the logs "
+                         "do not pair up (a pause missing from the engine log?)")
+    return out

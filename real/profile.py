@@ -7,9 +7,9 @@ log. Least squares (coefficients kept >= 0) fits step_s = const + a*query_tokens
 c*prefill_attn_pairs + d*prefill_chunks (validations found steps with short chunks 2.5-22 % slower than the
 four other terms predict: ``benchmarks/chunkfit.py``); the engine loop's gap between busy steps goes into
 const. The client's hops to the engine and back are read off the same logs (``real.hops``); the swap
-connector's copy routine is timed both ways on tensors of the engine's KV layout and size (``real.linkbench``). Profile the engine configuration you
-will run: on the CPU build the step cost depends on the KV cache's size (about 0.5 ms per step between 64 and
-512 blocks).
+connector's copy routine is timed both ways on tensors of the engine's KV layout and size (``real.linkbench``).
+Profile the engine configuration you will run: on the CPU build the step cost depends on the KV cache's size
+(about 0.5 ms per step between 64 and 512 blocks).
 """
 
 from __future__ import annotations

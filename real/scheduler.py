@@ -100,6 +100,7 @@ class InterceptMixin(PolicyActions, QueuePlacement):
         if p is None:
             return
         self.ic_policy.observe(Observation("resume", p.rid, p.tool_kind, now, now - p.paused_at_s))
+        self.ic_log.event(now, p.rid, "seen", 0)  # the pause's KV outcome is decided until now (real.collect)
         if self.ic_swapper is not None:
             self.ic_swapper.cancel_out(req_id)
         if p.place in ("new", "gpu") and p.copied_blocks:  # a swap-out in progress: cancel it, keep the KV

@@ -48,7 +48,8 @@ class StepLog:
 
     def event(self, t: float, rid: str, name: str, value: int) -> None:
         """A KV event: pause:<action>, discard, swap_out, swap_in, admit, recompute, prefix_hit (tokens an
-        admission found in the GPU prefix cache), reload (tokens it loads from the host tier)."""
+        admission found in the GPU prefix cache), reload (tokens it loads from the host tier), seen (the engine
+        saw a tool's return)."""
         if name in ("swap_out", "swap_in"):
             self._swap_tokens += value
         self._fh.write(json.dumps({"e": name, "t": t, "rid": rid, "v": value}) + "\n")

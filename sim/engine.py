@@ -145,7 +145,7 @@ class Engine(BatchForming):
         if not self.drain:  # arrivals and tool returns inside the window that the last step overran
             self.release_copied(self.duration_s, end=True)
             self._absorb(self.duration_s, hop_s=0.0)  # the client's: what it sent inside the window counts
-        self.m.end_s = env.now if self.drain else self.duration_s
+        self.m.end_s = env.now + self.out_hop_s if self.drain else self.duration_s  # drain: the client's last finish
         self.flush_waste(self.m.end_s)
         if self.pool.host is not None:
             self.m.notes["host_stored_tokens"] = self.pool.host.stored_tokens
@@ -211,11 +211,10 @@ class Engine(BatchForming):
                 r.num_tokens += 1
                 r.gen_in_seg += 1
                 self.num_generated += 1
-                ends = r.gen_in_seg >= r.segment.gen_tokens
-                if ends:  # its pause is the engine's, at t: logged before the client sees the token
-                    self.end_segment(r, t)
                 self.client_token(r, t)
-                if not ends:
+                if r.gen_in_seg >= r.segment.gen_tokens:
+                    self.end_segment(r, t)
+                else:
                     self.join_group(r)
         for r in self.group.pop_ended():
             self.end_segment(r, t)

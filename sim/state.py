@@ -56,11 +56,9 @@ class EngineQueues(KvMoves):
         # GPU blocks that sit idle, by kind: held by paused requests, by resumed ones whose swap-in is not
         # complete, and by resumed ones holding their KV while they wait for admission (v1)
         self.paused_blocks_by_kind: dict[str, int] = {}
-        # the client's hops (another process): arrivals and returns reach the engine in_hop_s after they
-        # happen, its output reaches the client out_hop_s after the step; the client's window ends at
-        # seen_until_s (output it sees later is not counted, as the executor's client does not see it)
-        self.in_hop_s, self.out_hop_s = cost.client_in_hop_s, cost.client_out_hop_s
-        self.seen_until_s = math.inf
+        # the client's hops: arrivals and returns reach the engine in_hop_s late, its output the client out_hop_s
+        # late; a first token or finish the client would see after seen_until_s (its window's end) is not logged
+        self.in_hop_s, self.out_hop_s, self.seen_until_s = cost.client_in_hop_s, cost.client_out_hop_s, math.inf
         self.paused_gpu_blocks = 0  # their sum
         self._counted: dict[str, int] = {}
         self._tally_since: dict[str, float] = {}  # kind -> when its paused-block tally last changed
@@ -110,8 +108,7 @@ class EngineQueues(KvMoves):
         self._changed(r, t)
         action = self.policy.on_pause(r.make_view(), self.state(t))
         self.m.pause(t, r.rid, r.gen_in_seg, action.value)
-        # the tool starts when the client sees the pause; the pause is logged at the engine's step, as the
-        # executor's engine log has it, so that the summary counts the out-hop as tool time as the executor's does
+        # the tool starts when the client sees the pause (logged at the engine's time, as the executor logs it)
         heapq.heappush(self.returns, (t + self.out_hop_s + r.segment.tool_s, r.ticket, r))
         if action is KvAction.DISCARD:
             self.discard(r, t)

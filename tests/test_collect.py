@@ -4,6 +4,7 @@ as ``sim/engine.py``'s ``_record`` (worked by hand; no engine needed)."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,7 @@ def test_the_window_end_credits_the_tokens_of_segments_in_progress(tmp_path: Pat
     its segment at the pause, once; a finished one its tokens at the finish."""
     log = tmp_path / "engine.jsonl"
     log.write_text(json.dumps({"t": 101.0, "e": "pause:preserve", "rid": "b", "v": 4}) + "\n"
+                   + json.dumps({"t": 102.002, "e": "seen", "rid": "b", "v": 0}) + "\n"
                    + json.dumps({"t": 103.0, "e": "pause:preserve", "rid": "b", "v": 3}) + "\n"
                    + json.dumps({"t": 103.1, "e": "pause:preserve", "rid": "d", "v": 4}) + "\n")
     specs = [RequestSpec("a", 0.0, 10, (Segment(50),)),
@@ -116,3 +118,27 @@ def test_the_window_end_credits_the_tokens_of_segments_in_progress(tmp_path: Pat
     # every delta is a token event: only the first after a resume measures the resume's latency
     assert m.requests["b"].resume_latency_s == [pytest.approx(0.5)]
     assert m.requests["a"].first_token_s == pytest.approx(0.1)
+
+
+def test_a_pause_ends_when_the_engine_sees_the_return(tmp_path: Path) -> None:
+    """The client sends b's return at 1.0 s; the engine discards b's KV at 1.001 s (its pin ran out) and sees
+    the return at 1.003 s: a discarded pause, as the simulator counts it, with the tool time the client's
+    (0.5 s from the engine's pause). c's return is sent at 1.9 s and seen after the 2-s window: resumed at the
+    client's time, as the simulator's last look at the window's returns does. A log without 'seen' events is
+    refused."""
+    log = tmp_path / "engine.jsonl"
+    rows = [{"t": 100.5, "e": "pause:preserve", "rid": "b", "v": 4}, {"t": 101.001, "e": "discard", "rid": "b", "v": 5},
+            {"t": 101.003, "e": "seen", "rid": "b", "v": 0}, {"t": 101.5, "e": "pause:preserve", "rid": "c", "v": 4},
+            {"t": 102.01, "e": "seen", "rid": "c", "v": 0}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    specs = [RequestSpec(r, 0.0, 10, (Segment(4, 0.5, 2, "qa"), Segment(3)), "qa") for r in "bc"]
+    ev = [(100.0, "arrive", "b", 10), (100.0, "arrive", "c", 10), (100.4, "token", "b", 4),
+          (100.51, "chunk_end", "b", 4), (101.0, "resume", "b", 2), (101.4, "token", "c", 4),
+          (101.51, "chunk_end", "c", 4), (101.9, "resume", "c", 2)]
+    m, _ = build_metrics(specs, 100.0, ClientLog(events=sorted(ev)), log, 2.0, 63, make_cost())
+    b, c = m.requests["b"], m.requests["c"]
+    assert (b.discarded_pauses, b.preserved_pauses) == (1, 0) and b.tool_s == pytest.approx(0.5)
+    assert c.preserved_pauses == 1 and c.tool_s == pytest.approx(0.4) and math.isnan(c.paused_at_s)
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows if r["e"] != "seen"))
+    with pytest.raises(ValueError, match="no 'seen' events"):
+        build_metrics(specs, 100.0, ClientLog(events=sorted(ev)), log, 2.0, 63, make_cost())

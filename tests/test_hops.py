@@ -15,6 +15,7 @@ from core.metrics import Metrics
 from core.policy import make_policy
 from core.summary import summarize
 from core.types import Observation, RequestSpec, Segment
+from experiments.fidelity import pause_decisions
 from sim.engine import Engine
 
 IN_S, OUT_S = 0.004, 0.002
@@ -22,9 +23,10 @@ IN_S, OUT_S = 0.004, 0.002
 A = RequestSpec("a", 0.0, 10, (Segment(2, 0.5, 4, "qa"), Segment(1)), "qa")
 
 
-def run(specs: list[RequestSpec], window_s: float | None) -> tuple[Metrics, Engine, list[Observation]]:
-    cost = make_cost(client_in_hop_s=IN_S, client_out_hop_s=OUT_S)  # a step: 10 ms + 0.1 ms per query token
-    policy = make_policy("preserve", cost)
+def run(specs: list[RequestSpec], window_s: float | None, policy_name: str = "preserve",
+        hops_s: tuple[float, float] = (IN_S, OUT_S), **options: float) -> tuple[Metrics, Engine, list[Observation]]:
+    cost = make_cost(client_in_hop_s=hops_s[0], client_out_hop_s=hops_s[1])  # a step: 10 ms + 0.1 ms per query token
+    policy = make_policy(policy_name, cost, **options)
     seen: list[Observation] = []
     learn = policy.observe
     policy.observe = lambda o: (seen.append(o), learn(o))[1]  # type: ignore[method-assign]
@@ -69,3 +71,18 @@ def test_at_the_window_end_what_the_client_sent_counts_and_what_it_would_see_lat
     s = summarize(m)["overall"]
     assert s["norm_latency_ms"] == pytest.approx((1000 * (0.542 - 0.502) / 7 + 1000 * (0.542 - 0.541) / 1) / 2)
     assert s["completed_rps"] == 0
+
+
+@pytest.mark.parametrize(("hops_s", "outcome"), [((0.0, 0.0), "preserved_pauses"), ((IN_S, OUT_S), "discarded_pauses")])
+def test_a_pin_that_runs_out_before_the_engine_sees_the_return_is_a_discard(hops_s: tuple[float, float],
+                                                                          outcome: str) -> None:
+    # continuum pins a's pause (its tool unseen) for 0.504 s. Without hops a pauses at 0.0211 and its tool
+    # returns at 0.5211, before the pin ends (0.5251): kept. With them a pauses at 0.0251, the pin ends at
+    # 0.5291; the client sends the return at 0.5271, but the idle engine wakes for the expiry at 0.5291 and
+    # discards before it sees the return at 0.5311: a discard, in the event log (the discard, then the resume
+    # stamped 0.5271) and in the counts, as real.collect counts it
+    m, _, _ = run([A], None, "continuum", hops_s, ttl_s=0.504)
+    assert pause_decisions(m)[outcome] == 1 and summarize(m)["overall"][outcome] == 1
+    moves = [(e, t) for t, _, e, _ in m.events if e in ("discard", "resume")]
+    if hops_s[0]:
+        assert moves[:2] == [("discard", pytest.approx(0.5291)), ("resume", pytest.approx(0.5271))]

@@ -63,7 +63,6 @@ def test_validate_end_to_end_profiles_each_round_and_throttles_the_link(tmp_path
     assert hops["out_samples"] == len(pauses) >= 18  # every resume phase ran, each pause seen by the client
     assert hops["in_samples"] >= len(phases) // 2  # most phases start on an idle engine
     assert 0 < prof["engine"]["client_in_hop_s"] < 0.1 and 0 < prof["engine"]["client_out_hop_s"] < 0.1
-    assert cost.client_in_hop_s == prof["engine"]["client_in_hop_s"]  # the simulator applies them
     link = gpu_ratio_link(cost, TraceScale().token_scale)
     throttled = FittedCostModel.from_profile("val/profiles/round-0-constrained.json")
     assert throttled.link_bytes_per_s == pytest.approx(link) and link < cost.link_bytes_per_s
