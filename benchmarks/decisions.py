@@ -63,7 +63,7 @@ def main() -> None:
         sims = [pause_decisions(m) for m in runs_sim]
         at_fit = runs_sim[SPEED_SCALES.index(1.0)].events
         delays.append((run.name, swap_in_delays_s(events), swap_in_delays_s(at_fit)))
-        paired.append((run.name, pause_outcomes(events), pause_outcomes(at_fit)))
+        paired.append((run.name, pause_outcomes(closed_by_engine(events)), pause_outcomes(at_fit)))
         real_all.append([real[k] for k in DECISIONS])
         engine_all.append([engine_side[k] for k in DECISIONS])
         sim_all += [[s[k] for k in DECISIONS] for s in sims]
@@ -83,7 +83,7 @@ def main() -> None:
             return f"{1e3 * np.percentile(x, q):.1f}" if x else "-"
 
         print(f"| {name} | {len(r)} / {len(m)} | {ms(r, 50)} / {ms(m, 50)} | {ms(r, 90)} / {ms(m, 90)} |")
-    print("\n| run | pauses (real / simulated at the fitted scale) | decided alike | decided otherwise: real -> "
+    print("\n| run | pauses (real, closed on the engine's side / simulated at the fitted scale) | decided alike | decided otherwise: real -> "
           "simulated (count) | first such pause (s) |\n|---|---|---|---|---|")
     for name, r, m in paired:
         both = sorted(set(r) & set(m), key=lambda k: r[k][0])
