@@ -16,6 +16,7 @@ from core.policy import make_policy
 from core.summary import summarize
 from core.types import Observation, RequestSpec, Segment
 from experiments.fidelity import pause_decisions
+from real.hops import out_hop_s
 from sim.engine import Engine
 
 IN_S, OUT_S = 0.004, 0.002
@@ -57,7 +58,7 @@ def test_the_hops_delay_what_each_side_sees() -> None:
     s = summarize(m)["overall"]
     assert s["norm_latency_ms"] == pytest.approx(1000 * (0.5436 - 0.502) / 7)  # 3 generated + 4 returned
     assert s["ttft_p50_s"] == pytest.approx(0.017)
-    assert eng.num_generated == 3
+    assert eng.num_generated == 3 and m.end_s == pytest.approx(0.5436)  # drained: the client's last finish
 
 
 def test_at_the_window_end_what_the_client_sent_counts_and_what_it_would_see_later_does_not() -> None:
@@ -86,3 +87,12 @@ def test_a_pin_that_runs_out_before_the_engine_sees_the_return_is_a_discard(hops
     moves = [(e, t) for t, _, e, _ in m.events if e in ("discard", "resume")]
     if hops_s[0]:
         assert moves[:2] == [("discard", pytest.approx(0.5291)), ("resume", pytest.approx(0.5271))]
+
+
+def test_the_out_hop_pairs_each_pause_with_its_chunk_end_and_refuses_logs_that_do_not_pair() -> None:
+    engine = [{"e": "pause:preserve", "t": 1.0, "rid": "a"}, {"e": "pause:discard", "t": 3.0, "rid": "a"},
+              {"e": "discard", "t": 3.0, "rid": "a"}]
+    client = [(1.0009, "chunk_end", "a", 4), (3.0007, "chunk_end", "a", 2), (3.5, "resume", "a", 2)]
+    assert out_hop_s(engine, client) == [pytest.approx(0.0009), pytest.approx(0.0007)]
+    with pytest.raises(ValueError, match="do not pair up"):  # the first pause missing from the engine log
+        out_hop_s(engine[1:], client)
