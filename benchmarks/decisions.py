@@ -83,8 +83,8 @@ def main() -> None:
             return f"{1e3 * np.percentile(x, q):.1f}" if x else "-"
 
         print(f"| {name} | {len(r)} / {len(m)} | {ms(r, 50)} / {ms(m, 50)} | {ms(r, 90)} / {ms(m, 90)} |")
-    print("\n| run | pauses (real, closed on the engine's side / simulated at the fitted scale) | decided alike | decided otherwise: real -> "
-          "simulated (count) | first such pause (s) |\n|---|---|---|---|---|")
+    print("\n| run | pauses (real, closed on the engine's side / simulated at the fitted scale) | decided alike "
+          "| decided otherwise: real -> simulated (count) | first such pause (s) |\n|---|---|---|---|---|")
     for name, r, m in paired:
         both = sorted(set(r) & set(m), key=lambda k: r[k][0])
         other = Counter(f"{r[k][1]} -> {m[k][1]}" for k in both if r[k][1] != m[k][1])
