@@ -157,6 +157,42 @@ def test_plancheck_counts_planned_swap_outs_carried_out_and_first_plans_of_short
     assert check(steps, events, tool_s, 0.025) == (3, 1, 2, 2, 1.0)
 
 
+def test_keptlean_first_plans_by_estimator_group() -> None:
+    from types import SimpleNamespace
+
+    from benchmarks.keptlean import GROUPS, Plan, first_plans, kinds_of
+
+    def spec(kind: str, *seg_kinds: str) -> SimpleNamespace:
+        return SimpleNamespace(kind=kind, segments=[SimpleNamespace(kind=k) for k in seg_kinds])
+
+    specs = {"m": spec("math", "math", ""), "c": spec("chatbot", "", "tts")}
+    pauses = kinds_of([(1.0, "m"), (1.0, "c"), (2.0, "c"), (9.0, "m")], specs)
+    # a segment without a kind takes the request's; the second pause of c is its second segment's
+    assert pauses == [(1.0, "m", "math"), (1.0, "c", "chatbot"), (2.0, "c", "tts"), (9.0, "m", "math")]
+    plans = [Plan(0.5, 3, frozenset({"x"}), False),  # before every pause: no one's first plan
+             Plan(1.0, 2, frozenset({"c"}), False),  # m and c paused at this instant: c swapped, m not
+             Plan(2.0 + 1e-4, 0, frozenset(), False),  # c's second pause: the host full
+             Plan(3.0, 5, frozenset({"m"}), True)]  # a swap-in: no one's first plan here anyway
+    got = first_plans(pauses, plans)  # m's second pause comes after the last plan: not counted
+    mean, elapsed = GROUPS
+    assert got == {(mean, "pauses"): 1, (mean, "host full"): 0, (mean, "room"): 1, (mean, "room, swapped"): 0,
+                   (elapsed, "pauses"): 2, (elapsed, "host full"): 1, (elapsed, "room"): 1,
+                   (elapsed, "room, swapped"): 1}
+
+
+def test_keptlean_engine_setting_checks_the_key_and_value() -> None:
+    import argparse
+
+    from benchmarks.keptlean import engine_setting
+
+    assert engine_setting("swap_holds_blocks=false") == ("swap_holds_blocks", False)
+    assert engine_setting("client_in_hop_s=0.004") == ("client_in_hop_s", 0.004)
+    for bad, says in (("swap_holds_blocks=3", "expected true or false"), ("nope=1", "unknown engine key"),
+                      ("swap_holds_blocks", "expected KEY=VALUE")):
+        with pytest.raises(argparse.ArgumentTypeError, match=says):
+            engine_setting(bad)
+
+
 def test_chunkfit_recovers_a_per_chunk_cost_the_four_terms_miss() -> None:
     from benchmarks.chunkfit import design, fit, signed_by_kind
 
