@@ -129,7 +129,8 @@ def simulate(cfg: dict[str, Any], specs: list[Any], scale: float, args: argparse
 def first_plans(pauses: list[tuple[float, str, str]], plans: list[Plan]) -> Counter[tuple[str, str]]:
     """Per estimator group (``GROUPS``): pauses, those whose first plan (the first at or after the pause) saw
     a full host, those whose first plan saw host room and swapped nothing in, and of those the ones it swapped
-    out. ``pauses``: (time, rid, kind) in time order; ``plans`` in time order."""
+    out; and their summed delay from pause to first plan (µs). ``pauses``: (time, rid, kind) in time order;
+    ``plans`` in time order."""
     out: Counter[tuple[str, str]] = Counter()
     times = [p.t_s for p in plans]
     for t, rid, kind in pauses:
@@ -138,6 +139,7 @@ def first_plans(pauses: list[tuple[float, str, str]], plans: list[Plan]) -> Coun
             continue
         p, g = plans[i], GROUPS[0] if kind in STABLE_KINDS else GROUPS[1]
         out[(g, "pauses")] += 1
+        out[(g, "delay us")] += round(1e6 * (p.t_s - t))
         out[(g, "host full")] += p.free_cpu_blocks == 0
         if p.free_cpu_blocks > 0 and not p.swaps_in:
             out[(g, "room")] += 1
@@ -235,11 +237,14 @@ def main() -> None:
           + ", ".join(f"{k} {c * x.mean():+.1f} % ({c * se(x):.1f})" for k, c, x in share))
     print("\n| at a pause's first plan | " + " | ".join(f"{b}: {g}" for g in GROUPS for b in fp) + " |")
     print("|---|" + "---|" * 4)
-    for label, num, den in (("pauses", "pauses", None), ("host full", "host full", "pauses"),
-                            ("swapped out, given host room and no swap-in", "room, swapped", "room")):
+    table = (("pauses", "pauses", None, "{:.0f}"),
+             ("mean time from the pause (µs)", "delay us", "pauses", "{:.0f}"),
+             ("host full", "host full", "pauses", "{:.3f}"),
+             ("swapped out, given host room and no swap-in", "room, swapped", "room", "{:.3f}"))
+    for label, num, den, fmt in table:
         vals = [fp[b][(g, num)] / (fp[b][(g, den)] or float("nan")) if den else fp[b][(g, num)]
                 for g in GROUPS for b in fp]
-        print(f"| {label} | " + " | ".join(f"{v:.3f}" if den else f"{v:g}" for v in vals) + " |")
+        print(f"| {label} | " + " | ".join(fmt.format(v) for v in vals) + " |")
 
 
 if __name__ == "__main__":

@@ -176,8 +176,8 @@ def test_keptlean_first_plans_by_estimator_group() -> None:
     got = first_plans(pauses, plans)  # m's second pause comes after the last plan: not counted
     mean, elapsed = GROUPS
     assert got == {(mean, "pauses"): 1, (mean, "host full"): 0, (mean, "room"): 1, (mean, "room, swapped"): 0,
-                   (elapsed, "pauses"): 2, (elapsed, "host full"): 1, (elapsed, "room"): 1,
-                   (elapsed, "room, swapped"): 1}
+                   (mean, "delay us"): 0, (elapsed, "pauses"): 2, (elapsed, "host full"): 1, (elapsed, "room"): 1,
+                   (elapsed, "room, swapped"): 1, (elapsed, "delay us"): 100}  # c's second plan 100 µs late
 
 
 def test_keptlean_engine_setting_checks_the_key_and_value() -> None:
