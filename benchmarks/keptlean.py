@@ -1,6 +1,6 @@
 """InferCept's pause decisions pooled over validate folders, and each pause's first plan in both backends.
 
-Per real InferCept run: its kept, discarded and swapped pauses against the mean of its calibrated
+Per real InferCept run: its kept, discarded and swapped pauses against the mean of its fixed-speed
 re-simulations (the run's profile at its fitted step-time scale x SPEED_SCALES, as `decisions.py` makes
 them); pooled over every run of the folders given, the mean difference (simulated - real) and its standard
 error, so that a lean smaller than one invocation's noise shows. Then, at the first plan after each pause
@@ -10,10 +10,11 @@ other paused requests first). Pauses are grouped by estimator: the kinds with a 
 their waste starts high and falls) and those whose estimate is the elapsed time (their waste starts at 0).
 
 Options re-simulate with one thing changed, to test a cause: ``--plan-delay-ms`` (the policy asked that long
-after the step's end, as the engine asks it after processing the step's outputs, ~0.5 ms later: a fresh
-pause's elapsed time is then above 0), ``--copy-overhead-ms`` (every step that moves KV that much longer),
-``--wander`` (each run's own speed per 2-s block, in its order, ``experiments.wander``), ``--set KEY=VALUE``
-(an engine key, as ``engine.*`` overrides take it).
+after the step's end, as the engine asks it after processing the step's outputs: a fresh pause's elapsed
+time is then above 0), ``--copy-overhead-ms`` (every step that moves KV that much longer), ``--wander`` (each
+run's own speed per 2-s block, in its order, ``experiments.wander``), ``--set KEY=VALUE`` (an engine key, as
+``engine.*`` overrides take it: for the simulated engine and the cost model its policy decides with). The
+engine's plan time is the start of the step it plans (its policy hook runs first thing).
 
     python benchmarks/keptlean.py results/validate-constrained-7 results/validate-constrained-8 [--wander]
 """
@@ -104,8 +105,8 @@ class CopyOverhead:
 
 def simulate(cfg: dict[str, Any], specs: list[Any], scale: float, args: argparse.Namespace,
              steps: list[dict[str, Any]]) -> tuple[Metrics, list[Plan]]:
-    """One calibrated re-simulation of a real run (as ``experiments.ensemble.simulate_trace``, with the
-    options' change), and its policy's plans."""
+    """One fixed-speed re-simulation of a real run at ``scale`` (as ``experiments.ensemble.simulate_trace``,
+    without policy options as there, with the options' change), and its policy's plans."""
     engine = {**cfg["engine"], **args.set}
     rc = build_config({"policy": "infercept", "profile": cfg["profile"], "batching": "v1", "engine": engine,
                        "duration_s": cfg["window_s"], "workload": "trace", "jump": not args.wander})
@@ -169,10 +170,10 @@ def folder_runs(folder: Path, args: argparse.Namespace) -> tuple[list[list[float
         events = list(zip(*[t.column(c).to_pylist() for c in ("time_s", "rid", "event", "value")]))
         real = pause_decisions(SimpleNamespace(events=closed_by_engine(events)))  # type: ignore[arg-type]
         steps, kv = read_engine_log(folder / "engine-logs" / f"{run.name}.jsonl")
-        plans = [Plan(s["t_sched"], s["plan"]["free_cpu_blocks"], frozenset(s["plan"]["out"]),
-                      bool(s["plan"]["in"])) for s in steps if "plan" in s]
+        real_plans = [Plan(s["t0"], s["plan"]["free_cpu_blocks"], frozenset(s["plan"]["out"]),
+                           bool(s["plan"]["in"])) for s in steps if "plan" in s]
         real_fp += first_plans(kinds_of([(e["t"], e["rid"]) for e in kv if e["e"].startswith("pause:")],
-                                        by_rid), plans)
+                                        by_rid), real_plans)
         scale = speed_scale(steps, FittedCostModel.from_profile(cfg["profile"], cfg["engine"]))
         sims = []
         for f in SPEED_SCALES:
@@ -198,6 +199,17 @@ def engine_setting(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def non_negative(text: str) -> float:
+    """A number of milliseconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of milliseconds >= 0")
+    return value
+
+
 def se(x: np.ndarray) -> float:
     """Standard error of the mean (NaN for one value)."""
     return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
@@ -211,15 +223,19 @@ def cells(a: np.ndarray) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folders", type=Path, nargs="+", help="`infercept validate --out` folders")
-    ap.add_argument("--plan-delay-ms", type=float, default=0.0)
-    ap.add_argument("--copy-overhead-ms", type=float, default=0.0)
+    ap.add_argument("--plan-delay-ms", type=non_negative, default=0.0)
+    ap.add_argument("--copy-overhead-ms", type=non_negative, default=0.0)
     ap.add_argument("--wander", action="store_true")
     ap.add_argument("--set", type=engine_setting, action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args()
     args.set = dict(args.set)
     for f in args.folders:
-        if not (f / "engine-logs").is_dir() or not any((f / "runs").glob("infercept-*")):
-            sys.exit(f"keptlean: {f}: no runs/infercept-* and engine-logs/ (not a validate folder?)")
+        runs = sorted((f / "runs").glob("infercept-*"))
+        if not runs or not (f / "trace.jsonl").is_file():
+            sys.exit(f"keptlean: {f}: no runs/infercept-* or trace.jsonl (not a validate folder?)")
+        for run in runs:
+            if not (f / "engine-logs" / f"{run.name}.jsonl").is_file():
+                sys.exit(f"keptlean: {f}: no engine-logs/{run.name}.jsonl (the engine logs were not kept?)")
     print("| folder | InferCept runs | simulated - real per run, mean (standard error): "
           "kept, discarded, swapped |")
     print("|---|---|---|")
@@ -238,7 +254,7 @@ def main() -> None:
     print("\n| at a pause's first plan | " + " | ".join(f"{b}: {g}" for g in GROUPS for b in fp) + " |")
     print("|---|" + "---|" * 4)
     table = (("pauses", "pauses", None, "{:.0f}"),
-             ("mean time from the pause (µs)", "delay us", "pauses", "{:.0f}"),
+             ("mean time from the pause to it (µs)", "delay us", "pauses", "{:.0f}"),
              ("host full", "host full", "pauses", "{:.3f}"),
              ("swapped out, given host room and no swap-in", "room, swapped", "room", "{:.3f}"))
     for label, num, den, fmt in table:

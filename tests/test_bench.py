@@ -165,19 +165,47 @@ def test_keptlean_first_plans_by_estimator_group() -> None:
     def spec(kind: str, *seg_kinds: str) -> SimpleNamespace:
         return SimpleNamespace(kind=kind, segments=[SimpleNamespace(kind=k) for k in seg_kinds])
 
-    specs = {"m": spec("math", "math", ""), "c": spec("chatbot", "", "tts")}
-    pauses = kinds_of([(1.0, "m"), (1.0, "c"), (2.0, "c"), (9.0, "m")], specs)
-    # a segment without a kind takes the request's; the second pause of c is its second segment's
-    assert pauses == [(1.0, "m", "math"), (1.0, "c", "chatbot"), (2.0, "c", "tts"), (9.0, "m", "math")]
+    specs = {"m": spec("math", "math", "", "math", ""), "c": spec("chatbot", "", "tts")}
+    pauses = kinds_of([(1.0, "m"), (1.0, "c"), (2.0, "c"), (2.5, "m"), (9.0, "m")], specs)
+    # a segment without a kind takes the request's; each pause is its request's next segment's
+    assert pauses == [(1.0, "m", "math"), (1.0, "c", "chatbot"), (2.0, "c", "tts"), (2.5, "m", "math"),
+                      (9.0, "m", "math")]
     plans = [Plan(0.5, 3, frozenset({"x"}), False),  # before every pause: no one's first plan
              Plan(1.0, 2, frozenset({"c"}), False),  # m and c paused at this instant: c swapped, m not
-             Plan(2.0 + 1e-4, 0, frozenset(), False),  # c's second pause: the host full
-             Plan(3.0, 5, frozenset({"m"}), True)]  # a swap-in: no one's first plan here anyway
-    got = first_plans(pauses, plans)  # m's second pause comes after the last plan: not counted
+             Plan(2.0 + 1e-4, 0, frozenset(), False),  # c's second pause, 100 µs later: the host full
+             Plan(3.0, 5, frozenset({"m"}), True)]  # m's second, 500 ms later: room, but a swap-in planned
+    got = first_plans(pauses, plans)  # m's third pause comes after the last plan: not counted
     mean, elapsed = GROUPS
-    assert got == {(mean, "pauses"): 1, (mean, "host full"): 0, (mean, "room"): 1, (mean, "room, swapped"): 0,
-                   (mean, "delay us"): 0, (elapsed, "pauses"): 2, (elapsed, "host full"): 1, (elapsed, "room"): 1,
-                   (elapsed, "room, swapped"): 1, (elapsed, "delay us"): 100}  # c's second plan 100 µs late
+    assert got == {(mean, "pauses"): 2, (mean, "host full"): 0, (mean, "room"): 1, (mean, "room, swapped"): 0,
+                   (mean, "delay us"): 500_000, (elapsed, "pauses"): 2, (elapsed, "host full"): 1,
+                   (elapsed, "room"): 1, (elapsed, "room, swapped"): 1, (elapsed, "delay us"): 100}
+
+
+def test_keptlean_recording_shifts_only_the_policys_clock() -> None:
+    from collections import namedtuple
+    from types import SimpleNamespace
+
+    from benchmarks.keptlean import Plan, Recording
+
+    state_t = namedtuple("state_t", "now_s free_cpu_blocks")
+    seen = []
+
+    class Inner:
+        name = "inner"
+
+        def plan_step(self, state: state_t) -> SimpleNamespace:
+            seen.append(state)
+            return SimpleNamespace(swap_out=(("a", 2), ("b", 1)), swap_in=())
+
+        def next_decision_at(self, state: state_t) -> float:
+            return state.now_s + 1.0
+
+    rec = Recording(Inner(), 0.25)
+    rec.plan_step(state_t(10.0, 3))
+    assert seen == [state_t(10.25, 3)]  # asked as of 0.25 s later, all else as given
+    assert rec.plans == [Plan(10.0, 3, frozenset({"a", "b"}), False)]  # recorded at the engine's instant
+    assert rec.next_decision_at(state_t(10.0, 3)) == 11.0  # its deadline back on the engine's clock
+    assert rec.name == "inner"  # everything else is the policy's
 
 
 def test_keptlean_engine_setting_checks_the_key_and_value() -> None:
