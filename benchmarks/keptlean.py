@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import bisect
 import dataclasses
-import json
 import sys
 import tomllib
 from collections import Counter
@@ -39,6 +38,7 @@ import pyarrow.parquet as pq  # noqa: E402
 import simpy  # noqa: E402
 
 from benchmarks.decisions import closed_by_engine  # noqa: E402
+from core.config import parse_value  # noqa: E402
 from core.cost import FittedCostModel  # noqa: E402
 from core.engine_keys import engine_problem  # noqa: E402
 from core.metrics import Metrics  # noqa: E402
@@ -187,12 +187,9 @@ def folder_runs(folder: Path, args: argparse.Namespace) -> tuple[list[list[float
 
 
 def engine_setting(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` as an engine key and its value (JSON: true, 3, 0.5), checked as ``engine.*`` is."""
+    """``KEY=VALUE`` as an engine key and value (read as `infercept run --set` reads one), checked."""
     key, sep, raw = text.partition("=")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
+    value = parse_value(raw)
     problem = engine_problem({key: value}) if sep else "expected KEY=VALUE"
     if problem:
         raise argparse.ArgumentTypeError(f"--set {text!r}: {problem}")
