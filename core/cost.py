@@ -87,6 +87,15 @@ def _optional(step: dict[str, Any], key: str, where: str) -> float:
     return float(value)
 
 
+def _busy_gap(step: dict[str, Any], where: str) -> float:
+    """step.busy_gap_s (0 when absent): a part of step.const_s, so no larger than it."""
+    gap = _optional(step, "busy_gap_s", where)
+    const = step.get("const_s")
+    if gap and isinstance(const, int | float) and gap > const:
+        raise ProfileError(f"{where}: step.busy_gap_s = {gap!r} exceeds step.const_s = {const!r}, which counts it")
+    return gap
+
+
 def _get(d: dict[str, Any], key: str, where: str) -> Any:
     node: Any = d
     for part in key.split("."):
@@ -131,6 +140,10 @@ class FittedCostModel:
     host_per_seq_s: float = 0.0  # ... and per scheduled request
     excess_query_token_s: float = 0.0  # extra time per query token beyond saturation_tokens
     per_prefill_seq_s: float = 0.0  # per request with a prefill/recompute chunk (`infercept profile` fits it)
+    # the part of const_s that is the engine loop's gap from a step's outputs to the next step's start
+    # (`infercept profile` measures it): outputs come this long before a step's end, and the next step's
+    # policy decision sees that much time gone by; an engine log's step excludes it
+    busy_gap_s: float = 0.0
 
     def step_s(self, batch: BatchShape) -> float:
         """Duration of one engine step (seconds) for ``batch``: the forward pass plus the host's work."""
@@ -212,6 +225,7 @@ class FittedCostModel:
             host_per_seq_s=_optional(st, "host_per_seq_s", w),
             excess_query_token_s=_optional(st, "excess_query_token_s", w),
             per_prefill_seq_s=_optional(st, "per_prefill_seq_s", w),
+            busy_gap_s=_busy_gap(st, w),
             link_bytes_per_s=float(_get(p, "link.bytes_per_s", w)),
             kv_bytes_per_token=kv_bytes,
             gpu_kv_blocks=gpu_blocks,

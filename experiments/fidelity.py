@@ -95,9 +95,10 @@ def measured_s(s: dict[str, Any]) -> float:
 
 
 def predicted_s(s: dict[str, Any], cost: FittedCostModel) -> float:
-    """The cost model's step_s of the shape the engine ran (0 for a step without tokens)."""
+    """The cost model's step_s of the shape the engine ran, less the engine loop's busy gap that its const_s
+    counts and an engine log's step does not (``busy_gap_s``); 0 for a step without tokens."""
     shape = BatchShape.of_step(s)
-    return cost.step_s(shape) if shape.query_tokens else 0.0
+    return cost.step_s(shape) - cost.busy_gap_s if shape.query_tokens else 0.0
 
 
 def step_time_errors(steps: list[dict[str, Any]], cost: FittedCostModel,

@@ -152,6 +152,7 @@ def measure(settings: EngineSettings, size: ModelSize, model_name: str, git_rev:
     coef, stats = fit_steps([st for st in steps if st["num_decode"] + st["prefill_tokens"] > 0])
     gap = busy_gap_s(steps)
     coef["const_s"] += gap
+    coef["busy_gap_s"] = gap
     in_hops = in_hop_s(leads(steps, 0.0, [(t, rid, name) for t, name, rid, _ in client.events]))
     out_hops = out_hop_s(events, client.events)
     if not in_hops or not out_hops:
@@ -183,6 +184,8 @@ def measure(settings: EngineSettings, size: ModelSize, model_name: str, git_rev:
         "provenance": {
             "kind": "measured with `infercept profile` (the engine itself)",
             "step.const_s": "least-squares fit over the grid's steps, plus the engine loop's median busy gap",
+            "step.busy_gap_s": "that gap: the median time from a step's end (its outputs processed) to the next "
+                               "step's start while the engine is busy (< 5 ms); a part of const_s",
             "step.per_query_token_s": "least-squares fit (relative errors, coefficients >= 0)",
             "step.per_decode_ctx_token_s": "least-squares fit",
             "step.per_prefill_attn_pair_s": "least-squares fit",

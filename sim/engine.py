@@ -137,7 +137,9 @@ class Engine(BatchForming):
                 self.pool.allocate_gpu(self.group.blocks_needed(k) - self.group.blocks_needed_now())
             self._record(now, k, dur, fwd, stall, shape, step)
             yield env.timeout(dur)
-            self._complete(step, k, env.now)
+            # the step's outputs come before the engine loop's gap that ends it (a part of const_s): the next
+            # plan, at the step's end, sees that much time gone since a pause, as the engine's does
+            self._complete(step, k, env.now - min(cost.busy_gap_s, fwd))
             if self.check_blocks:
                 self.check()
             else:

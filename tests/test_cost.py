@@ -65,6 +65,12 @@ def test_bad_profiles_are_named(tmp_path: Path) -> None:
     p.write_text(json.dumps(prof))
     with pytest.raises(ProfileError, match="p.json: missing key 'const_s'"):
         FittedCostModel.from_profile(p)
+    for gap, why in ((-0.001, "expected a number >= 0"), (1.0, "exceeds step.const_s")):
+        bad = json.loads(profile_path("gptj-6b", "a100", 1).read_text())
+        bad["step"]["busy_gap_s"] = gap
+        p.write_text(json.dumps(bad))
+        with pytest.raises(ProfileError, match=f"p.json: step.busy_gap_s = {gap!r}.*{why}"):
+            FittedCostModel.from_profile(p)
     prof = json.loads((PROFILE_DIR / "a100-80gb-llama3-70b-tp4.json").read_text())
     prof["gpu"]["memory_bytes"] = 24 * 2**30  # 35 GB of weights per GPU do not fit
     p.write_text(json.dumps(prof))

@@ -311,3 +311,35 @@ def test_a_chunk_all_recomputed_is_charged_its_chunk_cost() -> None:
     # the chunk that ends the recompute carries new tokens too: it stays, its cost is not the recompute's
     (part,) = [r for r in rows if 0 < r["recompute_tokens"] < r["prefill_tokens"]]
     assert part["recompute_s"] == pytest.approx(1e-4 * part["recompute_tokens"])
+
+
+def test_outputs_come_before_the_engine_loops_gap_and_the_next_plan_after_it() -> None:
+    """step.busy_gap_s = 1 ms of const_s's 10: a step's tokens, pause and finish come 1 ms before its end;
+    the plan at its end sees the pause 1 ms old (the engine's policy hook runs after that gap), not 0 ms."""
+    cost = make_cost(busy_gap_s=0.001)
+    m = run(TOOL, "preserve", cost=cost)
+    rec = m.requests["a"]
+    assert rec.first_token_s == pytest.approx(0.02 - 0.001)
+    # the pause at 0.0402 - 0.001; the tool's 1 s from there; the resume's step (11 tokens) and one decode
+    # step, the last token 1 ms before its end
+    assert rec.finish_s == pytest.approx(0.0392 + 1.0 + 0.0111 + 0.0101 - 0.001)
+
+    class Seen:
+        """InferCept, recording how old each paused request is at every plan."""
+
+        def __init__(self, policy):
+            self.policy, self.ages_s = policy, []
+
+        def plan_step(self, state):
+            self.ages_s += [state.now_s - r.paused_at_s for r in state.paused]
+            return self.policy.plan_step(state)
+
+        def __getattr__(self, name):
+            return getattr(self.policy, name)
+
+    seen = Seen(make_policy("infercept", cost))
+    env = simpy.Environment()
+    eng = Engine(env, TOOL, cost, seen, Metrics(100.0, cost.gpu_kv_blocks), "v1", 100.0, drain=True, check=True)
+    env.process(eng.run())
+    env.run()
+    assert seen.ages_s and seen.ages_s[0] == pytest.approx(0.001)
