@@ -87,8 +87,12 @@ def _optional(step: dict[str, Any], key: str, where: str) -> float:
     return float(value)
 
 
-def _busy_gap(step: dict[str, Any], where: str) -> float:
-    """step.busy_gap_s (0 when absent): a part of step.const_s, so no larger than it."""
+def _busy_gap(profile: dict[str, Any], step: dict[str, Any], where: str) -> float:
+    """step.busy_gap_s: a part of step.const_s, so no larger than it. Absent: the gap a profile measured before
+    the key existed recorded as added to const_s (``provenance.fit.busy_gap_s_added_to_const``), else 0."""
+    fit = profile.get("provenance", {}).get("fit", {}) if isinstance(profile.get("provenance"), dict) else {}
+    if "busy_gap_s" not in step and isinstance(fit, dict) and "busy_gap_s_added_to_const" in fit:
+        step = {**step, "busy_gap_s": fit["busy_gap_s_added_to_const"]}
     gap = _optional(step, "busy_gap_s", where)
     const = step.get("const_s")
     if gap and isinstance(const, int | float) and gap > const:
@@ -225,7 +229,7 @@ class FittedCostModel:
             host_per_seq_s=_optional(st, "host_per_seq_s", w),
             excess_query_token_s=_optional(st, "excess_query_token_s", w),
             per_prefill_seq_s=_optional(st, "per_prefill_seq_s", w),
-            busy_gap_s=_busy_gap(st, w),
+            busy_gap_s=_busy_gap(p, st, w),
             link_bytes_per_s=float(_get(p, "link.bytes_per_s", w)),
             kv_bytes_per_token=kv_bytes,
             gpu_kv_blocks=gpu_blocks,

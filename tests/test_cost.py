@@ -71,6 +71,11 @@ def test_bad_profiles_are_named(tmp_path: Path) -> None:
         p.write_text(json.dumps(bad))
         with pytest.raises(ProfileError, match=f"p.json: step.busy_gap_s = {gap!r}.*{why}"):
             FittedCostModel.from_profile(p)
+    older = json.loads(profile_path("gptj-6b", "a100", 1).read_text())  # measured before step.busy_gap_s existed
+    older["provenance"]["fit"] = {"busy_gap_s_added_to_const": 0.0002}
+    p.write_text(json.dumps(older))
+    assert FittedCostModel.from_profile(p).busy_gap_s == 0.0002
+    assert FittedCostModel.from_profile(profile_path("gptj-6b", "a100", 1)).busy_gap_s == 0.0  # a derived profile
     prof = json.loads((PROFILE_DIR / "a100-80gb-llama3-70b-tp4.json").read_text())
     prof["gpu"]["memory_bytes"] = 24 * 2**30  # 35 GB of weights per GPU do not fit
     p.write_text(json.dumps(prof))
