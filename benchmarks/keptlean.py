@@ -9,12 +9,13 @@ it had room and the plan swapped nothing in, how often it swapped the pause out 
 other paused requests first). Pauses are grouped by estimator: the kinds with a profiled mean (math, qa, ve:
 their waste starts high and falls) and those whose estimate is the elapsed time (their waste starts at 0).
 
-Options re-simulate with one thing changed, to test a cause: ``--plan-delay-ms`` (the policy asked that long
-after the step's end, as the engine asks it after processing the step's outputs: a fresh pause's elapsed
-time is then above 0), ``--copy-overhead-ms`` (every step that moves KV that much longer), ``--wander`` (each
-run's own speed per 2-s block, in its order, ``experiments.wander``), ``--set KEY=VALUE`` (an engine key, as
-``engine.*`` overrides take it: for the simulated engine and the cost model its policy decides with). The
-engine's plan time is the start of the step it plans (its policy hook runs first thing).
+Options re-simulate with one thing changed, to test a cause: ``--plan-delay-ms`` (the policy asked that much
+later than the simulator asks it, which since 2026-12-08 is the profile's ``step.busy_gap_s`` after a pause,
+as the engine's hook is: before, at the pause's instant, a fresh pause's elapsed time was 0),
+``--copy-overhead-ms`` (every step that moves KV that much longer), ``--wander`` (each run's own speed per 2-s
+block, in its order, ``experiments.wander``), ``--set KEY=VALUE`` (an engine key, as ``engine.*`` overrides
+take it: for the simulated engine and the cost model its policy decides with). The engine's plan time is the
+start of the step it plans (its policy hook runs first thing).
 
     python benchmarks/keptlean.py results/validate-constrained-7 results/validate-constrained-8 [--wander]
 """

@@ -91,13 +91,16 @@ def _busy_gap(profile: dict[str, Any], step: dict[str, Any], where: str) -> floa
     """step.busy_gap_s: a part of step.const_s, so no larger than it. Absent: the gap a profile measured before
     the key existed recorded as added to const_s (``provenance.fit.busy_gap_s_added_to_const``), else 0."""
     fit = profile.get("provenance", {}).get("fit", {}) if isinstance(profile.get("provenance"), dict) else {}
+    key, table = "step.busy_gap_s", step
     if "busy_gap_s" not in step and isinstance(fit, dict) and "busy_gap_s_added_to_const" in fit:
-        step = {**step, "busy_gap_s": fit["busy_gap_s_added_to_const"]}
-    gap = _optional(step, "busy_gap_s", where)
+        key, table = "provenance.fit.busy_gap_s_added_to_const", {"busy_gap_s": fit["busy_gap_s_added_to_const"]}
+    gap = table.get("busy_gap_s", 0.0)
+    if isinstance(gap, bool) or not isinstance(gap, int | float) or not gap >= 0:
+        raise ProfileError(f"{where}: {key} = {gap!r}: expected a number >= 0")
     const = step.get("const_s")
     if gap and isinstance(const, int | float) and gap > const:
-        raise ProfileError(f"{where}: step.busy_gap_s = {gap!r} exceeds step.const_s = {const!r}, which counts it")
-    return gap
+        raise ProfileError(f"{where}: {key} = {gap!r} exceeds step.const_s = {const!r}, which counts it")
+    return float(gap)
 
 
 def _get(d: dict[str, Any], key: str, where: str) -> Any:

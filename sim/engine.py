@@ -54,6 +54,7 @@ class Engine(BatchForming):
         self.warned = False
         self.num_generated = 0  # tokens sampled so far (the invariant: every one is credited to a request)
         self.seen_until_s = math.inf if drain else duration_s
+        self.outputs_s = 0.0  # when the last step's outputs came
 
     # ---------- the process ----------
     def run(self) -> Generator[simpy.events.Event, Any, None]:
@@ -139,7 +140,8 @@ class Engine(BatchForming):
             yield env.timeout(dur)
             # the step's outputs come before the engine loop's gap that ends it (a part of const_s): the next
             # plan, at the step's end, sees that much time gone since a pause, as the engine's does
-            self._complete(step, k, env.now - min(cost.busy_gap_s, fwd))
+            self.outputs_s = env.now - min(cost.busy_gap_s, fwd)
+            self._complete(step, k, self.outputs_s)
             if self.check_blocks:
                 self.check()
             else:
@@ -147,7 +149,8 @@ class Engine(BatchForming):
         if not self.drain:  # arrivals and tool returns inside the window that the last step overran
             self.release_copied(self.duration_s, end=True)
             self._absorb(self.duration_s, hop_s=0.0)  # the client's: what it sent inside the window counts
-        self.m.end_s = env.now + self.out_hop_s if self.drain else self.duration_s  # drain: the client's last finish
+        # drain: the client's last finish (the last step's outputs, before the engine loop's gap)
+        self.m.end_s = self.outputs_s + self.out_hop_s if self.drain else self.duration_s
         self.flush_waste(self.m.end_s)
         if self.pool.host is not None:
             self.m.notes["host_stored_tokens"] = self.pool.host.stored_tokens

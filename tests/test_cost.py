@@ -75,6 +75,14 @@ def test_bad_profiles_are_named(tmp_path: Path) -> None:
     older["provenance"]["fit"] = {"busy_gap_s_added_to_const": 0.0002}
     p.write_text(json.dumps(older))
     assert FittedCostModel.from_profile(p).busy_gap_s == 0.0002
+    older["step"]["busy_gap_s"] = 0.0003  # the key, where present, wins
+    p.write_text(json.dumps(older))
+    assert FittedCostModel.from_profile(p).busy_gap_s == 0.0003
+    del older["step"]["busy_gap_s"]
+    older["provenance"]["fit"]["busy_gap_s_added_to_const"] = "?"
+    p.write_text(json.dumps(older))
+    with pytest.raises(ProfileError, match=r"provenance.fit.busy_gap_s_added_to_const = '\?'"):
+        FittedCostModel.from_profile(p)
     assert FittedCostModel.from_profile(profile_path("gptj-6b", "a100", 1)).busy_gap_s == 0.0  # a derived profile
     prof = json.loads((PROFILE_DIR / "a100-80gb-llama3-70b-tp4.json").read_text())
     prof["gpu"]["memory_bytes"] = 24 * 2**30  # 35 GB of weights per GPU do not fit

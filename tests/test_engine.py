@@ -323,6 +323,7 @@ def test_outputs_come_before_the_engine_loops_gap_and_the_next_plan_after_it() -
     # the pause at 0.0402 - 0.001; the tool's 1 s from there; the resume's step (11 tokens) and one decode
     # step, the last token 1 ms before its end
     assert rec.finish_s == pytest.approx(0.0392 + 1.0 + 0.0111 + 0.0101 - 0.001)
+    assert m.end_s == pytest.approx(rec.finish_s)  # a drained run ends at the client's last finish
 
     class Seen:
         """InferCept, recording how old each paused request is at every plan."""

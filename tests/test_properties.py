@@ -39,10 +39,10 @@ def workloads(draw: st.DrawFn) -> list[RequestSpec]:
 def simulate_specs(specs: list[RequestSpec], policy: str, batching: str, gpu_blocks: int, cpu_blocks: int = 40,
                    link_bytes_per_s: float = 1e6, window_s: float | None = None,
                    overlap: bool = True, holds: bool = False,
-                   hops_s: tuple[float, float] = (0.0, 0.0)) -> tuple[Metrics, Engine]:
+                   hops_s: tuple[float, float] = (0.0, 0.0), gap_s: float = 0.0) -> tuple[Metrics, Engine]:
     cost = make_cost(gpu_kv_blocks=gpu_blocks, cpu_kv_blocks=cpu_blocks, link_bytes_per_s=link_bytes_per_s,
                      swap_overlap=overlap, swap_holds_blocks=holds, client_in_hop_s=hops_s[0],
-                     client_out_hop_s=hops_s[1])
+                     client_out_hop_s=hops_s[1], busy_gap_s=gap_s)
     m = Metrics(window_s or 5.0, gpu_blocks)
     env = simpy.Environment()
     eng = Engine(env, specs, cost, make_policy(policy, cost), m, batching, window_s or 5.0,
@@ -58,14 +58,15 @@ def simulate_specs(specs: list[RequestSpec], policy: str, batching: str, gpu_blo
        gpu_blocks=st.integers(30, 120), cpu_blocks=st.integers(0, 40),
        link_bytes_per_s=st.sampled_from([1e6, 2e7, 2e8]), window_s=st.sampled_from([None, 0.5, 2.0]),
        overlap=st.booleans(), holds=st.booleans(),
-       hops_s=st.sampled_from([(0.0, 0.0), (0.002, 0.001), (0.05, 0.3)]))
+       hops_s=st.sampled_from([(0.0, 0.0), (0.002, 0.001), (0.05, 0.3)]),
+       gap_s=st.sampled_from([0.0, 0.001, 0.01]))  # the engine loop's gap: none, some, all of const_s
 def test_invariants(specs: list[RequestSpec], policy: str, batching: str, gpu_blocks: int, cpu_blocks: int,
                     link_bytes_per_s: float, window_s: float | None, overlap: bool, holds: bool,
-                    hops_s: tuple[float, float]) -> None:
+                    hops_s: tuple[float, float], gap_s: float) -> None:
     gpu_blocks = max(gpu_blocks, max(-(-s.total_tokens // 16) for s in specs))  # every request fits alone
     # check=True asserts block conservation on every step
     m, eng = simulate_specs(specs, policy, batching, gpu_blocks, cpu_blocks, link_bytes_per_s, window_s, overlap,
-                            holds, hops_s)
+                            holds, hops_s, gap_s)
     assert sum(rec.gen_tokens for rec in m.requests.values()) == eng.num_generated, "tokens not conserved"
     for s in specs:
         rec = m.requests.get(s.rid)
@@ -91,7 +92,7 @@ def test_invariants(specs: list[RequestSpec], policy: str, batching: str, gpu_bl
     for col in ("gpu_used_blocks", "cpu_used_blocks", "gpu_paused_blocks"):
         assert min(m.steps[col], default=0) >= 0
     again, _ = simulate_specs(specs, policy, batching, gpu_blocks, cpu_blocks, link_bytes_per_s, window_s, overlap,
-                              holds, hops_s)
+                              holds, hops_s, gap_s)
     assert summarize(m) == summarize(again)
 
 
