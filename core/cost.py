@@ -88,13 +88,13 @@ def _optional(step: dict[str, Any], key: str, where: str) -> float:
 
 
 def _busy_gap(profile: dict[str, Any], step: dict[str, Any], where: str) -> float:
-    """step.busy_gap_s: a part of step.const_s, so no larger than it. Absent: the gap a profile measured before
-    the key existed recorded as added to const_s (``provenance.fit.busy_gap_s_added_to_const``), else 0."""
-    fit = profile.get("provenance", {}).get("fit", {}) if isinstance(profile.get("provenance"), dict) else {}
-    key, table = "step.busy_gap_s", step
+    """step.busy_gap_s: a part of step.const_s, so no larger than it. Absent: the gap a profile measured
+    before the key existed recorded as added to const_s (``provenance.fit.busy_gap_s_added_to_const``), else 0."""
+    prov = profile.get("provenance")
+    fit = prov.get("fit") if isinstance(prov, dict) else None
+    key, gap = "step.busy_gap_s", step.get("busy_gap_s", 0.0)
     if "busy_gap_s" not in step and isinstance(fit, dict) and "busy_gap_s_added_to_const" in fit:
-        key, table = "provenance.fit.busy_gap_s_added_to_const", {"busy_gap_s": fit["busy_gap_s_added_to_const"]}
-    gap = table.get("busy_gap_s", 0.0)
+        key, gap = "provenance.fit.busy_gap_s_added_to_const", fit["busy_gap_s_added_to_const"]
     if isinstance(gap, bool) or not isinstance(gap, int | float) or not gap >= 0:
         raise ProfileError(f"{where}: {key} = {gap!r}: expected a number >= 0")
     const = step.get("const_s")
