@@ -88,8 +88,9 @@ def _optional(step: dict[str, Any], key: str, where: str) -> float:
 
 
 def _busy_gap(profile: dict[str, Any], step: dict[str, Any], where: str) -> float:
-    """step.busy_gap_s: a part of step.const_s, so no larger than it. Absent: the gap a profile measured
-    before the key existed recorded as added to const_s (``provenance.fit.busy_gap_s_added_to_const``), else 0."""
+    """step.busy_gap_s: a part of step.const_s, so no larger than it. Absent: the gap that a profile measured
+    before the key existed recorded as added to const_s (``provenance.fit.busy_gap_s_added_to_const``), else
+    0."""
     prov = profile.get("provenance")
     fit = prov.get("fit") if isinstance(prov, dict) else None
     key, gap = "step.busy_gap_s", step.get("busy_gap_s", 0.0)
