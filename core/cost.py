@@ -79,11 +79,11 @@ class CostModel(Protocol):
         ...
 
 
-def _optional(step: dict[str, Any], key: str, where: str) -> float:
-    """An optional non-negative step term (0 when absent); a bad value names the key."""
-    value = step.get(key, 0.0)
+def _optional(table: dict[str, Any], key: str, where: str, prefix: str = "step.") -> float:
+    """An optional non-negative term of ``table`` (0 when absent); a bad value names ``prefix + key``."""
+    value = table.get(key, 0.0)
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ProfileError(f"{where}: step.{key} = {value!r}: expected a number >= 0")
+        raise ProfileError(f"{where}: {prefix}{key} = {value!r}: expected a number >= 0")
     return float(value)
 
 
@@ -93,15 +93,15 @@ def _busy_gap(profile: dict[str, Any], step: dict[str, Any], where: str) -> floa
     0."""
     prov = profile.get("provenance")
     fit = prov.get("fit") if isinstance(prov, dict) else None
-    key, gap = "step.busy_gap_s", step.get("busy_gap_s", 0.0)
     if "busy_gap_s" not in step and isinstance(fit, dict) and "busy_gap_s_added_to_const" in fit:
-        key, gap = "provenance.fit.busy_gap_s_added_to_const", fit["busy_gap_s_added_to_const"]
-    if isinstance(gap, bool) or not isinstance(gap, int | float) or not gap >= 0:
-        raise ProfileError(f"{where}: {key} = {gap!r}: expected a number >= 0")
+        name, gap = "provenance.fit.busy_gap_s_added_to_const", _optional(fit, "busy_gap_s_added_to_const",
+                                                                          where, "provenance.fit.")
+    else:
+        name, gap = "step.busy_gap_s", _optional(step, "busy_gap_s", where)
     const = step.get("const_s")
     if gap and isinstance(const, int | float) and gap > const:
-        raise ProfileError(f"{where}: {key} = {gap!r} exceeds step.const_s = {const!r}, which counts it")
-    return float(gap)
+        raise ProfileError(f"{where}: {name} = {gap!r} exceeds step.const_s = {const!r}, which counts it")
+    return gap
 
 
 def _get(d: dict[str, Any], key: str, where: str) -> Any:
